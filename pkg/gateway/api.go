@@ -1,0 +1,66 @@
+// Package gateway is the control plane of a node's web gateway: a zbus object
+// that validates proxy requests, keeps an index of the routes it holds, and
+// turns each route into a Traefik dynamic-configuration file.
+package gateway
+
+//go:generate go run github.com/threefoldtech/zbus/zbusc -module gateway -version 0.0.1 -name gateway -package stubs github.com/threefoldtech/gateway/pkg/gateway+Gateway stubs/gateway_stub.go
+
+// Bus names of the object, as other node modules address it.
+const (
+	// ModuleName is the zbus module the gateway serves.
+	ModuleName = "gateway"
+	// ObjectName is the name of the one object the module serves.
+	ObjectName = "gateway"
+	// ObjectVersion is the version of the object's contract.
+	ObjectVersion = "0.0.1"
+)
+
+// Gateway is the contract the module serves on zbus. Other node modules
+// depend on these exact names and signatures.
+type Gateway interface {
+	// SetNamedProxy publishes backends at prefix.<gateway domain> and returns
+	// that name.
+	SetNamedProxy(wlID string, prefix string, backends []string, TLSPassthrough bool) (string, error)
+	// SetFQDNProxy publishes backends at fqdn, a domain the caller owns that
+	// resolves to the node's public IPs.
+	SetFQDNProxy(wlID string, fqdn string, backends []string, TLSPassthrough bool) error
+	// DeleteNamedProxy removes the route of wlID, whatever its kind. An
+	// unknown wlID is not an error.
+	DeleteNamedProxy(wlID string) error
+	// Metrics returns the bytes served per workload.
+	Metrics() (GatewayMetrics, error)
+	// List returns every route the module holds, sorted by workload ID.
+	List() ([]Proxy, error)
+}
+
+// GatewayMetrics holds the bytes Traefik counted per workload.
+type GatewayMetrics struct {
+	// Request is the bytes received from clients, keyed by workload ID.
+	Request map[string]float64
+	// Response is the bytes sent back to clients, keyed by workload ID.
+	Response map[string]float64
+}
+
+// Kind tells how a route's domain was given.
+type Kind string
+
+const (
+	// KindName is a route at prefix.<gateway domain>.
+	KindName Kind = "name"
+	// KindFQDN is a route at a domain the caller owns.
+	KindFQDN Kind = "fqdn"
+)
+
+// Proxy is one route as the module holds it.
+type Proxy struct {
+	// WorkloadID is the caller's workload ID; it names the route.
+	WorkloadID string
+	// FQDN is the domain the route answers for, lower-cased, no trailing dot.
+	FQDN string
+	// Kind is KindName or KindFQDN.
+	Kind Kind
+	// Backends are the addresses traffic is balanced over, as given.
+	Backends []string
+	// TLSPassthrough is true when the backends terminate TLS themselves.
+	TLSPassthrough bool
+}

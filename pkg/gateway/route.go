@@ -1,0 +1,209 @@
+package gateway
+
+import (
+	"fmt"
+	"net/netip"
+	"reflect"
+	"strings"
+
+	"github.com/threefoldtech/gateway/pkg/traefik"
+)
+
+// Names the gateway uses in Traefik's configuration. The static
+// configuration defines the same entry points and resolvers.
+const (
+	EntryPointWeb       = "web"
+	EntryPointWebSecure = "websecure"
+	// ResolverHTTP issues certificates for user domains by HTTP-01.
+	ResolverHTTP = "resolver"
+	// ResolverDNS issues the gateway domain's wildcard certificate by DNS-01.
+	ResolverDNS = "dnsresolver"
+	// acmeChallengePath is where HTTP-01 challenges are answered.
+	acmeChallengePath = "/.well-known/acme-challenge/"
+)
+
+// route is one validated route: what the index holds and a file renders.
+type route struct {
+	id          string
+	fqdn        string
+	kind        Kind
+	backends    []Backend
+	passthrough bool
+}
+
+// proxy returns the route as the bus shows it.
+func (r route) proxy() Proxy {
+	backends := make([]string, len(r.backends))
+	for i, b := range r.backends {
+		backends[i] = b.String(r.passthrough)
+	}
+	return Proxy{WorkloadID: r.id, FQDN: r.fqdn, Kind: r.kind, Backends: backends, TLSPassthrough: r.passthrough}
+}
+
+// hostRule is the only rule shape the gateway writes for HTTP.
+func hostRule(fqdn string) string { return "Host(`" + fqdn + "`)" }
+
+// sniRule is the only rule shape the gateway writes for TCP.
+func sniRule(fqdn string) string { return "HostSNI(`" + fqdn + "`)" }
+
+// challengeRule matches HTTP-01 challenges for fqdn on the web entry point.
+func challengeRule(fqdn string) string {
+	return hostRule(fqdn) + " && PathPrefix(`" + acmeChallengePath + "`)"
+}
+
+// render builds the Traefik configuration of a route. domain is the gateway
+// domain, whose wildcard certificate serves every name proxy.
+//
+// Router and service share the workload ID as name. A passthrough route also
+// gets an HTTP router on the web entry point that sends HTTP-01 challenges for
+// its name to the backend's port 80, so the backend can get its own
+// certificate although the entry point redirects everything else to HTTPS.
+func (r route) render(domain string) *traefik.Configuration {
+	if r.passthrough {
+		tcpServers := make([]traefik.TCPServer, len(r.backends))
+		httpServers := make([]traefik.Server, len(r.backends))
+		for i, b := range r.backends {
+			tcpServers[i] = traefik.TCPServer{Address: b.Addr.String()}
+			httpServers[i] = traefik.Server{URL: "http://" + netip.AddrPortFrom(b.Addr.Addr(), 80).String()}
+		}
+		return &traefik.Configuration{
+			TCP: &traefik.TCPConfiguration{
+				Routers: map[string]*traefik.TCPRouter{r.id: {
+					EntryPoints: []string{EntryPointWebSecure},
+					Rule:        sniRule(r.fqdn),
+					Service:     r.id,
+					TLS:         &traefik.RouterTCPTLSConfig{Passthrough: true},
+				}},
+				Services: map[string]*traefik.TCPService{r.id: {
+					LoadBalancer: &traefik.TCPServersLoadBalancer{Servers: tcpServers},
+				}},
+			},
+			HTTP: &traefik.HTTPConfiguration{
+				Routers: map[string]*traefik.Router{r.id: {
+					EntryPoints: []string{EntryPointWeb},
+					Rule:        challengeRule(r.fqdn),
+					Service:     r.id,
+				}},
+				Services: map[string]*traefik.Service{r.id: {
+					LoadBalancer: &traefik.ServersLoadBalancer{Servers: httpServers},
+				}},
+			},
+		}
+	}
+
+	tls := &traefik.RouterTLSConfig{CertResolver: ResolverHTTP, Domains: []traefik.Domain{{Main: r.fqdn}}}
+	if r.kind == KindName {
+		tls = &traefik.RouterTLSConfig{CertResolver: ResolverDNS, Domains: []traefik.Domain{{Main: domain, SANs: []string{"*." + domain}}}}
+	}
+	servers := make([]traefik.Server, len(r.backends))
+	for i, b := range r.backends {
+		servers[i] = traefik.Server{URL: b.String(false)}
+	}
+	return &traefik.Configuration{
+		HTTP: &traefik.HTTPConfiguration{
+			Routers: map[string]*traefik.Router{r.id: {
+				EntryPoints: []string{EntryPointWebSecure},
+				Rule:        hostRule(r.fqdn),
+				Service:     r.id,
+				TLS:         tls,
+			}},
+			Services: map[string]*traefik.Service{r.id: {
+				LoadBalancer: &traefik.ServersLoadBalancer{Servers: servers},
+			}},
+		},
+	}
+}
+
+// parseRoute reads back a configuration the gateway wrote for workload id.
+// It accepts only what render produces: the route it finds is rendered again
+// and must give the same configuration, so a file edited by hand or written
+// by something else is never taken for a route.
+func parseRoute(id string, cfg *traefik.Configuration, domain string) (route, error) {
+	if err := ValidateWorkloadID(id); err != nil {
+		return route{}, err
+	}
+	r := route{id: id}
+	switch {
+	case cfg.TCP != nil:
+		rt, ok := cfg.TCP.Routers[id]
+		svc, ok2 := cfg.TCP.Services[id]
+		if !ok || !ok2 || svc.LoadBalancer == nil {
+			return route{}, fmt.Errorf("no TCP router and service named %q", id)
+		}
+		fqdn, ok := unwrap(rt.Rule, "HostSNI(`", "`)")
+		if !ok {
+			return route{}, fmt.Errorf("unexpected TCP rule %q", rt.Rule)
+		}
+		r.passthrough = true
+		r.fqdn = fqdn
+		for _, s := range svc.LoadBalancer.Servers {
+			b, err := ParseBackend("server", s.Address, true)
+			if err != nil {
+				return route{}, err
+			}
+			r.backends = append(r.backends, b)
+		}
+	case cfg.HTTP != nil:
+		rt, ok := cfg.HTTP.Routers[id]
+		svc, ok2 := cfg.HTTP.Services[id]
+		if !ok || !ok2 || svc.LoadBalancer == nil {
+			return route{}, fmt.Errorf("no HTTP router and service named %q", id)
+		}
+		fqdn, ok := unwrap(rt.Rule, "Host(`", "`)")
+		if !ok {
+			return route{}, fmt.Errorf("unexpected HTTP rule %q", rt.Rule)
+		}
+		r.fqdn = fqdn
+		for _, s := range svc.LoadBalancer.Servers {
+			b, err := ParseBackend("server", s.URL, false)
+			if err != nil {
+				return route{}, err
+			}
+			r.backends = append(r.backends, b)
+		}
+		if rt.TLS != nil && rt.TLS.CertResolver == ResolverDNS {
+			r.kind = KindName
+		}
+	default:
+		return route{}, fmt.Errorf("no routers")
+	}
+	norm, err := NormalizeFQDN(r.fqdn)
+	if err != nil || norm != r.fqdn {
+		return route{}, fmt.Errorf("unexpected domain %q", r.fqdn)
+	}
+	if r.kind == "" {
+		r.kind = KindFQDN
+		if domain != "" && isUnder(r.fqdn, domain) {
+			r.kind = KindName
+		}
+	}
+	if len(r.backends) == 0 || len(r.backends) > MaxBackends {
+		return route{}, fmt.Errorf("%d backends", len(r.backends))
+	}
+	if r.kind == KindName && !r.passthrough {
+		// The wildcard certificate names the domain the route was written for.
+		domain = strings.SplitN(r.fqdn, ".", 2)[1]
+	}
+	if !reflect.DeepEqual(r.render(domain), cfg) {
+		return route{}, fmt.Errorf("configuration differs from what the gateway writes for this route")
+	}
+	return r, nil
+}
+
+// unwrap returns s without prefix and suffix, if it has both and nothing in
+// between could end the quoted value early.
+func unwrap(s, prefix, suffix string) (string, bool) {
+	if !strings.HasPrefix(s, prefix) || !strings.HasSuffix(s, suffix) || len(s) < len(prefix)+len(suffix) {
+		return "", false
+	}
+	v := s[len(prefix) : len(s)-len(suffix)]
+	if strings.ContainsAny(v, "`()&|!, ") {
+		return "", false
+	}
+	return v, true
+}
+
+// isUnder tells whether name is domain or a name below it.
+func isUnder(name, domain string) bool {
+	return name == domain || strings.HasSuffix(name, "."+domain)
+}

@@ -1,0 +1,105 @@
+package gateway
+
+import (
+	"flag"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/threefoldtech/gateway/pkg/traefik"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+func backends(t testing.TB, passthrough bool, values ...string) []Backend {
+	t.Helper()
+	bs, err := ParseBackends(values, passthrough, Policy{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bs
+}
+
+func TestRenderGolden(t *testing.T) {
+	tests := []struct {
+		golden string
+		route  route
+	}{
+		{"name-http", route{id: "wl-1", fqdn: "app.gw.example", kind: KindName, backends: backends(t, false, "http://10.0.0.1:8080", "http://[2a02:1802::5]")}},
+		{"name-passthrough", route{id: "wl-2", fqdn: "tls.gw.example", kind: KindName, passthrough: true, backends: backends(t, true, "10.0.0.2:443", "https://[2a02:1802::6]:8443")}},
+		{"fqdn-http", route{id: "wl-3", fqdn: "www.user.example", kind: KindFQDN, backends: backends(t, false, "http://10.0.0.3")}},
+		{"fqdn-passthrough", route{id: "wl-4", fqdn: "secure.user.example", kind: KindFQDN, passthrough: true, backends: backends(t, true, "10.0.0.4:443")}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.golden, func(t *testing.T) {
+			got, err := traefik.Marshal(tt.route.render("gw.example"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join("testdata", tt.golden+".yaml")
+			if *update {
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("reading golden file (run with -update to create it): %v", err)
+			}
+			if string(got) != string(want) {
+				t.Errorf("rendered YAML differs from %s:\n%s", path, got)
+			}
+			// What is written reads back as the same route.
+			cfg, err := traefik.Unmarshal(got)
+			if err != nil {
+				t.Fatal(err)
+			}
+			back, err := parseRoute(tt.route.id, cfg, "gw.example")
+			if err != nil {
+				t.Fatalf("reading back: %v", err)
+			}
+			if back.proxy().FQDN != tt.route.fqdn || back.kind != tt.route.kind || back.passthrough != tt.route.passthrough ||
+				len(back.backends) != len(tt.route.backends) {
+				t.Errorf("read back %+v, want %+v", back, tt.route)
+			}
+		})
+	}
+}
+
+func TestParseRouteRefusesForeignFiles(t *testing.T) {
+	good := route{id: "wl", fqdn: "app.gw.example", kind: KindName, backends: backends(t, false, "http://10.0.0.1")}
+	tests := []struct {
+		name   string
+		id     string
+		mutate func(c *traefik.Configuration)
+	}{
+		{"other file name", "other", func(c *traefik.Configuration) {}},
+		// A rule edited by hand can match more than the route's domain.
+		{"extra rule", "wl", func(c *traefik.Configuration) { c.HTTP.Routers["wl"].Rule += " || Host(`evil.example`)" }},
+		{"rule injection", "wl", func(c *traefik.Configuration) { c.HTTP.Routers["wl"].Rule = "Host(`a.gw.example`) || Host(`b`)" }},
+		{"extra router", "wl", func(c *traefik.Configuration) { c.HTTP.Routers["x"] = c.HTTP.Routers["wl"] }},
+		{"other entry point", "wl", func(c *traefik.Configuration) { c.HTTP.Routers["wl"].EntryPoints = []string{"web"} }},
+		{"hostname backend", "wl", func(c *traefik.Configuration) {
+			c.HTTP.Services["wl"].LoadBalancer.Servers[0].URL = "http://metadata.internal"
+		}},
+		{"no servers", "wl", func(c *traefik.Configuration) { c.HTTP.Services["wl"].LoadBalancer.Servers = nil }},
+		{"upper-case domain", "wl", func(c *traefik.Configuration) { c.HTTP.Routers["wl"].Rule = "Host(`APP.gw.example`)" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := good.render("gw.example")
+			tt.mutate(cfg)
+			if r, err := parseRoute(tt.id, cfg, "gw.example"); err == nil {
+				t.Fatalf("accepted %+v", r)
+			}
+		})
+	}
+}
+
+func TestProxyShowsCanonicalBackends(t *testing.T) {
+	r := route{id: "wl", fqdn: "a.b.c", kind: KindFQDN, passthrough: true, backends: []Backend{{Addr: netip.MustParseAddrPort("[2a02::1]:443"), PortGiven: true}}}
+	if got := r.proxy().Backends[0]; got != "[2a02::1]:443" {
+		t.Fatalf("got %q", got)
+	}
+}

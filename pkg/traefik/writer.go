@@ -1,0 +1,176 @@
+package traefik
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// FileExt is the extension of the dynamic-configuration files the gateway
+// writes. Traefik's file provider loads .yaml, .yml and .toml files only.
+const FileExt = ".yaml"
+
+// tempSuffix marks a file being written. Traefik ignores it because it does
+// not end in a configuration extension.
+const tempSuffix = ".tmp"
+
+// Marshal renders a dynamic configuration as YAML.
+func Marshal(cfg *Configuration) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(cfg); err != nil {
+		return nil, fmt.Errorf("encoding configuration: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("encoding configuration: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// Unmarshal reads a dynamic configuration back. Keys the model does not know
+// are an error: the gateway only reads files it wrote itself.
+func Unmarshal(data []byte) (*Configuration, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var cfg Configuration
+	if err := dec.Decode(&cfg); err != nil {
+		return nil, fmt.Errorf("decoding configuration: %w", err)
+	}
+	return &cfg, nil
+}
+
+// Dir is a folder Traefik watches. Its writes are crash-consistent: a reader
+// (Traefik, or the gateway after a crash) sees the old file or the new one,
+// never a partial one.
+type Dir struct {
+	path string
+}
+
+// OpenDir creates path if needed and removes the temporary files an
+// interrupted write left behind.
+func OpenDir(path string) (*Dir, error) {
+	if err := os.MkdirAll(path, 0o755); err != nil {
+		return nil, fmt.Errorf("creating %s: %w", path, err)
+	}
+	stale, err := filepath.Glob(filepath.Join(path, ".*"+tempSuffix))
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", path, err)
+	}
+	for _, f := range stale {
+		if err := os.Remove(f); err != nil && !os.IsNotExist(err) {
+			return nil, fmt.Errorf("removing stale %s: %w", f, err)
+		}
+	}
+	return &Dir{path: path}, nil
+}
+
+// Path returns the folder's path.
+func (d *Dir) Path() string { return d.path }
+
+// File returns the path of the file that holds name.
+func (d *Dir) File(name string) string {
+	return filepath.Join(d.path, name+FileExt)
+}
+
+// Write replaces the file of name with data: it writes a temporary file
+// Traefik does not load, syncs it, renames it into place and syncs the folder
+// so the rename itself survives a crash.
+func (d *Dir) Write(name string, data []byte) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(d.path, "."+name+".*"+tempSuffix)
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if _, err := tmp.Write(data); err != nil {
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("syncing %s: %w", name, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	if err := os.Rename(tmp.Name(), d.File(name)); err != nil {
+		return fmt.Errorf("renaming %s into place: %w", name, err)
+	}
+	committed = true
+	return d.sync()
+}
+
+// Remove deletes the file of name. A missing file is not an error.
+func (d *Dir) Remove(name string) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	if err := os.Remove(d.File(name)); err != nil {
+		if os.IsNotExist(err) {
+			return nil
+		}
+		return fmt.Errorf("removing %s: %w", name, err)
+	}
+	return d.sync()
+}
+
+// Names lists the names of the configuration files in the folder, skipping
+// temporary and hidden files and subfolders (Traefik does not read those).
+func (d *Dir) Names() ([]string, error) {
+	entries, err := os.ReadDir(d.path)
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", d.path, err)
+	}
+	var names []string
+	for _, e := range entries {
+		n := e.Name()
+		if e.IsDir() || strings.HasPrefix(n, ".") || !strings.HasSuffix(n, FileExt) {
+			continue
+		}
+		names = append(names, strings.TrimSuffix(n, FileExt))
+	}
+	return names, nil
+}
+
+// Read returns the content of the file of name.
+func (d *Dir) Read(name string) ([]byte, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	return os.ReadFile(d.File(name))
+}
+
+func (d *Dir) sync() error {
+	f, err := os.Open(d.path)
+	if err != nil {
+		return fmt.Errorf("syncing %s: %w", d.path, err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("syncing %s: %w", d.path, err)
+	}
+	return nil
+}
+
+// checkName guards the folder: a name is one path element that is not hidden.
+// Callers validate names long before this; it is the last line.
+func checkName(name string) error {
+	if name == "" || strings.HasPrefix(name, ".") || strings.ContainsAny(name, `/\`) || strings.ContainsRune(name, 0) {
+		return fmt.Errorf("invalid file name %q", name)
+	}
+	return nil
+}
