@@ -1,0 +1,61 @@
+# The gateway's two commands: `make run` starts a local node, `make test`
+# installs what the tests need and runs them all.
+GO      ?= go
+RUN_DIR ?= $(CURDIR)/run
+DEPS    := $(CURDIR)/.deps.env
+
+.PHONY: all build test unit integration e2e fuzz run bench generate deps clean
+
+all: build
+
+build:
+	$(GO) build -o bin/ ./cmd/...
+
+# deps installs redis-server, Pebble and Traefik and records their paths.
+deps:
+	scripts/install-deps.sh > $(DEPS).tmp && mv $(DEPS).tmp $(DEPS)
+
+# test runs everything: vet, unit tests with the race detector, a short run of
+# every fuzz target, then the integration and end-to-end suites against real
+# redis-server, Traefik and Pebble.
+test: deps
+	$(GO) vet ./... && $(GO) vet -tags integration,e2e ./...
+	$(GO) test -race -count=1 ./pkg/... ./cmd/...
+	$(MAKE) fuzz FUZZTIME=3s
+	set -a && . $(DEPS) && set +a && $(GO) test -count=1 -timeout 20m -tags integration ./pkg/... ./test/integration/...
+	set -a && . $(DEPS) && set +a && $(GO) test -count=1 -timeout 30m -tags e2e ./test/e2e/...
+
+unit:
+	$(GO) test -count=1 ./pkg/... ./cmd/...
+
+integration: deps
+	set -a && . $(DEPS) && set +a && $(GO) test -count=1 -tags integration ./pkg/... ./test/integration/...
+
+e2e: deps
+	set -a && . $(DEPS) && set +a && $(GO) test -count=1 -tags e2e -v ./test/e2e/...
+
+# fuzz runs every fuzz target for FUZZTIME; the go tool fuzzes one target of
+# one package at a time.
+FUZZTIME ?= 30s
+fuzz:
+	@for pkg in $$($(GO) list ./pkg/...); do \
+	  for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "fuzz $$pkg $$target"; \
+	    $(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg > /dev/null || exit 1; \
+	  done; \
+	done
+
+# run starts a local node: its own redis-server, the gateway and Traefik on
+# high ports, with the domain gw.localhost. Ctrl-C stops all three.
+run: deps build
+	RUN_DIR=$(RUN_DIR) DEPS=$(DEPS) scripts/run.sh
+
+bench: deps build
+	scripts/install-bench-tools.sh
+	set -a && . $(DEPS) && set +a && $(GO) run ./bench -out docs/BENCHMARKS.md
+
+generate:
+	$(GO) generate ./pkg/gateway/...
+
+clean:
+	rm -rf bin $(RUN_DIR) $(DEPS) $(DEPS).tmp

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	ptypes "github.com/traefik/paerser/types"
+)
+
+// Configuration is the command line of the gateway. Flags, GATEWAY_*
+// environment variables and --configfile fill it, as in Traefik.
+type Configuration struct {
+	ConfigFile string   `description:"Configuration file (YAML or TOML) to read the other options from." json:"-" toml:"-" yaml:"-"`
+	Broker     string   `description:"Redis broker of zbus: unix:///path/to/socket or tcp://[password@]host:port." json:"broker,omitempty" toml:"broker,omitempty" yaml:"broker,omitempty"`
+	Root       string   `description:"Folder of the module's state: proxy/ holds one Traefik file per route, traefik/ the static configuration and ACME storage." json:"root,omitempty" toml:"root,omitempty" yaml:"root,omitempty"`
+	Workers    uint     `description:"Calls served in parallel." json:"workers,omitempty" toml:"workers,omitempty" yaml:"workers,omitempty"`
+	Resolver   string   `description:"DNS server (host[:port]) asked for the records of user domains. Default: the first name server of /etc/resolv.conf." json:"resolver,omitempty" toml:"resolver,omitempty" yaml:"resolver,omitempty"`
+	Public     Public   `description:"The node's public identity." json:"public,omitempty" toml:"public,omitempty" yaml:"public,omitempty"`
+	Backends   Backends `description:"Backend policy." json:"backends,omitempty" toml:"backends,omitempty" yaml:"backends,omitempty"`
+	Traefik    Traefik  `description:"The Traefik process and its entry points." json:"traefik,omitempty" toml:"traefik,omitempty" yaml:"traefik,omitempty"`
+	ACME       ACME     `description:"Certificates." json:"acme,omitempty" toml:"acme,omitempty" yaml:"acme,omitempty"`
+	DNS        DNS      `description:"The embedded DNS server of the _acme-challenge zone." json:"dns,omitempty" toml:"dns,omitempty" yaml:"dns,omitempty"`
+	Log        Log      `description:"Logging." json:"log,omitempty" toml:"log,omitempty" yaml:"log,omitempty"`
+}
+
+// Public is the node's public identity.
+type Public struct {
+	Domain string `description:"Gateway domain: name proxies are served at <name>.<domain>. Empty disables name proxies." json:"domain,omitempty" toml:"domain,omitempty" yaml:"domain,omitempty"`
+	IPv4   string `description:"Public IPv4 of the node. User domains must resolve to the node's public IPs." json:"ipv4,omitempty" toml:"ipv4,omitempty" yaml:"ipv4,omitempty"`
+	IPv6   string `description:"Public IPv6 of the node." json:"ipv6,omitempty" toml:"ipv6,omitempty" yaml:"ipv6,omitempty"`
+}
+
+// Backends is the backend policy.
+type Backends struct {
+	Allow []string `description:"Networks (CIDR, comma separated) admitted as backends although the default policy refuses them (loopback, link-local, the node's own IPs...)." json:"allow,omitempty" toml:"allow,omitempty" yaml:"allow,omitempty"`
+}
+
+// Traefik configures the Traefik process.
+type Traefik struct {
+	Binary    string            `description:"Traefik binary to run." json:"binary,omitempty" toml:"binary,omitempty" yaml:"binary,omitempty"`
+	Managed   bool              `description:"Run and supervise Traefik. False leaves it to an outside supervisor (see zinit/traefik.yaml)." json:"managed,omitempty" toml:"managed,omitempty" yaml:"managed,omitempty"`
+	Web       string            `description:"Address of the plain HTTP entry point; it redirects to HTTPS." json:"web,omitempty" toml:"web,omitempty" yaml:"web,omitempty"`
+	WebSecure string            `description:"Address of the HTTPS entry point." json:"websecure,omitempty" toml:"websecure,omitempty" yaml:"websecure,omitempty"`
+	Metrics   string            `description:"Address of the Prometheus metrics and ping entry point; never public." json:"metrics,omitempty" toml:"metrics,omitempty" yaml:"metrics,omitempty"`
+	Throttle  ptypes.Duration   `description:"Traefik's providersThrottleDuration: how long it waits after a change before reloading." json:"throttle,omitempty" toml:"throttle,omitempty" yaml:"throttle,omitempty"`
+}
+
+// ACME configures certificates.
+type ACME struct {
+	Email          string   `description:"E-mail of the ACME account." json:"email,omitempty" toml:"email,omitempty" yaml:"email,omitempty"`
+	CAServer       string   `description:"ACME directory URL." json:"caserver,omitempty" toml:"caserver,omitempty" yaml:"caserver,omitempty"`
+	CACertificates []string `description:"PEM files of extra roots to trust for the ACME server (a private CA such as Pebble)." json:"cacertificates,omitempty" toml:"cacertificates,omitempty" yaml:"cacertificates,omitempty"`
+}
+
+// DNS configures the embedded DNS server.
+type DNS struct {
+	Address string `description:"UDP and TCP address of the DNS server that answers the _acme-challenge zone delegated to the node." json:"address,omitempty" toml:"address,omitempty" yaml:"address,omitempty"`
+	API     string `description:"Loopback address where Traefik presents and cleans DNS-01 challenges (lego's httpreq provider)." json:"api,omitempty" toml:"api,omitempty" yaml:"api,omitempty"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level string `description:"Log level: debug, info, warn, error." json:"level,omitempty" toml:"level,omitempty" yaml:"level,omitempty"`
+}
+
+// defaultConfiguration is what an empty command line means.
+func defaultConfiguration() *Configuration {
+	return &Configuration{
+		Broker:  "unix:///var/run/redis.sock",
+		Root:    "/var/cache/modules/gateway",
+		Workers: 4,
+		Traefik: Traefik{
+			Binary:    "traefik",
+			Managed:   true,
+			Web:       ":80",
+			WebSecure: ":443",
+			Metrics:   "127.0.0.1:8082",
+			Throttle:  ptypes.Duration(100 * time.Millisecond),
+		},
+		ACME: ACME{CAServer: "https://acme-v02.api.letsencrypt.org/directory"},
+		DNS:  DNS{Address: ":53", API: "127.0.0.1:8053"},
+		Log:  Log{Level: "info"},
+	}
+}
+
+// settings are the checked values of a Configuration.
+type settings struct {
+	publicIPs []netip.Addr
+	allow     []netip.Prefix
+}
+
+// check validates the configuration; each error is one line that names the
+// flag.
+func (c *Configuration) check() (settings, error) {
+	var s settings
+	if c.Workers == 0 {
+		return s, fmt.Errorf("--workers must be at least 1")
+	}
+	if c.Root == "" {
+		return s, fmt.Errorf("--root must not be empty")
+	}
+	if !strings.HasPrefix(c.Broker, "unix://") && !strings.HasPrefix(c.Broker, "tcp://") {
+		return s, fmt.Errorf("--broker %q: expected unix:///path or tcp://host:port", c.Broker)
+	}
+	for flag, v := range map[string]string{"--public.ipv4": c.Public.IPv4, "--public.ipv6": c.Public.IPv6} {
+		if v == "" {
+			continue
+		}
+		ip, err := netip.ParseAddr(v)
+		if err != nil {
+			return s, fmt.Errorf("%s %q: not an IP address", flag, v)
+		}
+		if want4 := flag == "--public.ipv4"; ip.Is4() != want4 {
+			return s, fmt.Errorf("%s %q: wrong address family", flag, v)
+		}
+		s.publicIPs = append(s.publicIPs, ip)
+	}
+	for _, v := range c.Backends.Allow {
+		p, err := netip.ParsePrefix(strings.TrimSpace(v))
+		if err != nil {
+			return s, fmt.Errorf("--backends.allow %q: not a CIDR network", v)
+		}
+		s.allow = append(s.allow, p.Masked())
+	}
+	for flag, v := range map[string]string{
+		"--traefik.web": c.Traefik.Web, "--traefik.websecure": c.Traefik.WebSecure,
+		"--traefik.metrics": c.Traefik.Metrics, "--dns.address": c.DNS.Address, "--dns.api": c.DNS.API,
+	} {
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			return s, fmt.Errorf("%s %q: expected [host]:port", flag, v)
+		}
+	}
+	if c.Resolver != "" {
+		if _, _, err := net.SplitHostPort(c.Resolver); err != nil {
+			c.Resolver = net.JoinHostPort(c.Resolver, "53")
+		}
+	}
+	if c.Traefik.Throttle < 0 {
+		return s, fmt.Errorf("--traefik.throttle must not be negative")
+	}
+	return s, nil
+}

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/traefik/paerser/env"
+	"github.com/traefik/paerser/flag"
+)
+
+func TestFlagsAndEnvironment(t *testing.T) {
+	cfg := defaultConfiguration()
+	args := []string{"--broker=tcp://secret@127.0.0.1:6379", "--public.domain=gw.example", "--public.ipv4=198.51.100.7",
+		"--backends.allow=127.0.0.0/8,10.0.0.0/8", "--traefik.throttle=50ms", "--traefik.managed=false", "--workers=8"}
+	if err := flag.Decode(args, cfg); err != nil {
+		t.Fatal(err)
+	}
+	vars := env.FindPrefixedEnvVars([]string{"GATEWAY_ACME_EMAIL=ops@example.com"}, "GATEWAY_", cfg)
+	if err := env.Decode(vars, "GATEWAY_", cfg); err != nil {
+		t.Fatal(err)
+	}
+	s, err := cfg.check()
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case cfg.Broker != "tcp://secret@127.0.0.1:6379", cfg.Public.Domain != "gw.example", cfg.Workers != 8,
+		time.Duration(cfg.Traefik.Throttle) != 50*time.Millisecond, cfg.Traefik.Managed, cfg.ACME.Email != "ops@example.com",
+		len(s.allow) != 2, len(s.publicIPs) != 1:
+		t.Fatalf("decoded %+v %+v", cfg, s)
+	}
+	// Defaults the flags left alone.
+	if cfg.Root != "/var/cache/modules/gateway" || cfg.Traefik.WebSecure != ":443" || cfg.DNS.Address != ":53" {
+		t.Fatalf("defaults lost: %+v", cfg)
+	}
+}
+
+func TestBadFlagValues(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"workers", []string{"--workers=0"}, "--workers"},
+		{"broker scheme", []string{"--broker=redis://x"}, "--broker"},
+		{"ipv4", []string{"--public.ipv4=1.2.3"}, "--public.ipv4"},
+		{"ipv4 family", []string{"--public.ipv4=2001:db8::1"}, "--public.ipv4"},
+		{"ipv6 family", []string{"--public.ipv6=1.2.3.4"}, "--public.ipv6"},
+		{"allow", []string{"--backends.allow=127.0.0.1"}, "--backends.allow"},
+		{"websecure", []string{"--traefik.websecure=443"}, "--traefik.websecure"},
+		{"dns address", []string{"--dns.address=localhost"}, "--dns.address"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := defaultConfiguration()
+			if err := flag.Decode(tt.args, cfg); err != nil {
+				t.Fatal(err)
+			}
+			_, err := cfg.check()
+			if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("err = %v, want one line naming %s", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestLocalAddress(t *testing.T) {
+	for in, want := range map[string]string{":53": "127.0.0.1:53", "0.0.0.0:53": "127.0.0.1:53", "[::]:53": "[::1]:53", "127.0.0.2:5353": "127.0.0.2:5353"} {
+		if got := localAddress(in); got != want {
+			t.Errorf("localAddress(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

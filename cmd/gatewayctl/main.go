@@ -1,0 +1,93 @@
+// Command gatewayctl calls the gateway module over zbus, the way other node
+// modules do through the generated stub. It is for operators and for trying
+// a local node by hand.
+//
+//	gatewayctl [--broker URL] set-name WLID PREFIX BACKEND... [--passthrough]
+//	gatewayctl [--broker URL] set-fqdn WLID FQDN BACKEND... [--passthrough]
+//	gatewayctl [--broker URL] delete WLID
+//	gatewayctl [--broker URL] list
+//	gatewayctl [--broker URL] metrics
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/threefoldtech/zbus"
+
+	"github.com/threefoldtech/gateway/pkg/gateway/stubs"
+)
+
+func main() {
+	broker := flag.String("broker", "unix:///var/run/redis.sock", "zbus broker")
+	passthrough := flag.Bool("passthrough", false, "pass TLS through to the backends (set-name, set-fqdn)")
+	timeout := flag.Duration("timeout", 30*time.Second, "how long to wait for the answer")
+	flag.Usage = func() {
+		fmt.Fprintln(os.Stderr, "usage: gatewayctl [flags] set-name WLID PREFIX BACKEND... | set-fqdn WLID FQDN BACKEND... | delete WLID | list | metrics")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	if err := run(*broker, *passthrough, *timeout, flag.Args()); err != nil {
+		fmt.Fprintln(os.Stderr, "gatewayctl:", err)
+		os.Exit(1)
+	}
+}
+
+func run(broker string, passthrough bool, timeout time.Duration, args []string) (err error) {
+	if len(args) == 0 {
+		flag.Usage()
+		return fmt.Errorf("no command")
+	}
+	client, err := zbus.NewRedisClient(broker)
+	if err != nil {
+		return fmt.Errorf("connecting to %s: %w", broker, err)
+	}
+	// The generated stub panics on transport errors.
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("calling the gateway: %v", r)
+		}
+	}()
+	gw := stubs.NewGatewayStub(client)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+
+	switch cmd := args[0]; {
+	case cmd == "set-name" && len(args) >= 4:
+		fqdn, err := gw.SetNamedProxy(ctx, args[1], args[2], args[3:], passthrough)
+		if err != nil {
+			return err
+		}
+		fmt.Println(fqdn)
+	case cmd == "set-fqdn" && len(args) >= 4:
+		return gw.SetFQDNProxy(ctx, args[1], args[2], args[3:], passthrough)
+	case cmd == "delete" && len(args) == 2:
+		return gw.DeleteNamedProxy(ctx, args[1])
+	case cmd == "list" && len(args) == 1:
+		list, err := gw.List(ctx)
+		if err != nil {
+			return err
+		}
+		return printJSON(list)
+	case cmd == "metrics" && len(args) == 1:
+		m, err := gw.Metrics(ctx)
+		if err != nil {
+			return err
+		}
+		return printJSON(m)
+	default:
+		flag.Usage()
+		return fmt.Errorf("bad command line %q", args)
+	}
+	return nil
+}
+
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
