@@ -238,7 +238,10 @@ func (m *Module) Metrics() (GatewayMetrics, error) {
 		}
 		return GatewayMetrics{}, fmt.Errorf("reading traefik metrics from %s: %w", m.cfg.MetricsURL, err)
 	}
-	return GatewayMetrics{Request: maps.Clone(bytes.Requests), Response: maps.Clone(bytes.Responses)}, nil
+	out := GatewayMetrics{Request: make(map[string]float64), Response: make(map[string]float64)}
+	maps.Copy(out.Request, bytes.Requests)
+	maps.Copy(out.Response, bytes.Responses)
+	return out, nil
 }
 
 func joinAddrs(ips []netip.Addr) string {
