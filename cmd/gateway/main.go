@@ -171,7 +171,16 @@ func serveBus(ctx context.Context, broker string, workers uint, module *gateway.
 				return fmt.Errorf("registering %s on zbus: %w", id, err)
 			}
 			log.Info().Str("object", id.String()).Uint("workers", workers).Msg("serving on zbus")
-			return server.Run(ctx)
+			// zbus notices the end of ctx only between its blocking pulls
+			// (up to 10 s each): do not hold the exit for that.
+			done := make(chan error, 1)
+			go func() { done <- server.Run(ctx) }()
+			select {
+			case err := <-done:
+				return err
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 		log.Error().Err(err).Str("broker", broker).Msg("connecting to the zbus broker; retrying in 1s")
 		select {

@@ -1,0 +1,263 @@
+package harness
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/net/websocket"
+)
+
+// Paths every test backend serves.
+const (
+	// PathWebsocket is a websocket that echoes every message back.
+	PathWebsocket = "/ws"
+	// PathSSE is a server-sent-events stream of one event every
+	// SSEInterval, "data: <n>", n counting from 1.
+	PathSSE = "/sse"
+	// SSEInterval is the time between two events of PathSSE.
+	SSEInterval = 200 * time.Millisecond
+	// HeaderBackend carries the backend's name in every answer.
+	HeaderBackend = "X-Backend"
+)
+
+// Limits that keep a misbehaving test bounded.
+const (
+	maxSSEEvents    = 3000 // 10 minutes at SSEInterval
+	maxResponseSize = 16 << 20
+)
+
+// Backend is an HTTP (or HTTPS) server on 127.0.0.1 that answers with its
+// own identity: header X-Backend and a body "<name>\n". Any other path than
+// PathWebsocket and PathSSE answers that way; "?size=N" makes the body N
+// bytes of 'x' instead. It counts requests and the body bytes it read and
+// wrote.
+type Backend struct {
+	// Name is what the backend answers with.
+	Name string
+	// Addr is 127.0.0.1:port.
+	Addr string
+
+	hits     atomic.Int64
+	bytesIn  atomic.Int64
+	bytesOut atomic.Int64
+	srv      *http.Server
+
+	mu  sync.Mutex
+	wss map[*websocket.Conn]struct{}
+}
+
+// URL is the backend as an HTTP-mode gateway backend: http://127.0.0.1:port.
+func (b *Backend) URL() string { return "http://" + b.Addr }
+
+// Hits is the number of requests served (websocket and SSE included).
+func (b *Backend) Hits() int64 { return b.hits.Load() }
+
+// BytesIn is the number of request body bytes read.
+func (b *Backend) BytesIn() int64 { return b.bytesIn.Load() }
+
+// BytesOut is the number of response body bytes written.
+func (b *Backend) BytesOut() int64 { return b.bytesOut.Load() }
+
+// StartHTTPBackend starts a plain HTTP Backend named name.
+func StartHTTPBackend(t testing.TB, name string) *Backend {
+	t.Helper()
+	b := newBackend(name)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("backend %s: %v", name, err)
+	}
+	b.Addr = l.Addr().String()
+	go func() { _ = b.srv.Serve(l) }()
+	t.Cleanup(b.close)
+	return b
+}
+
+// TLSBackend is a Backend that terminates TLS itself with a self-signed
+// certificate of its own, made at start.
+type TLSBackend struct {
+	*Backend
+	// Cert is the backend's certificate; Cert.Raw is what a client must see
+	// in the handshake when the gateway passes TLS through.
+	Cert *x509.Certificate
+}
+
+// StartTLSBackend starts a Backend behind TLS with a new self-signed
+// certificate for names (and 127.0.0.1).
+func StartTLSBackend(t testing.TB, name string, names ...string) *TLSBackend {
+	t.Helper()
+	cert, leaf, err := selfSigned(name, names)
+	if err != nil {
+		t.Fatalf("backend %s: certificate: %v", name, err)
+	}
+	b := newBackend(name)
+	b.srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("backend %s: %v", name, err)
+	}
+	b.Addr = l.Addr().String()
+	go func() { _ = b.srv.Serve(tls.NewListener(l, b.srv.TLSConfig)) }()
+	t.Cleanup(b.close)
+	return &TLSBackend{Backend: b, Cert: leaf}
+}
+
+func newBackend(name string) *Backend {
+	b := &Backend{Name: name, wss: map[*websocket.Conn]struct{}{}}
+	mux := http.NewServeMux()
+	mux.Handle(PathWebsocket, websocket.Handler(b.echo))
+	mux.HandleFunc(PathSSE, b.sse)
+	mux.HandleFunc("/", b.identity)
+	b.srv = &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b.hits.Add(1)
+			w.Header().Set(HeaderBackend, b.Name)
+			mux.ServeHTTP(w, r)
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          nil,
+	}
+	return b
+}
+
+// close stops the server and every websocket it holds (hijacked connections
+// are not closed by http.Server.Close).
+func (b *Backend) close() {
+	_ = b.srv.Close()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for ws := range b.wss {
+		_ = ws.Close()
+	}
+}
+
+func (b *Backend) identity(w http.ResponseWriter, r *http.Request) {
+	n, _ := io.Copy(io.Discard, io.LimitReader(r.Body, 64<<20))
+	b.bytesIn.Add(n)
+	body := []byte(b.Name + "\n")
+	if s := r.URL.Query().Get("size"); s != "" {
+		size, err := strconv.Atoi(s)
+		if err != nil || size < 0 || size > maxResponseSize {
+			http.Error(w, "bad size", http.StatusBadRequest)
+			return
+		}
+		body = make([]byte, size)
+		for i := range body {
+			body[i] = 'x'
+		}
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.Header().Set("Content-Type", "text/plain")
+	written, _ := w.Write(body)
+	b.bytesOut.Add(int64(written))
+}
+
+func (b *Backend) echo(ws *websocket.Conn) {
+	b.mu.Lock()
+	b.wss[ws] = struct{}{}
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		delete(b.wss, ws)
+		b.mu.Unlock()
+		_ = ws.Close()
+	}()
+	// Message by message, so each echo is one frame like the message.
+	for {
+		var msg []byte
+		if err := websocket.Message.Receive(ws, &msg); err != nil {
+			return
+		}
+		b.bytesIn.Add(int64(len(msg)))
+		if err := websocket.Message.Send(ws, msg); err != nil {
+			return
+		}
+		b.bytesOut.Add(int64(len(msg)))
+	}
+}
+
+func (b *Backend) sse(w http.ResponseWriter, r *http.Request) {
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		http.Error(w, "no flushing", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	flusher.Flush()
+	tick := time.NewTicker(SSEInterval)
+	defer tick.Stop()
+	for i := 1; i <= maxSSEEvents; i++ {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-tick.C:
+		}
+		n, err := fmt.Fprintf(w, "id: %d\ndata: %d\n\n", i, i)
+		b.bytesOut.Add(int64(n))
+		if err != nil {
+			return
+		}
+		flusher.Flush()
+	}
+}
+
+// selfSigned makes an ECDSA certificate for cn, names and 127.0.0.1, valid
+// for a day.
+func selfSigned(cn string, names []string) (tls.Certificate, *x509.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: cn, Organization: []string{"gateway e2e backend"}},
+		DNSNames:              names,
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, leaf, nil
+}
+
+// errNoAnswer is returned when a TLS exchange ends without an HTTP answer.
+var errNoAnswer = errors.New("no HTTP answer")
+
+// contextDeadline returns ctx's deadline or now+d.
+func contextDeadline(ctx context.Context, d time.Duration) time.Time {
+	if dl, ok := ctx.Deadline(); ok {
+		return dl
+	}
+	return time.Now().Add(d)
+}
