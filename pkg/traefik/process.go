@@ -1,0 +1,858 @@
+package traefik
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+)
+
+// Defaults of ProcessConfig.
+const (
+	DefaultBinary      = "traefik"
+	DefaultBackoffMin  = 100 * time.Millisecond
+	DefaultBackoffMax  = 10 * time.Second
+	DefaultStopTimeout = 15 * time.Second
+)
+
+// Files of ProcessConfig.StateDir.
+const (
+	pidFileName = "traefik.pid"
+	logFileName = "traefik.log"
+)
+
+const (
+	// aliveInterval is how often an adopted Traefik, not our child, is
+	// checked for life.
+	aliveInterval = 100 * time.Millisecond
+	// configCheckInterval is how often the static configuration is hashed
+	// to notice a change.
+	configCheckInterval = time.Second
+	// stableAfter is how long a Traefik must stay up for the backoff to go
+	// back to BackoffMin.
+	stableAfter = 10 * time.Second
+	// killWait bounds the wait for a process to vanish after SIGKILL.
+	killWait = 5 * time.Second
+)
+
+// errStopped is returned inside Process once Stop was called.
+var errStopped = errors.New("traefik process stopped")
+
+// ProcessConfig configures the supervision of Traefik.
+type ProcessConfig struct {
+	// Binary is the Traefik executable, a path or a name looked up on PATH.
+	// Default "traefik".
+	Binary string
+	// ConfigFile is the static configuration file Traefik runs with.
+	// Required.
+	ConfigFile string
+	// StateDir holds the pidfile traefik.pid and Traefik's output,
+	// traefik.log (stdout and stderr, appended to, so an adopted Traefik
+	// keeps logging after the gateway restarted). Required; created 0755.
+	StateDir string
+	// Env is extra environment for Traefik ("KEY=value", e.g. the HTTPREQ_*
+	// settings of lego), added to the gateway's own. Only Env, not the
+	// gateway's environment, counts as a change that restarts Traefik.
+	Env []string
+	// BackoffMin is the wait before restarting a Traefik that exited.
+	// Default 100ms. It doubles after each quick exit, up to BackoffMax, and
+	// goes back to BackoffMin once a Traefik stayed up for 10s.
+	BackoffMin time.Duration
+	// BackoffMax is the longest wait between restarts. Default 10s.
+	BackoffMax time.Duration
+	// StopTimeout is how long a Traefik being stopped or replaced may take
+	// after SIGTERM before it gets SIGKILL. Default 15s, above Traefik's own
+	// 10s graceTimeOut for requests in flight.
+	StopTimeout time.Duration
+	// Logger receives the supervision log, with component=traefik.
+	Logger zerolog.Logger
+}
+
+// Process runs Traefik and keeps it running. Traefik outlives the gateway: it
+// runs in its own session, is not killed when Run returns, and a later
+// Process with the same binary and configuration file adopts it instead of
+// starting another one. It is replaced only when the static configuration or
+// Env changed.
+type Process struct {
+	cfg     ProcessConfig
+	log     zerolog.Logger
+	argv    []string
+	env     []string
+	pidFile string
+	logFile string
+
+	started     chan struct{}
+	startedOnce sync.Once
+	// wake tells a running Run that Stop was called.
+	wake chan struct{}
+
+	mu      sync.Mutex
+	cur     *instance
+	stopped bool
+	running bool
+	// lost is the pid of the last Traefik that exited or was replaced.
+	lost int
+}
+
+// NewProcess validates cfg and fills its defaults. It starts nothing.
+func NewProcess(cfg ProcessConfig) (*Process, error) {
+	if cfg.Binary == "" {
+		cfg.Binary = DefaultBinary
+	}
+	bin, err := exec.LookPath(cfg.Binary)
+	if err != nil {
+		return nil, fmt.Errorf("process option Binary %s: %w", quoteOpt(cfg.Binary), err)
+	}
+	if cfg.Binary, err = filepath.Abs(bin); err != nil {
+		return nil, fmt.Errorf("process option Binary %s: %w", quoteOpt(cfg.Binary), err)
+	}
+	if cfg.ConfigFile == "" {
+		return nil, errors.New("process option ConfigFile: required")
+	}
+	if cfg.ConfigFile, err = filepath.Abs(cfg.ConfigFile); err != nil {
+		return nil, fmt.Errorf("process option ConfigFile %s: %w", quoteOpt(cfg.ConfigFile), err)
+	}
+	if cfg.StateDir == "" {
+		return nil, errors.New("process option StateDir: required")
+	}
+	if cfg.StateDir, err = filepath.Abs(cfg.StateDir); err != nil {
+		return nil, fmt.Errorf("process option StateDir %s: %w", quoteOpt(cfg.StateDir), err)
+	}
+	for _, kv := range cfg.Env {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" || strings.ContainsRune(kv, 0) {
+			return nil, fmt.Errorf("process option Env: %s is not KEY=value", quoteOpt(kv))
+		}
+	}
+	if cfg.BackoffMin == 0 {
+		cfg.BackoffMin = DefaultBackoffMin
+	}
+	if cfg.BackoffMax == 0 {
+		cfg.BackoffMax = DefaultBackoffMax
+	}
+	if cfg.BackoffMin < 0 || cfg.BackoffMax < cfg.BackoffMin {
+		return nil, fmt.Errorf("process options BackoffMin %s and BackoffMax %s: need 0 < BackoffMin <= BackoffMax", cfg.BackoffMin, cfg.BackoffMax)
+	}
+	if cfg.StopTimeout == 0 {
+		cfg.StopTimeout = DefaultStopTimeout
+	}
+	if cfg.StopTimeout < 0 {
+		return nil, fmt.Errorf("process option StopTimeout %s: must not be negative", cfg.StopTimeout)
+	}
+	cfg.Env = slices.Clone(cfg.Env)
+
+	return &Process{
+		cfg:     cfg,
+		log:     cfg.Logger.With().Str("component", "traefik").Logger(),
+		argv:    traefikArgv(cfg.Binary, cfg.ConfigFile),
+		env:     append(os.Environ(), cfg.Env...),
+		pidFile: filepath.Join(cfg.StateDir, pidFileName),
+		logFile: filepath.Join(cfg.StateDir, logFileName),
+		started: make(chan struct{}),
+		wake:    make(chan struct{}, 1),
+	}, nil
+}
+
+// traefikArgv is the command line of our Traefik; it is also how a running
+// Traefik is recognised as ours.
+func traefikArgv(binary, configFile string) []string {
+	return []string{binary, "--configFile=" + configFile}
+}
+
+// Started is closed once a Traefik runs, adopted or started.
+func (p *Process) Started() <-chan struct{} {
+	return p.started
+}
+
+// PID is the process id of the current Traefik, or 0 when none runs.
+func (p *Process) PID() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cur == nil {
+		return 0
+	}
+	return p.cur.pid
+}
+
+// Run adopts the Traefik left running by an earlier gateway, or starts one,
+// then keeps it running: it restarts it with backoff when it exits and
+// replaces it when the static configuration changes. It returns nil when ctx
+// ends, leaving Traefik running, or once Stop was called.
+func (p *Process) Run(ctx context.Context) error {
+	p.mu.Lock()
+	if p.running {
+		p.mu.Unlock()
+		return errors.New("supervising traefik: Run called while already running")
+	}
+	p.running = true
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.running = false
+		p.mu.Unlock()
+	}()
+
+	backoff := p.cfg.BackoffMin
+	var downSince time.Time
+	for {
+		inst, err := p.acquire()
+		if errors.Is(err, errStopped) {
+			return nil
+		}
+		if err != nil {
+			p.log.Error().Err(err).Stringer("retry_in", backoff).Msg("traefik not running")
+			if !p.sleep(ctx, backoff) {
+				return nil
+			}
+			backoff = min(2*backoff, p.cfg.BackoffMax)
+			continue
+		}
+		if !downSince.IsZero() {
+			p.log.Info().Int("pid", inst.pid).Stringer("down", roundMs(time.Since(downSince))).Msg("traefik is back")
+			downSince = time.Time{}
+		}
+
+		switch p.supervise(ctx, inst) {
+		case eventDone:
+			return nil
+		case eventConfigChanged:
+			p.log.Info().Int("pid", inst.pid).Msg("static configuration changed, replacing traefik")
+			if err := p.terminate(context.Background(), inst); err != nil {
+				p.log.Error().Err(err).Msg("stopping traefik")
+			}
+			p.forget(inst)
+			// The next acquire starts the new Traefik right away, even if
+			// ctx ended meanwhile: the data plane must not stay down.
+			downSince = time.Now()
+		case eventExited:
+			up := time.Since(inst.since)
+			if up >= stableAfter {
+				backoff = p.cfg.BackoffMin
+			}
+			ev := p.log.Warn().Int("pid", inst.pid).Stringer("uptime", roundMs(up)).Stringer("restart_in", backoff)
+			inst.describeExit(ev).Msg("traefik exited")
+			p.forget(inst)
+			downSince = time.Now()
+			if !p.sleep(ctx, backoff) {
+				return nil
+			}
+			backoff = min(2*backoff, p.cfg.BackoffMax)
+		}
+	}
+}
+
+// sleep waits d; false when ctx ended or Stop was called meanwhile.
+func (p *Process) sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-p.wake:
+		return !p.isStopped()
+	case <-t.C:
+		return !p.isStopped()
+	}
+}
+
+type event int
+
+const (
+	eventDone event = iota // ctx ended or Stop was called
+	eventExited
+	eventConfigChanged
+)
+
+// supervise watches inst until it exits, the configuration changes, ctx ends
+// or Stop is called.
+func (p *Process) supervise(ctx context.Context, inst *instance) event {
+	alive := time.NewTicker(aliveInterval)
+	defer alive.Stop()
+	config := time.NewTicker(configCheckInterval)
+	defer config.Stop()
+	failing := false // the configuration could not be read last time
+	for {
+		select {
+		case <-ctx.Done():
+			return eventDone
+		case <-p.wake:
+			if p.isStopped() {
+				return eventDone
+			}
+		case <-inst.done: // nil, so never ready, for an adopted Traefik
+			return eventExited
+		case <-alive.C:
+			if inst.child == nil && inst.exited() {
+				return eventExited
+			}
+		case <-config.C:
+			hash, err := p.configHash()
+			if err != nil {
+				// Keep the running Traefik; say so once, not every second.
+				if !failing {
+					p.log.Error().Err(err).Msg("checking the static configuration")
+				}
+				failing = true
+				continue
+			}
+			failing = false
+			if hash != inst.hash {
+				return eventConfigChanged
+			}
+		}
+	}
+}
+
+// acquire returns the Traefik to supervise: the current one, the one of the
+// pidfile when it runs the same configuration, or a new one.
+func (p *Process) acquire() (*instance, error) {
+	hash, err := p.configHash()
+	if err != nil {
+		return nil, err
+	}
+
+	p.mu.Lock()
+	cur, stopped := p.cur, p.stopped
+	p.mu.Unlock()
+	if stopped {
+		return nil, errStopped
+	}
+	if cur != nil {
+		if !cur.exited() {
+			if cur.hash == hash {
+				return cur, nil
+			}
+			p.log.Info().Int("pid", cur.pid).Msg("static configuration changed, replacing traefik")
+			if err := p.terminate(context.Background(), cur); err != nil {
+				return nil, err
+			}
+		}
+		p.forget(cur)
+	}
+
+	if inst, err := p.adopt(hash); inst != nil || err != nil {
+		return inst, err
+	}
+	p.stopStrays()
+	return p.start(hash)
+}
+
+// adopt takes over the Traefik of the pidfile when it runs our binary with
+// our configuration file and the same hash. It stops it when it runs our
+// configuration file with another hash or binary. It returns nil, nil when
+// there is nothing to adopt.
+func (p *Process) adopt(hash string) (*instance, error) {
+	rec, err := readPidFile(p.pidFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		p.log.Warn().Err(err).Msg("ignoring the pidfile")
+		return nil, nil
+	}
+	inst, match := p.openVerified(rec.PID)
+	switch {
+	case inst == nil:
+		p.mu.Lock()
+		lost := p.lost
+		p.mu.Unlock()
+		ev := p.log.Info()
+		if rec.PID == lost {
+			ev = p.log.Debug() // the Traefik that just exited
+		}
+		ev.Int("pid", rec.PID).Msg("pidfile is stale: no traefik of ours runs with that pid")
+		return nil, nil
+	case match == cmdlineSame && rec.Hash == hash:
+		inst.hash = hash
+		p.mu.Lock()
+		if p.stopped {
+			p.mu.Unlock()
+			inst.close()
+			return nil, errStopped
+		}
+		p.cur = inst
+		p.mu.Unlock()
+		p.startedOnce.Do(func() { close(p.started) })
+		p.log.Info().Int("pid", inst.pid).Msg("adopted running traefik")
+		return inst, nil
+	default:
+		p.log.Info().Int("pid", inst.pid).Bool("same_binary", match == cmdlineSame).
+			Msg("running traefik has another configuration, replacing it")
+		err := p.terminate(context.Background(), inst)
+		inst.close()
+		if err != nil {
+			return nil, err
+		}
+		return nil, nil
+	}
+}
+
+// stopStrays stops the Traefiks running our configuration file that no
+// pidfile names (a lost pidfile): their ports would keep the new one from
+// starting.
+func (p *Process) stopStrays() {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		p.log.Warn().Err(err).Msg("looking for stray traefik processes")
+		return
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		// A cheap look first; openVerified then pins the process.
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || matchCmdline(splitCmdline(cmdline), p.argv) == cmdlineForeign {
+			continue
+		}
+		inst, _ := p.openVerified(pid)
+		if inst == nil {
+			continue
+		}
+		p.log.Warn().Int("pid", pid).Msg("stopping a stray traefik running our configuration")
+		if err := p.terminate(context.Background(), inst); err != nil {
+			p.log.Error().Err(err).Msg("stopping stray traefik")
+		}
+		inst.close()
+	}
+}
+
+// start starts a Traefik as our child, in its own session.
+func (p *Process) start(hash string) (*instance, error) {
+	if err := os.MkdirAll(p.cfg.StateDir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating traefik state folder: %w", err)
+	}
+	out, err := os.OpenFile(p.logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("opening traefik log: %w", err)
+	}
+	defer out.Close()
+
+	cmd := &exec.Cmd{
+		Path:   p.argv[0],
+		Args:   p.argv,
+		Env:    p.env,
+		Dir:    p.cfg.StateDir,
+		Stdout: out, // an *os.File is handed over as is: no copying goroutine
+		Stderr: out,
+		// Its own session: neither the gateway's exit nor a signal to the
+		// gateway's process group reaches Traefik.
+		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
+	}
+
+	p.mu.Lock()
+	if p.stopped {
+		p.mu.Unlock()
+		return nil, errStopped
+	}
+	if err := cmd.Start(); err != nil {
+		p.mu.Unlock()
+		return nil, fmt.Errorf("starting %s: %w", p.argv[0], err)
+	}
+	inst := &instance{
+		pid:   cmd.Process.Pid,
+		hash:  hash,
+		since: time.Now(),
+		child: cmd,
+		done:  make(chan struct{}),
+		pidfd: -1,
+	}
+	// The reaper outlives Run: Traefik stays our child until it exits.
+	go func() {
+		_ = cmd.Wait()
+		close(inst.done)
+	}()
+	p.cur = inst
+	p.mu.Unlock()
+
+	if err := writePidFile(p.pidFile, pidRecord{PID: inst.pid, Hash: hash}); err != nil {
+		// Without a pidfile the next gateway would start a second Traefik
+		// that cannot bind the ports.
+		_ = p.terminate(context.Background(), inst)
+		p.forget(inst)
+		return nil, err
+	}
+	p.startedOnce.Do(func() { close(p.started) })
+	p.log.Info().Int("pid", inst.pid).Str("config", p.cfg.ConfigFile).Msg("traefik started")
+	return inst, nil
+}
+
+// forget drops inst as the current Traefik.
+func (p *Process) forget(inst *instance) {
+	p.mu.Lock()
+	if p.cur == inst {
+		p.cur = nil
+	}
+	p.lost = inst.pid
+	p.mu.Unlock()
+	inst.close()
+}
+
+func (p *Process) isStopped() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stopped
+}
+
+// Stop stops Traefik for good: SIGTERM, SIGKILL after StopTimeout or when
+// ctx ends, then removes the pidfile. Run returns and does not restart it.
+// Without a Run it stops the Traefik of the pidfile, if it is ours. Meant for
+// tests and explicit shutdown; the gateway's own exit leaves Traefik running.
+func (p *Process) Stop(ctx context.Context) error {
+	p.mu.Lock()
+	p.stopped = true
+	inst := p.cur
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+
+	if inst == nil {
+		rec, err := readPidFile(p.pidFile)
+		if err == nil {
+			inst, _ = p.openVerified(rec.PID)
+		}
+	}
+	var err error
+	if inst != nil {
+		err = p.terminate(ctx, inst)
+		p.forget(inst)
+	}
+	if rmErr := os.Remove(p.pidFile); rmErr != nil && !errors.Is(rmErr, fs.ErrNotExist) && err == nil {
+		err = fmt.Errorf("removing traefik pidfile: %w", rmErr)
+	}
+	return err
+}
+
+// terminate sends SIGTERM to inst and waits for it to exit; SIGKILL follows
+// after StopTimeout or when ctx ends.
+func (p *Process) terminate(ctx context.Context, inst *instance) error {
+	if err := inst.signal(syscall.SIGTERM); err != nil && !inst.exited() {
+		p.log.Warn().Err(err).Int("pid", inst.pid).Msg("sending SIGTERM to traefik")
+	}
+	grace, cancel := context.WithTimeout(ctx, p.cfg.StopTimeout)
+	defer cancel()
+	if inst.wait(grace) {
+		return nil
+	}
+	p.log.Warn().Int("pid", inst.pid).Stringer("after", p.cfg.StopTimeout).Msg("traefik did not stop, sending SIGKILL")
+	if err := inst.signal(syscall.SIGKILL); err != nil && !inst.exited() {
+		return fmt.Errorf("killing traefik pid %d: %w", inst.pid, err)
+	}
+	killed, cancel := context.WithTimeout(context.Background(), killWait)
+	defer cancel()
+	if !inst.wait(killed) {
+		return fmt.Errorf("killing traefik pid %d: still running %s after SIGKILL", inst.pid, killWait)
+	}
+	return nil
+}
+
+// configHash hashes the static configuration and Env: the inputs that make
+// a running Traefik out of date.
+func (p *Process) configHash() (string, error) {
+	b, err := os.ReadFile(p.cfg.ConfigFile)
+	if err != nil {
+		return "", fmt.Errorf("reading traefik static configuration: %w", err)
+	}
+	return configHash(b, p.cfg.Env), nil
+}
+
+// configHash is the hex sha256 of a static configuration and the sorted
+// extra environment, each length-prefixed so no two inputs collide.
+func configHash(config []byte, env []string) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "config %d\n", len(config))
+	h.Write(config)
+	sorted := slices.Clone(env)
+	slices.Sort(sorted)
+	for _, kv := range sorted {
+		fmt.Fprintf(h, "\nenv %d\n%s", len(kv), kv)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// instance is one Traefik process, our child or adopted.
+type instance struct {
+	pid   int
+	hash  string
+	since time.Time
+
+	// child is set when we started it; done is closed once it was reaped,
+	// after which child.ProcessState holds the exit status.
+	child *exec.Cmd
+	done  chan struct{}
+
+	// For an adopted Traefik: a pidfd pinning its identity, -1 when the
+	// kernel offers none; argv to re-check before signalling without one.
+	pidfd int
+	argv  []string
+
+	closeOnce sync.Once
+}
+
+// openVerified returns the process pid when it is alive and runs our
+// configuration file, with how its command line matches ours; nil
+// otherwise. A recycled pid never matches.
+func (p *Process) openVerified(pid int) (*instance, cmdlineMatch) {
+	if pid <= 1 || pid == os.Getpid() {
+		return nil, cmdlineForeign
+	}
+	fd, err := unix.PidfdOpen(pid, 0)
+	if errors.Is(err, unix.ESRCH) {
+		return nil, cmdlineForeign
+	}
+	if err != nil {
+		fd = -1 // no pidfd (old kernel): fall back to kill(pid, 0)
+	}
+	inst := &instance{pid: pid, since: time.Now(), pidfd: fd, argv: p.argv}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		inst.close()
+		return nil, cmdlineForeign
+	}
+	match := matchCmdline(splitCmdline(cmdline), p.argv)
+	// The pidfd was opened before the command line was read: if the process
+	// it pins is still alive, the command line was its own.
+	if match == cmdlineForeign || inst.exited() {
+		inst.close()
+		return nil, cmdlineForeign
+	}
+	return inst, match
+}
+
+// exited tells whether the process is gone (a zombie counts as gone).
+func (inst *instance) exited() bool {
+	if inst.child != nil {
+		select {
+		case <-inst.done:
+			return true
+		default:
+			return false
+		}
+	}
+	if inst.pidfd >= 0 {
+		fds := []unix.PollFd{{Fd: int32(inst.pidfd), Events: unix.POLLIN}}
+		for {
+			n, err := unix.Poll(fds, 0)
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			return err != nil || (n > 0 && fds[0].Revents != 0)
+		}
+	}
+	if err := unix.Kill(inst.pid, 0); errors.Is(err, unix.ESRCH) {
+		return true
+	}
+	state, err := procState(inst.pid)
+	if err != nil || state == 'Z' || state == 'X' {
+		return true
+	}
+	// Without a pidfd, the pid may have been reused since.
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", inst.pid))
+	return err != nil || matchCmdline(splitCmdline(cmdline), inst.argv) == cmdlineForeign
+}
+
+// wait waits for the process to exit; false when ctx ended first.
+func (inst *instance) wait(ctx context.Context) bool {
+	if inst.child != nil {
+		select {
+		case <-inst.done:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for !inst.exited() {
+		select {
+		case <-ctx.Done():
+			return inst.exited()
+		case <-t.C:
+		}
+	}
+	return true
+}
+
+// signal sends sig to the process, never to another that reused its pid.
+func (inst *instance) signal(sig syscall.Signal) error {
+	switch {
+	case inst.child != nil:
+		// Unreaped, a child's pid cannot be reused.
+		return inst.child.Process.Signal(sig)
+	case inst.pidfd >= 0:
+		return unix.PidfdSendSignal(inst.pidfd, sig, nil, 0)
+	case inst.exited(): // re-checks the command line
+		return os.ErrProcessDone
+	default:
+		return unix.Kill(inst.pid, sig)
+	}
+}
+
+func (inst *instance) close() {
+	inst.closeOnce.Do(func() {
+		if inst.pidfd >= 0 {
+			_ = unix.Close(inst.pidfd)
+		}
+	})
+}
+
+// describeExit adds why the process exited to ev.
+func (inst *instance) describeExit(ev *zerolog.Event) *zerolog.Event {
+	if inst.child == nil || inst.child.ProcessState == nil {
+		return ev.Str("status", "unknown: not our child")
+	}
+	ws, ok := inst.child.ProcessState.Sys().(syscall.WaitStatus)
+	switch {
+	case ok && ws.Signaled():
+		return ev.Str("signal", ws.Signal().String())
+	case ok && ws.Exited():
+		return ev.Int("exit_code", ws.ExitStatus())
+	default:
+		return ev.Str("status", inst.child.ProcessState.String())
+	}
+}
+
+// procState is the state letter of /proc/<pid>/stat ('R', 'S', 'Z', ...).
+func procState(pid int) (byte, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseProcState(b)
+}
+
+// parseProcState reads the state from the content of /proc/<pid>/stat:
+// "pid (comm) S ...", where comm may hold spaces and parentheses.
+func parseProcState(stat []byte) (byte, error) {
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 || i+2 >= len(stat) || stat[i+1] != ' ' {
+		return 0, fmt.Errorf("parsing /proc stat %q: no state field", truncateBytes(stat))
+	}
+	return stat[i+2], nil
+}
+
+// cmdlineMatch is how a process's command line compares to ours.
+type cmdlineMatch int
+
+const (
+	// cmdlineForeign is another program: never adopted nor signalled.
+	cmdlineForeign cmdlineMatch = iota
+	// cmdlineSameConfig runs our configuration file with another Traefik
+	// binary (an upgrade): ours, to be replaced.
+	cmdlineSameConfig
+	// cmdlineSame is exactly our command line.
+	cmdlineSame
+)
+
+// splitCmdline splits the content of /proc/<pid>/cmdline.
+func splitCmdline(b []byte) []string {
+	b = bytes.TrimSuffix(b, []byte{0})
+	if len(b) == 0 {
+		return nil
+	}
+	return strings.Split(string(b), "\x00")
+}
+
+// matchCmdline compares a command line to ours, want.
+func matchCmdline(got, want []string) cmdlineMatch {
+	switch {
+	case slices.Equal(got, want):
+		return cmdlineSame
+	case len(got) == len(want) && len(got) >= 2 && slices.Equal(got[1:], want[1:]) && got[0] != "":
+		return cmdlineSameConfig
+	default:
+		return cmdlineForeign
+	}
+}
+
+// pidRecord is the content of the pidfile.
+type pidRecord struct {
+	PID  int    `json:"pid"`
+	Hash string `json:"hash"`
+}
+
+// readPidFile reads a pidfile; a missing one gives an error wrapping
+// fs.ErrNotExist.
+func readPidFile(path string) (pidRecord, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return pidRecord{}, fmt.Errorf("reading traefik pidfile: %w", err)
+	}
+	var rec pidRecord
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return pidRecord{}, fmt.Errorf("reading traefik pidfile %q: %w", path, err)
+	}
+	if rec.PID <= 0 {
+		return pidRecord{}, fmt.Errorf("reading traefik pidfile %q: pid %d", path, rec.PID)
+	}
+	return rec, nil
+}
+
+// writePidFile writes a pidfile atomically: temporary file, fsync, rename,
+// fsync of the folder.
+func writePidFile(path string, rec pidRecord) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("writing traefik pidfile: %w", err)
+	}
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return fmt.Errorf("writing traefik pidfile: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // fails harmlessly once renamed
+	_, err = tmp.Write(append(b, '\n'))
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		return fmt.Errorf("writing traefik pidfile: %w", err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("writing traefik pidfile: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("writing traefik pidfile: syncing %q: %w", dir, err)
+	}
+	return nil
+}
+
+func truncateBytes(b []byte) []byte {
+	if len(b) > 64 {
+		return b[:64]
+	}
+	return b
+}
+
+func roundMs(d time.Duration) time.Duration {
+	return d.Round(time.Millisecond)
+}

@@ -1,0 +1,500 @@
+package traefik
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// fakeTraefikEnv turns the test binary into a stand-in for Traefik: it waits
+// for SIGTERM, so the supervision can be tested without the real binary.
+const fakeTraefikEnv = "GATEWAY_TEST_FAKE_TRAEFIK"
+
+func init() {
+	if os.Getenv(fakeTraefikEnv) != "1" {
+		return
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM)
+	select {
+	case <-sig:
+		os.Exit(0)
+	case <-time.After(2 * time.Minute): // never outlive a crashed test for long
+		os.Exit(3)
+	}
+}
+
+func TestPidFileRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, pidFileName)
+
+	if _, err := readPidFile(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("reading a missing pidfile: %v, want fs.ErrNotExist", err)
+	}
+	want := pidRecord{PID: 4242, Hash: strings.Repeat("ab", 32)}
+	if err := writePidFile(path, want); err != nil {
+		t.Fatalf("writePidFile: %v", err)
+	}
+	got, err := readPidFile(path)
+	if err != nil || got != want {
+		t.Fatalf("readPidFile = %+v, %v; want %+v", got, err, want)
+	}
+	// Overwriting replaces the record and leaves no temporary file behind.
+	want.PID = 4343
+	if err := writePidFile(path, want); err != nil {
+		t.Fatalf("writePidFile: %v", err)
+	}
+	if got, _ := readPidFile(path); got != want {
+		t.Fatalf("readPidFile = %+v, want %+v", got, want)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Errorf("state folder holds %d files, want only the pidfile", len(entries))
+	}
+}
+
+func TestReadPidFileRejects(t *testing.T) {
+	tests := []struct{ name, content string }{
+		{"empty", ""},
+		{"not JSON", "1234\n"},
+		{"pid zero", `{"pid":0,"hash":"x"}`},
+		{"negative pid", `{"pid":-5,"hash":"x"}`},
+		{"pid as string", `{"pid":"12","hash":"x"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), pidFileName)
+			if err := os.WriteFile(path, []byte(tt.content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if rec, err := readPidFile(path); err == nil {
+				t.Errorf("readPidFile accepted %q as %+v", tt.content, rec)
+			}
+		})
+	}
+}
+
+func TestMatchCmdline(t *testing.T) {
+	want := traefikArgv("/usr/bin/traefik", "/var/lib/gateway/traefik/traefik.yaml")
+	tests := []struct {
+		name    string
+		cmdline string // as in /proc/<pid>/cmdline
+		match   cmdlineMatch
+	}{
+		{"ours", "/usr/bin/traefik\x00--configFile=/var/lib/gateway/traefik/traefik.yaml\x00", cmdlineSame},
+		// An upgrade installed Traefik elsewhere: still ours, replaced.
+		{"other binary, our config", "/opt/traefik\x00--configFile=/var/lib/gateway/traefik/traefik.yaml\x00", cmdlineSameConfig},
+		// A recycled pid runs something else: never adopted nor signalled.
+		{"sleep", "sleep\x0060\x00", cmdlineForeign},
+		{"our binary, other config", "/usr/bin/traefik\x00--configFile=/etc/traefik.yaml\x00", cmdlineForeign},
+		{"extra argument", "/usr/bin/traefik\x00--configFile=/var/lib/gateway/traefik/traefik.yaml\x00--log.level=DEBUG\x00", cmdlineForeign},
+		{"prefix of our config", "/usr/bin/traefik\x00--configFile=/var/lib/gateway/traefik/traefik.yaml.bak\x00", cmdlineForeign},
+		// Zombies and kernel threads have an empty command line.
+		{"empty", "", cmdlineForeign},
+		{"no trailing NUL", "/usr/bin/traefik\x00--configFile=/var/lib/gateway/traefik/traefik.yaml", cmdlineSame},
+		{"empty binary", "\x00--configFile=/var/lib/gateway/traefik/traefik.yaml\x00", cmdlineForeign},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := matchCmdline(splitCmdline([]byte(tt.cmdline)), want); got != tt.match {
+				t.Errorf("matchCmdline(%q) = %v, want %v", tt.cmdline, got, tt.match)
+			}
+		})
+	}
+}
+
+func TestConfigHash(t *testing.T) {
+	base := configHash([]byte("a: 1\n"), []string{"A=1", "B=2"})
+	if len(base) != 64 {
+		t.Fatalf("hash %q is not hex sha256", base)
+	}
+	if got := configHash([]byte("a: 1\n"), []string{"B=2", "A=1"}); got != base {
+		t.Errorf("the order of Env changed the hash")
+	}
+	differs := []struct {
+		name   string
+		config string
+		env    []string
+	}{
+		{"config changed", "a: 2\n", []string{"A=1", "B=2"}},
+		{"env value changed", "a: 1\n", []string{"A=1", "B=3"}},
+		{"env entry added", "a: 1\n", []string{"A=1", "B=2", "C=3"}},
+		// Framing: moving bytes between config and env is a change.
+		{"env folded into config", "a: 1\n\nenv 3\nA=1", []string{"B=2"}},
+		{"env entries joined", "a: 1\n", []string{"A=1\nenv 3\nB=2"}},
+	}
+	for _, tt := range differs {
+		if configHash([]byte(tt.config), tt.env) == base {
+			t.Errorf("%s: same hash", tt.name)
+		}
+	}
+}
+
+func TestParseProcState(t *testing.T) {
+	tests := []struct {
+		stat string
+		want byte
+		ok   bool
+	}{
+		{"1234 (traefik) S 1 1234 1234 0 -1", 'S', true},
+		{"1234 (traefik) Z 1 1234", 'Z', true},
+		// comm may hold spaces and parentheses.
+		{"77 (a) b (c) R 1 2", 'R', true},
+		{"77 (a)", 0, false},
+		{"no parenthesis", 0, false},
+		{"", 0, false},
+	}
+	for _, tt := range tests {
+		got, err := parseProcState([]byte(tt.stat))
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("parseProcState(%q) = %q, %v; want %q, ok=%v", tt.stat, got, err, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestNewProcessRejects(t *testing.T) {
+	dir := t.TempDir()
+	valid := func() ProcessConfig {
+		return ProcessConfig{Binary: "/bin/sh", ConfigFile: filepath.Join(dir, "t.yaml"), StateDir: dir}
+	}
+	tests := []struct {
+		name string
+		edit func(*ProcessConfig)
+		want string
+	}{
+		{"binary not found", func(c *ProcessConfig) { c.Binary = "no-such-traefik-binary" }, "Binary"},
+		{"no config file", func(c *ProcessConfig) { c.ConfigFile = "" }, "ConfigFile"},
+		{"no state dir", func(c *ProcessConfig) { c.StateDir = "" }, "StateDir"},
+		{"env without =", func(c *ProcessConfig) { c.Env = []string{"HTTPREQ_ENDPOINT"} }, "Env"},
+		{"env without key", func(c *ProcessConfig) { c.Env = []string{"=x"} }, "Env"},
+		{"backoff min above max", func(c *ProcessConfig) {
+			c.BackoffMin, c.BackoffMax = time.Minute, time.Second
+		}, "BackoffMin"},
+		{"negative stop timeout", func(c *ProcessConfig) { c.StopTimeout = -1 }, "StopTimeout"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := valid()
+			tt.edit(&c)
+			if _, err := NewProcess(c); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("NewProcess: %v, want an error about %s", err, tt.want)
+			}
+		})
+	}
+	if _, err := NewProcess(valid()); err != nil {
+		t.Errorf("NewProcess(valid): %v", err)
+	}
+}
+
+// fakeProcess returns a Process running the test binary as a fake Traefik on
+// a config file in a fresh folder. Every process it runs is killed at the end
+// of the test, by pid, after checking it is still a fake of this test.
+func fakeProcess(t testing.TB, dir string, env ...string) (*Process, ProcessConfig) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := ProcessConfig{
+		Binary:      exe,
+		ConfigFile:  filepath.Join(dir, "traefik.yaml"),
+		StateDir:    dir,
+		Env:         append([]string{fakeTraefikEnv + "=1"}, env...),
+		StopTimeout: 2 * time.Second,
+		Logger:      testLogger(t),
+	}
+	if _, err := os.Stat(cfg.ConfigFile); errors.Is(err, fs.ErrNotExist) {
+		if err := os.WriteFile(cfg.ConfigFile, []byte("first: true\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := NewProcess(cfg)
+	if err != nil {
+		t.Fatalf("NewProcess: %v", err)
+	}
+	return p, cfg
+}
+
+// runProcess runs p.Run until the test ends or the returned cancel is
+// called, and waits for Run to return.
+func runProcess(t testing.TB, p *Process) (cancel func()) {
+	t.Helper()
+	ctx, cancelCtx := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	var stopped bool
+	cancel = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancelCtx()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("Run did not return after its context ended")
+		}
+	}
+	t.Cleanup(cancel)
+	select {
+	case <-p.Started():
+	case err := <-done:
+		t.Fatalf("Run returned before starting traefik: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no traefik started within 10s")
+	}
+	return cancel
+}
+
+// killAtCleanup kills pid at the end of the test if it still runs argv.
+func killAtCleanup(t testing.TB, pid int, argv []string) {
+	t.Helper()
+	t.Cleanup(func() {
+		cmdline, err := os.ReadFile(filepath.Join("/proc", itoa(pid), "cmdline"))
+		if err == nil && matchCmdline(splitCmdline(cmdline), argv) == cmdlineSame {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, within)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// alive tells whether pid runs and is not a zombie.
+func alive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	state, err := procState(pid)
+	return err == nil && state != 'Z' && state != 'X'
+}
+
+func TestProcessSupervisesFake(t *testing.T) {
+	dir := t.TempDir()
+	p, cfg := fakeProcess(t, dir)
+	argv := traefikArgv(p.cfg.Binary, cfg.ConfigFile)
+	t.Cleanup(func() { _ = p.Stop(context.Background()) })
+	cancel := runProcess(t, p)
+
+	first := p.PID()
+	if first == 0 {
+		t.Fatal("PID is 0 after Started")
+	}
+	killAtCleanup(t, first, argv)
+	rec, err := readPidFile(filepath.Join(dir, pidFileName))
+	if err != nil || rec.PID != first {
+		t.Fatalf("pidfile %+v, %v; want pid %d", rec, err, first)
+	}
+
+	// Killed: restarted with a new pid.
+	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 3*time.Second, "restart after SIGKILL", func() bool {
+		pid := p.PID()
+		return pid != 0 && pid != first
+	})
+	second := p.PID()
+	killAtCleanup(t, second, argv)
+
+	// The gateway goes away: the fake keeps running, and a new Process
+	// adopts it.
+	cancel()
+	if !alive(second) {
+		t.Fatal("traefik did not outlive Run")
+	}
+	p2, _ := fakeProcess(t, dir)
+	t.Cleanup(func() { _ = p2.Stop(context.Background()) })
+	cancel2 := runProcess(t, p2)
+	if got := p2.PID(); got != second {
+		t.Fatalf("second Process runs pid %d, want the adopted %d", got, second)
+	}
+
+	// Adopted, not our child: its death is noticed by polling.
+	if err := syscall.Kill(second, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 3*time.Second, "restart of an adopted traefik", func() bool {
+		pid := p2.PID()
+		return pid != 0 && pid != second
+	})
+	third := p2.PID()
+	killAtCleanup(t, third, argv)
+
+	// The static configuration changes under a running Process.
+	if err := os.WriteFile(cfg.ConfigFile, []byte("second: true\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "replacement after a configuration change", func() bool {
+		pid := p2.PID()
+		return pid != 0 && pid != third
+	})
+	fourth := p2.PID()
+	killAtCleanup(t, fourth, argv)
+	waitFor(t, 3*time.Second, "old traefik gone", func() bool { return !alive(third) })
+
+	// Stop ends it for good and Run returns.
+	if err := p2.Stop(context.Background()); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	cancel2()
+	if alive(fourth) {
+		t.Errorf("pid %d still runs after Stop", fourth)
+	}
+	if _, err := os.Stat(filepath.Join(dir, pidFileName)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("pidfile left after Stop: %v", err)
+	}
+}
+
+func TestProcessReplacesOnConfigChangeBetweenRuns(t *testing.T) {
+	dir := t.TempDir()
+	p, cfg := fakeProcess(t, dir)
+	argv := traefikArgv(p.cfg.Binary, cfg.ConfigFile)
+	t.Cleanup(func() { _ = p.Stop(context.Background()) })
+	cancel := runProcess(t, p)
+	first := p.PID()
+	killAtCleanup(t, first, argv)
+	cancel()
+
+	// The gateway comes back with another Env: the running one is stale.
+	p2, _ := fakeProcess(t, dir, "HTTPREQ_ENDPOINT=http://127.0.0.1:1")
+	t.Cleanup(func() { _ = p2.Stop(context.Background()) })
+	runProcess(t, p2)
+	second := p2.PID()
+	killAtCleanup(t, second, argv)
+	if second == first {
+		t.Fatalf("pid %d adopted although Env changed", first)
+	}
+	waitFor(t, 3*time.Second, "stale traefik gone", func() bool { return !alive(first) })
+}
+
+func TestProcessIgnoresForeignPidFile(t *testing.T) {
+	dir := t.TempDir()
+	// A pid recycled by another program, with the hash of our configuration.
+	sleep := exec.Command("sleep", "60")
+	if err := sleep.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = sleep.Process.Kill()
+		_ = sleep.Wait()
+	})
+
+	p, cfg := fakeProcess(t, dir)
+	argv := traefikArgv(p.cfg.Binary, cfg.ConfigFile)
+	config, err := os.ReadFile(cfg.ConfigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := pidRecord{PID: sleep.Process.Pid, Hash: configHash(config, cfg.Env)}
+	if err := writePidFile(filepath.Join(dir, pidFileName), rec); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Stop(context.Background()) })
+	runProcess(t, p)
+	pid := p.PID()
+	killAtCleanup(t, pid, argv)
+	if pid == sleep.Process.Pid {
+		t.Fatalf("adopted the sleep process %d", pid)
+	}
+	if !alive(sleep.Process.Pid) {
+		t.Fatalf("the sleep process was signalled")
+	}
+	if got, _ := readPidFile(filepath.Join(dir, pidFileName)); got.PID != pid {
+		t.Errorf("pidfile names %d, want %d", got.PID, pid)
+	}
+}
+
+func TestProcessStopWithoutRun(t *testing.T) {
+	dir := t.TempDir()
+	p, cfg := fakeProcess(t, dir)
+	argv := traefikArgv(p.cfg.Binary, cfg.ConfigFile)
+	cancel := runProcess(t, p)
+	pid := p.PID()
+	killAtCleanup(t, pid, argv)
+	cancel()
+
+	// Explicit shutdown from a fresh Process: it finds Traefik by the pidfile.
+	p2, _ := fakeProcess(t, dir)
+	if err := p2.Stop(context.Background()); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	waitFor(t, 3*time.Second, "traefik gone after Stop", func() bool { return !alive(pid) })
+	// Stop is final: Run does not start another.
+	if err := p2.Run(context.Background()); err != nil {
+		t.Errorf("Run after Stop: %v", err)
+	}
+	if p2.PID() != 0 {
+		t.Errorf("Run after Stop started pid %d", p2.PID())
+	}
+}
+
+func testLogger(t testing.TB) zerolog.Logger {
+	if os.Getenv("GATEWAY_TEST_LOG") == "" {
+		return zerolog.Nop()
+	}
+	return zerolog.New(zerolog.NewTestWriter(t)).With().Timestamp().Logger()
+}
+
+func FuzzParseProcState(f *testing.F) {
+	f.Add([]byte("1234 (traefik) S 1 1234 1234 0 -1"))
+	f.Add([]byte("77 (a) b (c) Z 1 2"))
+	f.Add([]byte("1 ()) )"))
+	f.Add([]byte(")"))
+	f.Add([]byte(") "))
+	f.Fuzz(func(t *testing.T, stat []byte) {
+		// comm ends at the last ')'; the state is the byte after the space.
+		state, err := parseProcState(stat)
+		i := strings.LastIndexByte(string(stat), ')')
+		wellFormed := i >= 0 && i+2 < len(stat) && stat[i+1] == ' '
+		if (err == nil) != wellFormed || (err == nil && state != stat[i+2]) {
+			t.Fatalf("parseProcState(%q) = %q, %v", stat, state, err)
+		}
+	})
+}
+
+func FuzzMatchCmdline(f *testing.F) {
+	want := traefikArgv("/usr/bin/traefik", "/var/lib/gateway/traefik/traefik.yaml")
+	f.Add([]byte("/usr/bin/traefik\x00--configFile=/var/lib/gateway/traefik/traefik.yaml\x00"))
+	f.Add([]byte("\x00--configFile=/var/lib/gateway/traefik/traefik.yaml\x00"))
+	f.Add([]byte("\x00\x00\x00"))
+	f.Add([]byte(""))
+	f.Fuzz(func(t *testing.T, cmdline []byte) {
+		got := splitCmdline(cmdline)
+		switch matchCmdline(got, want) {
+		case cmdlineSame:
+			if strings.Join(got, "\x00") != strings.Join(want, "\x00") {
+				t.Fatalf("%q taken for our command line", cmdline)
+			}
+		case cmdlineSameConfig:
+			if len(got) != 2 || got[1] != want[1] || got[0] == "" {
+				t.Fatalf("%q taken for our configuration", cmdline)
+			}
+		}
+	})
+}

@@ -1,0 +1,224 @@
+package traefik
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// The -update flag regenerates golden files. It is looked up rather than held
+// in a variable so that any test file of the package may define it.
+func init() {
+	if flag.Lookup("update") == nil {
+		flag.Bool("update", false, "rewrite the golden files under testdata/")
+	}
+}
+
+func updateGolden() bool {
+	f := flag.Lookup("update")
+	return f != nil && f.Value.String() == "true"
+}
+
+// goldenOptions look like a node's: every option set.
+func goldenOptions() StaticOptions {
+	return StaticOptions{
+		ProxyDir:           "/var/lib/gateway/proxy",
+		StateDir:           "/var/lib/gateway/traefik",
+		MetricsAddress:     "127.0.0.1:8082",
+		ACMEEmail:          "ops@example.com",
+		ACMECACertificates: []string{"/etc/gateway/pebble.minica.pem"},
+		DNSResolvers:       []string{"127.0.0.1:53"},
+		LogLevel:           "info",
+	}
+}
+
+func TestRenderStaticGolden(t *testing.T) {
+	got, err := RenderStatic(goldenOptions())
+	if err != nil {
+		t.Fatalf("RenderStatic: %v", err)
+	}
+	golden := filepath.Join("testdata", "static.golden.yaml")
+	if updateGolden() {
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("reading golden file (regenerate with -update): %v", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("rendered static configuration differs from %s (regenerate with -update):\n%s", golden, got)
+	}
+}
+
+// lookup walks a decoded YAML document along keys.
+func lookup(t testing.TB, doc map[string]any, keys ...string) any {
+	t.Helper()
+	var cur any = doc
+	for i, k := range keys {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			t.Fatalf("%s is not a mapping", strings.Join(keys[:i], "."))
+		}
+		if cur, ok = m[k]; !ok {
+			t.Fatalf("no key %s", strings.Join(keys[:i+1], "."))
+		}
+	}
+	return cur
+}
+
+func TestRenderStaticDefaults(t *testing.T) {
+	out, err := RenderStatic(StaticOptions{ProxyDir: "/p", StateDir: "/s/"})
+	if err != nil {
+		t.Fatalf("RenderStatic: %v", err)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(out, &doc); err != nil {
+		t.Fatalf("rendered YAML does not parse: %v", err)
+	}
+	tests := []struct {
+		path []string
+		want any
+	}{
+		{[]string{"entryPoints", "web", "address"}, ":80"},
+		{[]string{"entryPoints", "websecure", "address"}, ":443"},
+		{[]string{"entryPoints", "metrics", "address"}, "127.0.0.1:8082"},
+		// Traefik's default redirect priority (MaxInt-1) would beat the
+		// challenge routers of passthrough backends.
+		{[]string{"entryPoints", "web", "http", "redirections", "entryPoint", "priority"}, 1},
+		{[]string{"entryPoints", "web", "allowACMEByPass"}, true},
+		// Traefik v3 cuts streams at readTimeout, 60s by default.
+		{[]string{"entryPoints", "websecure", "transport", "respondingTimeouts", "readTimeout"}, "0s"},
+		{[]string{"providers", "providersThrottleDuration"}, "100ms"},
+		{[]string{"providers", "file", "directory"}, "/p"},
+		{[]string{"providers", "file", "watch"}, true},
+		// Traefik defaults both to true when the key is missing.
+		{[]string{"api", "dashboard"}, false},
+		{[]string{"global", "checkNewVersion"}, false},
+		{[]string{"log", "level"}, "INFO"},
+		{[]string{"certificatesResolvers", "resolver", "acme", "caServer"}, DefaultACMECAServer},
+		{[]string{"certificatesResolvers", "resolver", "acme", "storage"}, "/s/acme-http.json"},
+		{[]string{"certificatesResolvers", "dnsresolver", "acme", "storage"}, "/s/acme-dns.json"},
+		{[]string{"certificatesResolvers", "dnsresolver", "acme", "dnsChallenge", "provider"}, "httpreq"},
+	}
+	for _, tt := range tests {
+		if got := lookup(t, doc, tt.path...); got != tt.want {
+			t.Errorf("%s = %v, want %v", strings.Join(tt.path, "."), got, tt.want)
+		}
+	}
+	if _, ok := lookup(t, doc, "entryPoints", "metrics").(map[string]any)["asDefault"]; ok {
+		t.Errorf("metrics entry point is a default entry point: routers without entry points would be reachable on it")
+	}
+}
+
+func TestRenderStaticAccepts(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(*StaticOptions)
+	}{
+		{"loopback IPv6 metrics", func(o *StaticOptions) { o.MetricsAddress = "[::1]:9100" }},
+		{"metrics by host name", func(o *StaticOptions) { o.MetricsAddress = "localhost:9100" }},
+		{"lowercase log level", func(o *StaticOptions) { o.LogLevel = "debug" }},
+		{"web and metrics share a port on distinct hosts", func(o *StaticOptions) {
+			o.WebAddress = "192.0.2.1:8082"
+		}},
+		{"private CA", func(o *StaticOptions) { o.ACMECAServer = "https://127.0.0.1:14000/dir" }},
+		{"throttle", func(o *StaticOptions) { o.Throttle = 50 * time.Millisecond }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := goldenOptions()
+			tt.edit(&o)
+			if _, err := RenderStatic(o); err != nil {
+				t.Fatalf("RenderStatic: %v", err)
+			}
+		})
+	}
+}
+
+func TestRenderStaticRejects(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(*StaticOptions)
+		want string // in the error
+	}{
+		{"missing proxy dir", func(o *StaticOptions) { o.ProxyDir = "" }, "ProxyDir"},
+		{"relative state dir", func(o *StaticOptions) { o.StateDir = "traefik" }, "StateDir"},
+		// The metrics entry point serves /metrics and /ping unauthenticated.
+		{"metrics on every address, empty host", func(o *StaticOptions) { o.MetricsAddress = ":8082" }, "MetricsAddress"},
+		{"metrics on every IPv4 address", func(o *StaticOptions) { o.MetricsAddress = "0.0.0.0:8082" }, "MetricsAddress"},
+		{"metrics on every IPv6 address", func(o *StaticOptions) { o.MetricsAddress = "[::]:8082" }, "MetricsAddress"},
+		{"address without port", func(o *StaticOptions) { o.WebAddress = "80" }, "WebAddress"},
+		{"port zero", func(o *StaticOptions) { o.WebSecureAddress = ":0" }, "WebSecureAddress"},
+		{"port out of range", func(o *StaticOptions) { o.WebSecureAddress = ":70000" }, "WebSecureAddress"},
+		{"udp entry point", func(o *StaticOptions) { o.WebAddress = ":80/udp" }, "WebAddress"},
+		{"named port", func(o *StaticOptions) { o.WebAddress = ":http" }, "WebAddress"},
+		{"two entry points on one port", func(o *StaticOptions) {
+			o.WebAddress = ":8443"
+			o.WebSecureAddress = "127.0.0.1:8443"
+		}, "both listen on port 8443"},
+		{"negative throttle", func(o *StaticOptions) { o.Throttle = -time.Second }, "Throttle"},
+		{"e-mail with a name", func(o *StaticOptions) { o.ACMEEmail = "Ops <ops@example.com>" }, "ACMEEmail"},
+		{"e-mail without domain", func(o *StaticOptions) { o.ACMEEmail = "ops" }, "ACMEEmail"},
+		{"plain http CA", func(o *StaticOptions) { o.ACMECAServer = "http://ca.example/dir" }, "ACMECAServer"},
+		{"relative CA certificate", func(o *StaticOptions) { o.ACMECACertificates = []string{"pebble.pem"} }, "ACMECACertificates"},
+		{"resolver without port", func(o *StaticOptions) { o.DNSResolvers = []string{"127.0.0.1"} }, "DNSResolvers"},
+		{"resolver by name", func(o *StaticOptions) { o.DNSResolvers = []string{"ns.example:53"} }, "DNSResolvers"},
+		{"unknown log level", func(o *StaticOptions) { o.LogLevel = "verbose" }, "LogLevel"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := goldenOptions()
+			tt.edit(&o)
+			out, err := RenderStatic(o)
+			if err == nil {
+				t.Fatalf("RenderStatic accepted the options:\n%s", out)
+			}
+			if out != nil {
+				t.Errorf("RenderStatic returned output with an error")
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not mention %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func FuzzRenderStatic(f *testing.F) {
+	f.Add(":80", ":443", "127.0.0.1:8082", "INFO", "127.0.0.1:53", "ops@example.com")
+	f.Add(":8082", "[::]:8082", "0.0.0.0:8082", "debug", "[::1]:53", "a@b")
+	f.Add("[fe80::1%eth0]:80", ":443/udp", "localhost:1", "trace\n", "1.2.3.4:0", "x\n@y")
+	f.Add("", "", "", "", "", "")
+	f.Fuzz(func(t *testing.T, web, websecure, metrics, level, resolver, email string) {
+		o := StaticOptions{
+			ProxyDir:         "/p",
+			StateDir:         "/s",
+			WebAddress:       web,
+			WebSecureAddress: websecure,
+			MetricsAddress:   metrics,
+			LogLevel:         level,
+			DNSResolvers:     []string{resolver},
+			ACMEEmail:        email,
+		}
+		out, err := RenderStatic(o)
+		if err != nil {
+			return
+		}
+		var cfg StaticConfiguration
+		if err := yaml.Unmarshal(out, &cfg); err != nil {
+			t.Fatalf("rendered YAML does not parse: %v\n%s", err, out)
+		}
+		addr := cfg.EntryPoints[EntryPointMetrics].Address
+		host, _, err := splitEntryPointAddress(addr)
+		if err != nil || hostUnspecified(host) {
+			t.Fatalf("accepted metrics address %q", addr)
+		}
+	})
+}
