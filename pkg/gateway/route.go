@@ -9,18 +9,8 @@ import (
 	"github.com/threefoldtech/gateway/pkg/traefik"
 )
 
-// Names the gateway uses in Traefik's configuration. The static
-// configuration defines the same entry points and resolvers.
-const (
-	EntryPointWeb       = "web"
-	EntryPointWebSecure = "websecure"
-	// ResolverHTTP issues certificates for user domains by HTTP-01.
-	ResolverHTTP = "resolver"
-	// ResolverDNS issues the gateway domain's wildcard certificate by DNS-01.
-	ResolverDNS = "dnsresolver"
-	// acmeChallengePath is where HTTP-01 challenges are answered.
-	acmeChallengePath = "/.well-known/acme-challenge/"
-)
+// acmeChallengePath is where HTTP-01 challenges are answered.
+const acmeChallengePath = "/.well-known/acme-challenge/"
 
 // route is one validated route: what the index holds and a file renders.
 type route struct {
@@ -69,7 +59,7 @@ func (r route) render(domain string) *traefik.Configuration {
 		return &traefik.Configuration{
 			TCP: &traefik.TCPConfiguration{
 				Routers: map[string]*traefik.TCPRouter{r.id: {
-					EntryPoints: []string{EntryPointWebSecure},
+					EntryPoints: []string{traefik.EntryPointWebSecure},
 					Rule:        sniRule(r.fqdn),
 					Service:     r.id,
 					TLS:         &traefik.RouterTCPTLSConfig{Passthrough: true},
@@ -80,7 +70,7 @@ func (r route) render(domain string) *traefik.Configuration {
 			},
 			HTTP: &traefik.HTTPConfiguration{
 				Routers: map[string]*traefik.Router{r.id: {
-					EntryPoints: []string{EntryPointWeb},
+					EntryPoints: []string{traefik.EntryPointWeb},
 					Rule:        challengeRule(r.fqdn),
 					Service:     r.id,
 				}},
@@ -91,9 +81,9 @@ func (r route) render(domain string) *traefik.Configuration {
 		}
 	}
 
-	tls := &traefik.RouterTLSConfig{CertResolver: ResolverHTTP, Domains: []traefik.Domain{{Main: r.fqdn}}}
+	tls := &traefik.RouterTLSConfig{CertResolver: traefik.ResolverHTTP, Domains: []traefik.Domain{{Main: r.fqdn}}}
 	if r.kind == KindName {
-		tls = &traefik.RouterTLSConfig{CertResolver: ResolverDNS, Domains: []traefik.Domain{{Main: domain, SANs: []string{"*." + domain}}}}
+		tls = &traefik.RouterTLSConfig{CertResolver: traefik.ResolverDNS, Domains: []traefik.Domain{{Main: domain, SANs: []string{"*." + domain}}}}
 	}
 	servers := make([]traefik.Server, len(r.backends))
 	for i, b := range r.backends {
@@ -102,7 +92,7 @@ func (r route) render(domain string) *traefik.Configuration {
 	return &traefik.Configuration{
 		HTTP: &traefik.HTTPConfiguration{
 			Routers: map[string]*traefik.Router{r.id: {
-				EntryPoints: []string{EntryPointWebSecure},
+				EntryPoints: []string{traefik.EntryPointWebSecure},
 				Rule:        hostRule(r.fqdn),
 				Service:     r.id,
 				TLS:         tls,
@@ -161,7 +151,7 @@ func parseRoute(id string, cfg *traefik.Configuration, domain string) (route, er
 			}
 			r.backends = append(r.backends, b)
 		}
-		if rt.TLS != nil && rt.TLS.CertResolver == ResolverDNS {
+		if rt.TLS != nil && rt.TLS.CertResolver == traefik.ResolverDNS {
 			r.kind = KindName
 		}
 	default:

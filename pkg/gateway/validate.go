@@ -12,7 +12,7 @@ const (
 	// MaxWorkloadIDLength bounds a workload ID; it names a file and a router.
 	MaxWorkloadIDLength = 128
 	// MaxBackends bounds the servers of one route.
-	MaxBackends = 16
+	MaxBackends    = 16
 	maxFQDNLength  = 253
 	maxLabelLength = 63
 )

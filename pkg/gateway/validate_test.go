@@ -22,11 +22,11 @@ var injections = []string{
 	"a/b",
 	"a\\b",
 	"a\x00b",
-	"ａ",            // fullwidth a
-	"\u212a",       // Kelvin sign, lower-cases to k
-	"xn--ls8h",     // punycode is fine as a label, kept here as a control
-	"a\u200bb",     // zero-width space
-	"\u202ea",      // right-to-left override
+	"ａ",        // fullwidth a
+	"\u212a",   // Kelvin sign, lower-cases to k
+	"xn--ls8h", // punycode is fine as a label, kept here as a control
+	"a\u200bb", // zero-width space
+	"\u202ea",  // right-to-left override
 	"{{.}}",
 	"${HOME}",
 	"*",
