@@ -40,12 +40,12 @@ type Backends struct {
 
 // Traefik configures the Traefik process.
 type Traefik struct {
-	Binary    string            `description:"Traefik binary to run." json:"binary,omitempty" toml:"binary,omitempty" yaml:"binary,omitempty"`
-	Managed   bool              `description:"Run and supervise Traefik. False leaves it to an outside supervisor (see zinit/traefik.yaml)." json:"managed,omitempty" toml:"managed,omitempty" yaml:"managed,omitempty"`
-	Web       string            `description:"Address of the plain HTTP entry point; it redirects to HTTPS." json:"web,omitempty" toml:"web,omitempty" yaml:"web,omitempty"`
-	WebSecure string            `description:"Address of the HTTPS entry point." json:"websecure,omitempty" toml:"websecure,omitempty" yaml:"websecure,omitempty"`
-	Metrics   string            `description:"Address of the Prometheus metrics and ping entry point; never public." json:"metrics,omitempty" toml:"metrics,omitempty" yaml:"metrics,omitempty"`
-	Throttle  ptypes.Duration   `description:"Traefik's providersThrottleDuration: how long it waits after a change before reloading." json:"throttle,omitempty" toml:"throttle,omitempty" yaml:"throttle,omitempty"`
+	Binary    string          `description:"Traefik binary to run." json:"binary,omitempty" toml:"binary,omitempty" yaml:"binary,omitempty"`
+	Managed   bool            `description:"Run and supervise Traefik. False leaves it to an outside supervisor (see zinit/traefik.yaml)." json:"managed,omitempty" toml:"managed,omitempty" yaml:"managed,omitempty"`
+	Web       string          `description:"Address of the plain HTTP entry point; it redirects to HTTPS." json:"web,omitempty" toml:"web,omitempty" yaml:"web,omitempty"`
+	WebSecure string          `description:"Address of the HTTPS entry point." json:"websecure,omitempty" toml:"websecure,omitempty" yaml:"websecure,omitempty"`
+	Metrics   string          `description:"Address of the Prometheus metrics and ping entry point; never public." json:"metrics,omitempty" toml:"metrics,omitempty" yaml:"metrics,omitempty"`
+	Throttle  ptypes.Duration `description:"Traefik's providersThrottleDuration: how long it waits after a change before reloading." json:"throttle,omitempty" toml:"throttle,omitempty" yaml:"throttle,omitempty"`
 }
 
 // ACME configures certificates.

@@ -181,13 +181,22 @@ func TestErrorsOverZbus(t *testing.T) {
 			return err
 		}, "invalid prefix"},
 		{"prefix two labels", func() error { _, err := n.stub.SetNamedProxy(c, "a", "a.b", ok, false); return err }, "invalid prefix"},
-		{"backend hostname", func() error { _, err := n.stub.SetNamedProxy(c, "a", "a", []string{"http://example.com"}, false); return err }, "invalid backends[0]"},
-		{"backend loopback", func() error { _, err := n.stub.SetNamedProxy(c, "a", "a", []string{"http://127.0.0.1"}, false); return err }, "loopback"},
+		{"backend hostname", func() error {
+			_, err := n.stub.SetNamedProxy(c, "a", "a", []string{"http://example.com"}, false)
+			return err
+		}, "invalid backends[0]"},
+		{"backend loopback", func() error {
+			_, err := n.stub.SetNamedProxy(c, "a", "a", []string{"http://127.0.0.1"}, false)
+			return err
+		}, "loopback"},
 		{"backend metadata", func() error {
 			_, err := n.stub.SetNamedProxy(c, "a", "a", []string{"http://169.254.169.254"}, false)
 			return err
 		}, "link-local"},
-		{"backend own IP", func() error { _, err := n.stub.SetNamedProxy(c, "a", "a", []string{"http://198.51.100.7"}, false); return err }, "loop"},
+		{"backend own IP", func() error {
+			_, err := n.stub.SetNamedProxy(c, "a", "a", []string{"http://198.51.100.7"}, false)
+			return err
+		}, "loop"},
 		{"passthrough without port", func() error { _, err := n.stub.SetNamedProxy(c, "a", "a", []string{"10.0.0.1"}, true); return err }, "need a port"},
 		{"seventeen backends", func() error {
 			many := make([]string, 17)

@@ -1,0 +1,169 @@
+//go:build e2e
+
+package acme
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/threefoldtech/gateway/test/harness"
+)
+
+// TestWildcardCertificate sets two name proxies and checks that both are
+// served with one wildcard certificate obtained by DNS-01: Traefik presents
+// the challenges to the gateway's httpreq API, the gateway's DNS server
+// answers them to Pebble. Then it kills Traefik and checks that the Traefik
+// the gateway starts again serves the same certificate from its ACME storage
+// without a new order.
+func TestWildcardCertificate(t *testing.T) {
+	t.Parallel()
+	redis := harness.StartRedis(t)
+	// The gateway's resolver answers NXDOMAIN to everything: its delegation
+	// check must not ask the host's resolver.
+	resolver := harness.StartDNS(t)
+	pebble := harness.NewPebble(t)
+	gw := harness.StartGateway(t, harness.GatewayOptions{
+		Redis:          redis,
+		Domain:         "gw.test",
+		Resolver:       resolver.Addr,
+		CAServer:       pebble.DirectoryURL,
+		CACertificates: pebble.CAFile,
+	})
+	// Pebble looks the TXT records up at the gateway's own DNS server, the
+	// one _acme-challenge.gw.test would be delegated to.
+	pebble.Start(t, harness.PebbleOptions{HTTPPort: harness.PortOf(t, gw.WebAddr), DNSServer: gw.DNSAddr})
+	roots := pebble.Roots(t)
+
+	alpha := harness.StartHTTPBackend(t, "alpha-backend")
+	beta := harness.StartHTTPBackend(t, "beta-backend")
+	start := time.Now()
+	alphaName := gw.SetNamedProxy(t, "wl-alpha", "alpha", []string{alpha.URL()}, false)
+	betaName := gw.SetNamedProxy(t, "wl-beta", "beta", []string{beta.URL()}, false)
+	if alphaName != "alpha.gw.test" || betaName != "beta.gw.test" {
+		t.Fatalf("SetNamedProxy returned %q and %q, want alpha.gw.test and beta.gw.test", alphaName, betaName)
+	}
+
+	leaf := waitCertificate(t, gw.WebSecureAddr, alphaName, roots, acmeTimeout)
+	t.Logf("wildcard certificate after %s (%s key)", time.Since(start).Round(time.Millisecond), leaf.PublicKeyAlgorithm)
+	betaLeaf := waitCertificate(t, gw.WebSecureAddr, betaName, roots, routeTimeout)
+
+	if !leaf.Equal(betaLeaf) {
+		t.Errorf("the two names are served with two certificates (serials %s and %s), want one", harness.SerialHex(leaf), harness.SerialHex(betaLeaf))
+	}
+	checkWildcard(t, leaf, "gw.test")
+	if !slices.Contains(pebble.Issued(), harness.SerialHex(leaf)) {
+		t.Errorf("the certificate served (serial %s) is not one Pebble issued: %v", harness.SerialHex(leaf), pebble.Issued())
+	}
+	// Both routers ask for the same domains: one order covers them.
+	if n := pebble.Orders(); n != 1 {
+		t.Errorf("Pebble received %d orders, want 1", n)
+	}
+
+	client := harness.VerifiedHTTPSClient(gw.WebSecureAddr, roots)
+	for _, tc := range []struct{ name, backend string }{{alphaName, alpha.Name}, {betaName, beta.Name}} {
+		a, err := get(client, "https://"+tc.name+"/hello")
+		if err != nil {
+			t.Fatalf("HTTPS to %s: %v", tc.name, err)
+		}
+		if a.status != http.StatusOK || a.backend != tc.backend || a.body != tc.backend+"\n" {
+			t.Errorf("HTTPS to %s: status %d backend %q body %q, want 200 from %s", tc.name, a.status, a.backend, a.body, tc.backend)
+		}
+	}
+
+	// lego cleans both TXT values up once the order is valid; a value left
+	// behind would be served for ever.
+	harness.WaitFor(t, routeTimeout, "the challenge TXT records to be removed", func() error {
+		txt, err := lookupTXT(gw.DNSAddr, "_acme-challenge.gw.test.")
+		if err != nil {
+			return err
+		}
+		if len(txt) > 0 {
+			return fmt.Errorf("still served: %q", txt)
+		}
+		return nil
+	})
+
+	t.Run("TraefikRestartKeepsCertificate", func(t *testing.T) {
+		testRestartKeepsCertificate(t, gw, pebble, roots, alphaName, leaf)
+	})
+}
+
+// testRestartKeepsCertificate kills Traefik with SIGKILL and checks that the
+// Traefik the gateway starts in its place serves the same certificate, read
+// from the ACME storage, and orders none.
+func testRestartKeepsCertificate(t *testing.T, gw *harness.Gateway, pebble *harness.Pebble, roots *x509.CertPool, name string, want *x509.Certificate) {
+	oldPID := gw.TraefikPID()
+	if oldPID == 0 {
+		t.Fatalf("no running Traefik in %s", gw.PIDFile())
+	}
+	orders := pebble.Orders()
+	logPath := gw.TraefikLogPath()
+	offset := fileSize(t, logPath)
+
+	if err := syscall.Kill(oldPID, syscall.SIGKILL); err != nil {
+		t.Fatalf("killing Traefik (pid %d): %v", oldPID, err)
+	}
+	killed := time.Now()
+	harness.WaitFor(t, restartTimeout, "the gateway to start another Traefik", func() error {
+		if pid := gw.TraefikPID(); pid == 0 || pid == oldPID {
+			return fmt.Errorf("pidfile names pid %d", pid)
+		}
+		return nil
+	})
+	leaf := waitCertificate(t, gw.WebSecureAddr, name, roots, restartTimeout)
+	t.Logf("certificate served again %s after SIGKILL of Traefik", time.Since(killed).Round(time.Millisecond))
+	if !leaf.Equal(want) {
+		t.Errorf("after the restart Traefik serves serial %s, want the stored %s", harness.SerialHex(leaf), harness.SerialHex(want))
+	}
+	// The new Traefik says it found the domains in its storage; by then it
+	// has decided, so an order would already have reached Pebble.
+	text := waitLog(t, logPath, offset, "No ACME certificate generation required for domains", routeTimeout)
+	if strings.Contains(text, "Domains need ACME certificates generation") {
+		t.Errorf("the new Traefik wants to order certificates again although its storage has them")
+	}
+	if n := pebble.Orders(); n != orders {
+		t.Errorf("Pebble received %d new orders after the restart, want none", n-orders)
+	}
+}
+
+// checkWildcard checks that c names exactly domain and *.domain, and nothing
+// else.
+func checkWildcard(t testing.TB, c *x509.Certificate, domain string) {
+	t.Helper()
+	sans := slices.Sorted(slices.Values(c.DNSNames))
+	if want := []string{"*." + domain, domain}; !slices.Equal(sans, want) {
+		t.Errorf("certificate DNS names %q, want exactly %q", sans, want)
+	}
+	if len(c.IPAddresses)+len(c.URIs)+len(c.EmailAddresses) > 0 {
+		t.Errorf("certificate has other names: IPs %v, URIs %v, e-mails %v", c.IPAddresses, c.URIs, c.EmailAddresses)
+	}
+}
+
+// lookupTXT asks server for the TXT records of name over UDP.
+func lookupTXT(server, name string) ([]string, error) {
+	m := new(dns.Msg)
+	m.SetQuestion(name, dns.TypeTXT)
+	c := &dns.Client{Timeout: 2 * time.Second}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	r, _, err := c.ExchangeContext(ctx, m, server)
+	if err != nil {
+		return nil, fmt.Errorf("TXT %s at %s: %w", name, server, err)
+	}
+	var values []string
+	for _, rr := range r.Answer {
+		if txt, ok := rr.(*dns.TXT); ok {
+			values = append(values, txt.Txt...)
+		}
+	}
+	return values, nil
+}
