@@ -1,10 +1,13 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/traefik/paerser/cli"
 	"github.com/traefik/paerser/env"
 	"github.com/traefik/paerser/flag"
 )
@@ -70,5 +73,45 @@ func TestLocalAddress(t *testing.T) {
 		if got := localAddress(in); got != want {
 			t.Errorf("localAddress(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestHelpListsEveryFlag(t *testing.T) {
+	var out strings.Builder
+	if err := newCommand(nil).PrintHelp(&out); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"--broker", "--root", "--workers", "--resolver", "--public.domain", "--public.ipv4", "--public.ipv6",
+		"--backends.allow", "--traefik.binary", "--traefik.managed", "--traefik.web", "--traefik.websecure", "--traefik.metrics",
+		"--traefik.throttle", "--acme.email", "--acme.caserver", "--acme.cacertificates", "--dns.address", "--dns.api", "--log.level", "--configfile"} {
+		if !strings.Contains(out.String(), name+" ") {
+			t.Errorf("--help does not list %s", name)
+		}
+	}
+}
+
+func TestConfigFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gateway.yaml")
+	if err := os.WriteFile(path, []byte("root: /srv/gw\npublic:\n  domain: gw.example\ntraefik:\n  throttle: 250ms\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	execute := func(args ...string) (*Configuration, error) {
+		saved := os.Args
+		defer func() { os.Args = saved }()
+		os.Args = append([]string{"gateway"}, args...)
+		var got *Configuration
+		err := cli.Execute(newCommand(func(c *Configuration) error { got = c; return nil }))
+		return got, err
+	}
+	cfg, err := execute("--configfile=" + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Root != "/srv/gw" || cfg.Public.Domain != "gw.example" || time.Duration(cfg.Traefik.Throttle) != 250*time.Millisecond || cfg.Workers != 4 {
+		t.Fatalf("from file: %+v", cfg)
+	}
+	// A configuration file that is not there must not be ignored silently.
+	if _, err := execute("--configfile=" + path + ".missing"); err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Fatalf("missing file: err = %v", err)
 	}
 }

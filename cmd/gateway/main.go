@@ -26,9 +26,18 @@ import (
 )
 
 func main() {
+	if err := cli.Execute(newCommand(run)); err != nil {
+		fmt.Fprintln(os.Stderr, "gateway:", err)
+		os.Exit(1)
+	}
+}
+
+// newCommand builds the command line: a configuration file, else flags,
+// else GATEWAY_* environment variables fill the configuration, as in Traefik.
+func newCommand(run func(*Configuration) error) *cli.Command {
 	cfg := defaultConfiguration()
 	files := &cli.FileLoader{ConfigFileFlag: "configfile", BasePaths: []string{"/etc/gateway/gateway"}}
-	cmd := &cli.Command{
+	return &cli.Command{
 		Name:          "gateway",
 		Description:   "Publishes web backends of a node through Traefik, on request of other modules over zbus.",
 		Configuration: cfg,
@@ -39,10 +48,6 @@ func main() {
 			}
 			return run(cfg)
 		},
-	}
-	if err := cli.Execute(cmd); err != nil {
-		fmt.Fprintln(os.Stderr, "gateway:", err)
-		os.Exit(1)
 	}
 }
 
