@@ -478,10 +478,12 @@ func (p *Process) start(hash string) (*instance, error) {
 		_ = cmd.Wait()
 		close(inst.done)
 	}()
+	// The pidfile is written under the lock, so that a concurrent Stop, which
+	// removes it, always comes after.
+	err = writePidFile(p.pidFile, pidRecord{PID: inst.pid, Hash: hash})
 	p.cur = inst
 	p.mu.Unlock()
-
-	if err := writePidFile(p.pidFile, pidRecord{PID: inst.pid, Hash: hash}); err != nil {
+	if err != nil {
 		// Without a pidfile the next gateway would start a second Traefik
 		// that cannot bind the ports.
 		_ = p.terminate(context.Background(), inst)
