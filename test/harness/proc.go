@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -124,22 +125,40 @@ func isZombie(pid int) bool {
 	return i > 0 && i+2 < len(b) && b[i+2] == 'Z'
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago and is
-// free for UDP too.
+var (
+	portsMu sync.Mutex
+	// portsGiven are the ports this test binary handed out already: a port
+	// is closed again right after the check, so without this two callers
+	// could get the same one.
+	portsGiven = map[int]bool{}
+	portsRand  = rand.New(rand.NewPCG(uint64(os.Getpid()), uint64(time.Now().UnixNano())))
+)
+
+// FreePort returns a port on 127.0.0.1 that was free for TCP and UDP a
+// moment ago and that no other caller in this test binary got. It picks
+// from 10000–32767, below the kernel's ephemeral range, so outgoing
+// connections never take it, and at random, so test binaries running side
+// by side rarely try the same one.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("finding a free port: %v", err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 200 {
+		port := 10000 + portsRand.IntN(22768)
+		if portsGiven[port] {
+			continue
 		}
-		port := l.Addr().(*net.TCPAddr).Port
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue
+		}
 		l.Close()
 		u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
 		if err != nil {
 			continue
 		}
 		u.Close()
+		portsGiven[port] = true
 		return port
 	}
 	t.Fatalf("no free port found")
