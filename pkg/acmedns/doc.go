@@ -1,0 +1,15 @@
+// Package acmedns serves the _acme-challenge zone of the gateway domain so
+// that Traefik can obtain the wildcard certificate of the gateway with the
+// ACME DNS-01 challenge.
+//
+// The node's DNS provider delegates _acme-challenge.<domain> to the node with
+// an NS record. Traefik (lego inside it) hands the challenge values to the
+// gateway through lego's httpreq provider (HTTPReqHandler, served on loopback
+// by APIServer); the values are kept in a Store and answered as TXT records by
+// an authoritative DNS server (Server, Handler). CheckDelegation tells whether
+// the delegation is in place.
+//
+// The server answers over TCP through miekg/dns's server and over UDP with
+// its own loop (batched reads and writes, a cache of packed answers), which
+// gives the same answers as the Handler at a dnsmasq-like rate.
+package acmedns

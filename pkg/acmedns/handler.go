@@ -1,0 +1,306 @@
+package acmedns
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/rs/zerolog"
+)
+
+// Record TTLs and SOA timers, in seconds.
+const (
+	// txtTTL is short: values come and go within seconds and a cached stale
+	// value fails a validation.
+	txtTTL = 1
+	// negativeTTL is the SOA minimum, which resolvers cache "no such value"
+	// answers for (RFC 2308). It is short for the same reason as txtTTL: a
+	// resolver that looked before the value was presented must look again.
+	negativeTTL = 1
+	soaTTL      = 60
+	nsTTL       = 3600
+	soaRefresh  = 3600
+	soaRetry    = 600
+	soaExpire   = 86400
+)
+
+// Message sizes, in bytes.
+const (
+	// maxUDPSize is the largest UDP answer we send, whatever the client
+	// advertises: the DNS flag day 2020 value, which avoids fragmentation.
+	maxUDPSize = 1232
+	// maxTXTString is the longest character-string in a TXT record.
+	maxTXTString = 255
+)
+
+// HandlerConfig configures a Handler.
+type HandlerConfig struct {
+	// Domain is the gateway domain, e.g. "gw.example"; the Handler answers
+	// for "_acme-challenge.<Domain>.". Required.
+	Domain string
+	// Store holds the values answered as TXT records. Required.
+	Store *Store
+	// Logger receives the few events worth logging; queries are not logged.
+	Logger zerolog.Logger
+}
+
+// Handler is the authoritative dns.Handler of the _acme-challenge zone of
+// the gateway domain: SOA and NS at the apex, the Store's values as TXT
+// records, REFUSED outside the zone.
+type Handler struct {
+	zone  string // canonical, "_acme-challenge.gw.example."
+	store *Store
+	log   zerolog.Logger
+	soa   *dns.SOA
+	ns    *dns.NS
+	bufs  sync.Pool // *[]byte, for packing answers
+	cache answerCache
+}
+
+var _ dns.Handler = (*Handler)(nil)
+
+// NewHandler returns the Handler of the challenge zone of cfg.Domain.
+func NewHandler(cfg HandlerConfig) (*Handler, error) {
+	if err := validateZone(cfg.Domain, cfg.Store); err != nil {
+		return nil, fmt.Errorf("validating handler config: %w", err)
+	}
+	domain := CanonicalName(cfg.Domain)
+	zone := ChallengeZone(cfg.Domain)
+	h := &Handler{
+		zone:  zone,
+		store: cfg.Store,
+		log:   cfg.Logger.With().Str("component", "acmedns").Logger(),
+		soa: &dns.SOA{
+			Hdr:     dns.RR_Header{Name: zone, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: soaTTL},
+			Ns:      domain,
+			Mbox:    "hostmaster." + domain,
+			Serial:  uint32(time.Now().Unix()),
+			Refresh: soaRefresh,
+			Retry:   soaRetry,
+			Expire:  soaExpire,
+			Minttl:  negativeTTL,
+		},
+		// The delegation names the gateway domain itself as the name server
+		// of the zone; say the same so that resolvers see one story.
+		ns: &dns.NS{
+			Hdr: dns.RR_Header{Name: zone, Rrtype: dns.TypeNS, Class: dns.ClassINET, Ttl: nsTTL},
+			Ns:  domain,
+		},
+	}
+	h.bufs.New = func() any {
+		b := make([]byte, 0, 2048)
+		return &b
+	}
+	return h, nil
+}
+
+// validateZone checks the settings the Handler and the Server share.
+func validateZone(domain string, store *Store) error {
+	if err := validateDomain(domain); err != nil {
+		return err
+	}
+	if store == nil {
+		return errors.New("store is required")
+	}
+	return nil
+}
+
+// Zone returns the canonical name of the zone the Handler answers for.
+func (h *Handler) Zone() string { return h.zone }
+
+// ServeDNS answers one query. It implements dns.Handler.
+func (h *Handler) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
+	bp := h.bufs.Get().(*[]byte)
+	out := h.appendPacked((*bp)[:0], h.answer(r, isUDP(w)), r)
+	if out == nil {
+		h.bufs.Put(bp)
+		return
+	}
+	if _, err := w.Write(out); err != nil {
+		h.log.Debug().Err(err).Msg("writing dns answer")
+	}
+	if cap(out) <= 64*1024 {
+		*bp = out[:0]
+	}
+	h.bufs.Put(bp)
+}
+
+// answer builds the answer to r, or nil when r gets no answer. udp says
+// whether the answer goes back over UDP, where its size is limited.
+func (h *Handler) answer(r *dns.Msg, udp bool) *dns.Msg {
+	if r == nil || r.Response {
+		// Never answer an answer: that is how reflection loops start.
+		return nil
+	}
+	if r.Opcode != dns.OpcodeQuery {
+		return reply(r, dns.RcodeNotImplemented)
+	}
+	if len(r.Question) != 1 {
+		return reply(r, dns.RcodeFormatError)
+	}
+	// EDNS(0): at most one OPT, version 0 only (RFC 6891).
+	var opt *dns.OPT
+	for _, rr := range r.Extra {
+		if o, ok := rr.(*dns.OPT); ok {
+			if opt != nil {
+				return reply(r, dns.RcodeFormatError)
+			}
+			opt = o
+		}
+	}
+	size := dns.MaxMsgSize
+	if udp {
+		size = dns.MinMsgSize
+		if opt != nil {
+			size = min(max(int(opt.UDPSize()), dns.MinMsgSize), maxUDPSize)
+		}
+	}
+	var m *dns.Msg
+	if opt != nil && opt.Version() != 0 {
+		m = reply(r, dns.RcodeBadVers)
+	} else {
+		m = h.answerQuestion(r, r.Question[0])
+	}
+	if opt != nil {
+		o := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+		o.SetUDPSize(maxUDPSize)
+		o.SetDo(opt.Do())
+		m.Extra = append(m.Extra, o)
+	}
+	m.Truncate(size)
+	return m
+}
+
+// answerQuestion answers the one question q of r, without EDNS.
+func (h *Handler) answerQuestion(r *dns.Msg, q dns.Question) *dns.Msg {
+	if q.Qclass != dns.ClassINET {
+		return reply(r, dns.RcodeRefused)
+	}
+	name := strings.ToLower(q.Name)
+	if !isBelowOrAt(name, h.zone) {
+		// Not our zone, and we are no resolver.
+		return reply(r, dns.RcodeRefused)
+	}
+	switch q.Qtype {
+	case dns.TypeAXFR, dns.TypeIXFR:
+		// Nobody needs a copy of a zone whose content lives for seconds.
+		return reply(r, dns.RcodeRefused)
+	case dns.TypeOPT:
+		return reply(r, dns.RcodeFormatError)
+	}
+
+	m := reply(r, dns.RcodeSuccess)
+	m.Authoritative = true
+	apex := name == h.zone
+	var values []string
+	exists := apex
+	if q.Qtype == dns.TypeTXT || q.Qtype == dns.TypeANY || !apex {
+		var found bool
+		values, found = h.store.lookup(name, nil)
+		exists = exists || found
+	}
+	if !exists {
+		m.Rcode = dns.RcodeNameError
+		m.Ns = []dns.RR{h.soa}
+		return m
+	}
+	if apex && (q.Qtype == dns.TypeSOA || q.Qtype == dns.TypeANY) {
+		m.Answer = append(m.Answer, h.soa)
+	}
+	if apex && (q.Qtype == dns.TypeNS || q.Qtype == dns.TypeANY) {
+		m.Answer = append(m.Answer, h.ns)
+	}
+	if q.Qtype == dns.TypeTXT || q.Qtype == dns.TypeANY {
+		for _, v := range values {
+			m.Answer = append(m.Answer, &dns.TXT{
+				Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: txtTTL},
+				Txt: txtStrings(v),
+			})
+		}
+	}
+	if len(m.Answer) == 0 {
+		// NODATA: the name exists, the type does not.
+		m.Ns = []dns.RR{h.soa}
+	}
+	return m
+}
+
+// reply returns an empty answer to r with rcode: the ID, opcode, RD and CD
+// bits and (when there is exactly one) the question of r.
+func reply(r *dns.Msg, rcode int) *dns.Msg {
+	m := &dns.Msg{}
+	m.Id = r.Id
+	m.Response = true
+	m.Opcode = r.Opcode
+	m.RecursionDesired = r.RecursionDesired
+	m.CheckingDisabled = r.CheckingDisabled
+	m.Rcode = rcode
+	if len(r.Question) == 1 {
+		m.Question = r.Question[:1:1]
+	}
+	return m
+}
+
+// txtStrings splits v into character-strings of at most 255 bytes, escaped
+// the way miekg/dns expects TXT strings in presentation form.
+func txtStrings(v string) []string {
+	if len(v) <= maxTXTString && !needsEscape(v) {
+		return []string{v}
+	}
+	out := make([]string, 0, (len(v)+maxTXTString-1)/maxTXTString)
+	for len(v) > maxTXTString {
+		out = append(out, escapeTXT(v[:maxTXTString]))
+		v = v[maxTXTString:]
+	}
+	return append(out, escapeTXT(v))
+}
+
+// needsEscape reports whether s holds a byte miekg/dns would read as an
+// escape or that is not printable ASCII.
+func needsEscape(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' || c > '~' || c == '"' || c == '\\' {
+			return true
+		}
+	}
+	return false
+}
+
+// escapeTXT escapes s so that miekg/dns packs exactly the bytes of s.
+func escapeTXT(s string) string {
+	if !needsEscape(s) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c < ' ' || c > '~':
+			fmt.Fprintf(&b, "\\%03d", c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// isUDP reports whether w answers over UDP (or anything that is not a
+// stream), where answers must fit the client's buffer.
+func isUDP(w dns.ResponseWriter) bool {
+	_, tcp := w.LocalAddr().(*net.TCPAddr)
+	return !tcp
+}
+
+// questionName returns the name asked about in r, for logs.
+func questionName(r *dns.Msg) string {
+	if r == nil || len(r.Question) == 0 {
+		return ""
+	}
+	return r.Question[0].Name
+}

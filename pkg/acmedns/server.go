@@ -1,0 +1,239 @@
+package acmedns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/rs/zerolog"
+)
+
+// DefaultAddress is where Server listens when Config.Address is empty.
+const DefaultAddress = ":53"
+
+// Server timings.
+const (
+	// bindAttempts is how often Run tries to find a port free for both UDP
+	// and TCP when Config.Address asks for port 0.
+	bindAttempts = 20
+	// shutdownTimeout bounds how long Close waits for queries in flight.
+	shutdownTimeout = 2 * time.Second
+)
+
+// Config configures a Server.
+type Config struct {
+	// Domain is the gateway domain, e.g. "gw.example"; the server answers
+	// for the zone "_acme-challenge.<Domain>.". Required.
+	Domain string
+	// Address is the host:port the server listens on, UDP and TCP alike.
+	// Default DefaultAddress (":53"). With port 0 the system picks one port
+	// free for both.
+	Address string
+	// Store holds the challenge values to answer. Required; share it with
+	// the HTTPReqHandler that fills it.
+	Store *Store
+	// Logger receives the server's events; queries are not logged.
+	Logger zerolog.Logger
+}
+
+// Server is the authoritative DNS server of the _acme-challenge zone, over
+// UDP and TCP on one address.
+type Server struct {
+	address string
+	handler *Handler
+	log     zerolog.Logger
+
+	ready     chan struct{} // closed once both listeners serve
+	closing   chan struct{} // closed by Close
+	closeOnce sync.Once
+
+	mu      sync.Mutex
+	addr    string
+	running bool
+	done    chan struct{} // closed when Run returns, nil before Run
+}
+
+// New validates cfg, fills its defaults and returns a Server that is not
+// listening yet: call Run.
+func New(cfg Config) (*Server, error) {
+	if cfg.Address == "" {
+		cfg.Address = DefaultAddress
+	}
+	if _, _, err := net.SplitHostPort(cfg.Address); err != nil {
+		return nil, fmt.Errorf("validating dns server address %q: %w", cfg.Address, err)
+	}
+	if err := validateZone(cfg.Domain, cfg.Store); err != nil {
+		return nil, fmt.Errorf("validating dns server config: %w", err)
+	}
+	h, err := NewHandler(HandlerConfig{Domain: cfg.Domain, Store: cfg.Store, Logger: cfg.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("creating dns handler: %w", err)
+	}
+	return &Server{
+		address: cfg.Address,
+		handler: h,
+		log:     h.log,
+		ready:   make(chan struct{}),
+		closing: make(chan struct{}),
+	}, nil
+}
+
+// Handler returns the dns.Handler the server answers with.
+func (s *Server) Handler() *Handler { return s.handler }
+
+// Ready returns a channel closed once the server answers on both UDP and
+// TCP; Addr is set by then. It is never closed if Run fails before that.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Addr returns the address the server listens on (UDP and TCP share it), or
+// "" before it is listening.
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
+}
+
+// Run listens and answers queries until ctx ends or Close is called. It
+// returns nil then, or the error that stopped it. A Server runs once.
+func (s *Server) Run(ctx context.Context) error {
+	s.mu.Lock()
+	if s.running {
+		s.mu.Unlock()
+		return errors.New("running dns server: already run")
+	}
+	s.running = true
+	s.done = make(chan struct{})
+	s.mu.Unlock()
+	defer close(s.done)
+
+	select {
+	case <-s.closing:
+		return nil
+	default:
+	}
+
+	pc, l, err := listen(s.address)
+	if err != nil {
+		return fmt.Errorf("running dns server: %w", err)
+	}
+	s.mu.Lock()
+	s.addr = pc.LocalAddr().String()
+	s.mu.Unlock()
+
+	udp, err := newUDPServer(pc.(*net.UDPConn), s.handler, s.log)
+	if err != nil {
+		pc.Close()
+		l.Close()
+		return fmt.Errorf("running dns server: %w", err)
+	}
+	started := make(chan struct{})
+	tcp := &dns.Server{
+		Listener: l, Handler: s.handler, MsgAcceptFunc: acceptQuery,
+		NotifyStartedFunc: func() { close(started) },
+	}
+	errs := make(chan error, 2) // room for both, so neither blocks
+	var wg sync.WaitGroup
+	wg.Go(func() { errs <- udp.serve() })
+	wg.Go(func() { errs <- tcp.ActivateAndServe() })
+
+	var runErr error
+	select {
+	case <-started:
+		// UDP serves from the moment the socket is bound.
+		close(s.ready)
+		s.log.Info().Str("address", s.Addr()).Str("zone", s.handler.zone).Msg("dns server listening")
+		select {
+		case <-ctx.Done():
+		case <-s.closing:
+		case err := <-errs:
+			runErr = fmt.Errorf("serving dns on %s: %w", s.Addr(), orStopped(err))
+		}
+	case err := <-errs:
+		runErr = fmt.Errorf("starting dns server on %s: %w", s.Addr(), orStopped(err))
+	}
+
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	// Fails for a TCP server that did not start; its socket is closed
+	// below. Closing the UDP socket ends the UDP workers.
+	_ = tcp.ShutdownContext(sctx)
+	pc.Close()
+	l.Close()
+	wg.Wait()
+	s.log.Info().Str("address", s.Addr()).Msg("dns server stopped")
+	return runErr
+}
+
+// Close stops a running server and waits for Run to return. It is safe to
+// call more than once, and before Run (Run then returns at once).
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() { close(s.closing) })
+	s.mu.Lock()
+	done := s.done
+	s.mu.Unlock()
+	if done != nil {
+		<-done
+	}
+	return nil
+}
+
+// errStopped stands for a server that stopped without saying why.
+var errStopped = errors.New("stopped unexpectedly")
+
+func orStopped(err error) error {
+	if err == nil {
+		return errStopped
+	}
+	return err
+}
+
+// listen binds UDP and then TCP on the port UDP got. When the port is 0
+// and the system gave UDP a port already taken for TCP, it tries again.
+func listen(address string) (net.PacketConn, net.Listener, error) {
+	host, port, err := net.SplitHostPort(address)
+	if err != nil {
+		return nil, nil, fmt.Errorf("parsing address %q: %w", address, err)
+	}
+	attempts := 1
+	if port == "0" {
+		attempts = bindAttempts
+	}
+	for i := 0; ; i++ {
+		pc, err := net.ListenPacket("udp", address)
+		if err != nil {
+			return nil, nil, fmt.Errorf("listening on udp %s: %w", address, err)
+		}
+		udpPort := pc.LocalAddr().(*net.UDPAddr).Port
+		l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(udpPort)))
+		if err == nil {
+			return pc, l, nil
+		}
+		pc.Close()
+		if i+1 >= attempts {
+			return nil, nil, fmt.Errorf("listening on tcp port %d of %s: %w", udpPort, address, err)
+		}
+	}
+}
+
+// acceptQuery rejects, before unpacking, what the Handler would not answer
+// anyway: answers are ignored, opcodes other than QUERY get NOTIMP, and
+// queries with other than one question or with records in the answer or
+// authority section get FORMERR.
+func acceptQuery(dh dns.Header) dns.MsgAcceptAction {
+	const qr = 1 << 15
+	if dh.Bits&qr != 0 {
+		return dns.MsgIgnore
+	}
+	if opcode := int(dh.Bits>>11) & 0xF; opcode != dns.OpcodeQuery {
+		return dns.MsgRejectNotImplemented
+	}
+	if dh.Qdcount != 1 || dh.Ancount != 0 || dh.Nscount != 0 || dh.Arcount > 2 {
+		return dns.MsgReject
+	}
+	return dns.MsgAccept
+}
