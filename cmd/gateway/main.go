@@ -250,8 +250,13 @@ func checkDelegation(ctx context.Context, resolver, domain string, ips []netip.A
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := acmedns.CheckDelegation(ctx, resolver, domain, nodeIPs); err != nil {
+	err := acmedns.CheckDelegation(ctx, resolver, domain, nodeIPs)
+	switch {
+	case errors.Is(err, acmedns.ErrNotDelegated):
 		log.Warn().Err(err).Str("resolver", resolver).Msg("the _acme-challenge zone is not delegated to this node: the wildcard certificate of name proxies cannot be issued (see docs/DNS.md)")
+		return
+	case err != nil:
+		log.Warn().Err(err).Str("resolver", resolver).Msg("could not check the delegation of the _acme-challenge zone")
 		return
 	}
 	log.Info().Str("domain", domain).Msg("_acme-challenge delegation points at this node")
