@@ -28,7 +28,7 @@ const (
 	DefaultBinary      = "traefik"
 	DefaultBackoffMin  = 100 * time.Millisecond
 	DefaultBackoffMax  = 10 * time.Second
-	DefaultStopTimeout = 15 * time.Second
+	DefaultStopTimeout = 5 * time.Second
 )
 
 // Files of ProcessConfig.StateDir.
@@ -77,8 +77,8 @@ type ProcessConfig struct {
 	// BackoffMax is the longest wait between restarts. Default 10s.
 	BackoffMax time.Duration
 	// StopTimeout is how long a Traefik being stopped or replaced may take
-	// after SIGTERM before it gets SIGKILL. Default 15s, above Traefik's own
-	// 10s graceTimeOut for requests in flight.
+	// after SIGTERM before it gets SIGKILL. Default 5s, above the 2s
+	// graceTimeOut the static configuration gives requests in flight.
 	StopTimeout time.Duration
 	// Logger receives the supervision log, with component=traefik.
 	Logger zerolog.Logger

@@ -57,7 +57,13 @@ type EntryPoint struct {
 // EntryPointsTransport configures the connections between clients and
 // Traefik.
 type EntryPointsTransport struct {
+	LifeCycle          *LifeCycle          `yaml:"lifeCycle,omitempty"`
 	RespondingTimeouts *RespondingTimeouts `yaml:"respondingTimeouts,omitempty"`
+}
+
+// LifeCycle bounds how long an entry point drains on shutdown.
+type LifeCycle struct {
+	GraceTimeOut *Duration `yaml:"graceTimeOut,omitempty"`
 }
 
 // RespondingTimeouts are the timeouts of incoming requests. A nil field keeps
@@ -269,6 +275,10 @@ type StaticOptions struct {
 // logLevels are the levels Traefik accepts (it lowercases them for zerolog).
 var logLevels = []string{"TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "PANIC"}
 
+// shutdownGrace bounds how long a stopping Traefik lets requests in flight
+// finish.
+const shutdownGrace = 2 * time.Second
+
 // certificateKeyType is the key of every issued certificate. Traefik's
 // default, RSA4096, takes up to a second to generate here and about 6 ms to
 // sign each full handshake; a P-256 key takes well under a millisecond.
@@ -310,6 +320,10 @@ func buildStatic(opts StaticOptions) (*StaticConfiguration, error) {
 	// bodies are, on HTTP/1.1 and HTTP/2 alike. The price of zero: nothing
 	// bounds a client that connects and sends its request slowly, or nothing.
 	noTimeout := Duration(0)
+	// A Traefik being replaced (its static configuration changed) drains
+	// for this long before it exits and its successor can start: Traefik's
+	// default, 10s, is 10s without a data plane.
+	grace := Duration(shutdownGrace)
 
 	var caCerts []string
 	if len(opts.ACMECACertificates) > 0 {
@@ -322,6 +336,7 @@ func buildStatic(opts StaticOptions) (*StaticConfiguration, error) {
 			EntryPointWeb: {
 				Address:   opts.WebAddress,
 				AsDefault: true,
+				Transport: &EntryPointsTransport{LifeCycle: &LifeCycle{GraceTimeOut: &grace}},
 				// Without it Traefik's own challenge router (priority
 				// MaxInt) takes every /.well-known/acme-challenge/ path, and
 				// passthrough backends could never answer theirs.
@@ -338,14 +353,20 @@ func buildStatic(opts StaticOptions) (*StaticConfiguration, error) {
 			EntryPointWebSecure: {
 				Address:   opts.WebSecureAddress,
 				AsDefault: true,
-				Transport: &EntryPointsTransport{RespondingTimeouts: &RespondingTimeouts{
-					ReadTimeout:  &noTimeout,
-					WriteTimeout: &noTimeout,
-				}},
+				Transport: &EntryPointsTransport{
+					LifeCycle: &LifeCycle{GraceTimeOut: &grace},
+					RespondingTimeouts: &RespondingTimeouts{
+						ReadTimeout:  &noTimeout,
+						WriteTimeout: &noTimeout,
+					},
+				},
 			},
 			// Not a default entry point: a router that names no entry point
 			// must not become reachable on the metrics address.
-			EntryPointMetrics: {Address: opts.MetricsAddress},
+			EntryPointMetrics: {
+				Address:   opts.MetricsAddress,
+				Transport: &EntryPointsTransport{LifeCycle: &LifeCycle{GraceTimeOut: &grace}},
+			},
 		},
 		Providers: &Providers{
 			ProvidersThrottleDuration: Duration(opts.Throttle),
