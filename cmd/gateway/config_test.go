@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -113,5 +114,23 @@ func TestConfigFile(t *testing.T) {
 	// A configuration file that is not there must not be ignored silently.
 	if _, err := execute("--configfile=" + path + ".missing"); err == nil || !strings.Contains(err.Error(), "no such file") {
 		t.Fatalf("missing file: err = %v", err)
+	}
+}
+
+func TestEnvFileIsShellSafe(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "traefik.env")
+	env := []string{"A=plain", "B=it's $HOME `x`", "C="}
+	if err := writeEnvFile(path, env); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("sh", "-c", `. "$0" && printf '%s|%s|%s' "$A" "$B" "$C"`, path).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(out), "plain|it's $HOME `x`|"; got != want {
+		t.Fatalf("sourced %q, want %q", got, want)
+	}
+	if info, _ := os.Stat(path); info.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v", info.Mode())
 	}
 }

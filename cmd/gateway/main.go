@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -294,7 +295,8 @@ func traefikLogLevel(l zerolog.Level) string {
 func writeEnvFile(path string, env []string) error {
 	var b []byte
 	for _, kv := range env {
-		b = fmt.Appendf(b, "export %s\n", kv)
+		k, v, _ := strings.Cut(kv, "=")
+		b = fmt.Appendf(b, "export %s='%s'\n", k, strings.ReplaceAll(v, "'", `'\''`))
 	}
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
