@@ -1,0 +1,330 @@
+// Command bench measures the gateway in one run on one machine and writes
+// the report docs/BENCHMARKS.md (`make bench`): time to route through zbus
+// and Traefik with 0 to 10,000 routes present, against the same file written
+// by hand (the floor) and against Traefik's default throttle (what the zos
+// gateway runs with); Traefik's reload cost; the cost of a zbus call; the
+// embedded DNS server against dnsmasq; and memory.
+//
+// It starts its own redis-server, gateway, Traefik (through the gateway) and
+// backend on loopback, in a temporary folder, and stops every one of them by
+// PID when it ends, interrupted or not.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// options are the command line.
+type options struct {
+	out         string
+	samples     int
+	diagSamples int
+	sizes       []int
+	quick       bool
+	skipZos     bool
+	skipDNS     bool
+	skipZbus    bool
+	dnsDuration time.Duration
+	gateway     string
+	keep        bool
+	verbose     bool
+	seed        uint64
+	throttle    time.Duration
+	zosThrottle time.Duration
+	timeout     time.Duration
+}
+
+func parseFlags(args []string) (options, error) {
+	o := options{throttle: 100 * time.Millisecond, zosThrottle: 2 * time.Second}
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.StringVar(&o.out, "out", "", "write the Markdown report to this file (default: print it on stdout only)")
+	fs.IntVar(&o.samples, "samples", 50, "time-to-route samples per variant and size")
+	fs.IntVar(&o.diagSamples, "diag-samples", -1, "samples of each diagnostic variant (writer, writer-outside, floor-defcert) per size (default: half of -samples, at most 10; 0: none)")
+	fs.DurationVar(&o.timeout, "timeout", 3*time.Hour, "stop everything and fail after this long")
+	sizes := fs.String("sizes", "0,1000,10000", "numbers of routes present, comma separated")
+	fs.BoolVar(&o.quick, "quick", false, "smoke run: sizes 0,1000, 20 samples, short DNS run (explicit -sizes and -samples win)")
+	fs.BoolVar(&o.skipZos, "skip-zos", false, "do not measure the gateway at zos's default throttle (2s)")
+	fs.BoolVar(&o.skipDNS, "skip-dns", false, "do not measure the DNS server")
+	fs.BoolVar(&o.skipZbus, "skip-zbus", false, "do not run the zbus and writer go benchmarks")
+	fs.DurationVar(&o.dnsDuration, "dns-duration", 15*time.Second, "how long dnsperf measures each DNS server")
+	fs.StringVar(&o.gateway, "gateway", "", "gateway binary to measure (default: built from this tree into the work folder)")
+	fs.BoolVar(&o.verbose, "v", false, "log every sample")
+	fs.BoolVar(&o.keep, "keep", false, "keep the work folder (logs, route files) after the run")
+	seed := fs.Uint64("seed", 0, "seed of the sample order (default: from the clock)")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if o.quick {
+		if !set["sizes"] {
+			*sizes = "0,1000"
+		}
+		if !set["samples"] {
+			o.samples = 20
+		}
+		if !set["dns-duration"] {
+			o.dnsDuration = 3 * time.Second
+		}
+	}
+	for _, f := range strings.Split(*sizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 0 || n > 99999 {
+			return o, fmt.Errorf("-sizes %q: %q is not a number of routes from 0 to 99999", *sizes, f)
+		}
+		o.sizes = append(o.sizes, n)
+	}
+	o.sizes = sortedSizes(o.sizes)
+	if o.samples < 1 {
+		return o, fmt.Errorf("-samples %d: need at least 1", o.samples)
+	}
+	if o.diagSamples < 0 {
+		o.diagSamples = min(10, max(1, o.samples/2))
+	}
+	o.seed = *seed
+	if o.seed == 0 {
+		o.seed = uint64(time.Now().UnixNano())
+	}
+	return o, nil
+}
+
+func main() { os.Exit(mainCode()) }
+
+// mainCode runs the bench and returns the exit code; its deferred calls run
+// on every path, a panic included.
+func mainCode() int {
+	opts, err := parseFlags(os.Args[1:])
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 2
+	}
+	start := time.Now()
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(os.Stderr, "[%s] %s\n", time.Since(start).Round(time.Second), fmt.Sprintf(format, args...))
+	}
+	if err := becomeSubreaper(); err != nil {
+		logf("cannot become the subreaper of orphaned children (%v): a Traefik left behind by an interruption may survive", err)
+	}
+	defer reapOrphans(logf)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, opts.timeout)
+	defer cancel()
+	if err := run(ctx, opts, start, logf); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	return 0
+}
+
+func run(ctx context.Context, o options, start time.Time, logf func(string, ...any)) error {
+	repo, err := repoRoot()
+	if err != nil {
+		return err
+	}
+	work, err := os.MkdirTemp("", "gateway-bench-")
+	if err != nil {
+		return fmt.Errorf("creating the work folder: %w", err)
+	}
+	failed := true
+	defer func() {
+		if o.keep || failed {
+			logf("work folder kept: %s", work)
+			return
+		}
+		os.RemoveAll(work)
+	}()
+
+	t, err := findTools(ctx, o, repo, work, logf)
+	if err != nil {
+		return err
+	}
+	rep := &report{
+		started:  start,
+		command:  "go run ./bench " + strings.Join(os.Args[1:], " "),
+		machine:  readMachine(),
+		versions: readVersions(ctx, t, repo),
+		opts:     o,
+		seed:     o.seed,
+	}
+	rep.command = strings.TrimSpace(rep.command)
+	logf("sizes %v, %d samples per variant (diagnostics %d), seed %d, work folder %s", o.sizes, o.samples, o.diagSamples, o.seed, work)
+
+	// The subprocess and DNS benchmarks first, on a quiet machine.
+	if o.skipZbus {
+		rep.zbusErr = errors.New("skipped (-skip-zbus)")
+	} else {
+		rep.zbus, rep.zbusErr = benchZbus(ctx, repo, logf)
+	}
+	if rep.zbusErr != nil && !o.skipZbus {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		logf("zbus benchmark failed: %v", rep.zbusErr)
+	}
+	if o.skipDNS {
+		rep.dnsSkipped = true
+	} else {
+		logf("measuring DNS for %s per server", o.dnsDuration)
+		rep.dns, rep.dnsErr = benchDNS(ctx, o.dnsDuration)
+		if rep.dnsErr != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			logf("dns benchmark failed: %v", rep.dnsErr)
+		}
+	}
+
+	keygens := 30
+	if o.quick {
+		keygens = 10
+	}
+	logf("timing %d RSA-2048 key generations", keygens)
+	if rep.keygen, err = measureKeygen(ctx, keygens); err != nil {
+		return err
+	}
+	defCert, err := newDefaultCert(work)
+	if err != nil {
+		return err
+	}
+
+	s, err := newStack(ctx, t, work, logf)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	busy0, total0, err1 := cpuTotals()
+	self0, err2 := selfCPU()
+	routesStart := time.Now()
+	rep.routes, err = benchRoutes(ctx, s, routeOptions{
+		sizes: o.sizes, samples: o.samples, diagSamples: o.diagSamples,
+		throttle: o.throttle, zosThrottle: o.zosThrottle, skipZos: o.skipZos, seed: o.seed,
+		defCert: defCert, verbose: o.verbose,
+	}, logf)
+	// Stopped and reaped, the children's CPU time counts in selfCPU.
+	s.close()
+	if err != nil {
+		return fmt.Errorf("time to route: %w", err)
+	}
+	rep.routesTook = time.Since(routesStart)
+	busy1, total1, err3 := cpuTotals()
+	self1, err4 := selfCPU()
+	if errors.Join(err1, err2, err3, err4) == nil && total1 > total0 {
+		cores := float64(rep.machine.cores)
+		rep.cpuBusy = cores * float64(busy1-busy0) / float64(total1-total0)
+		rep.cpuOthers = rep.cpuBusy - cores*float64(self1-self0)/float64(total1-total0)
+	}
+	rep.elapsed = time.Since(start)
+
+	rep.printTable(os.Stdout)
+	md := rep.markdown()
+	if o.out == "" {
+		fmt.Println()
+		fmt.Print(md)
+	} else {
+		if err := writeFileAtomic(o.out, []byte(md)); err != nil {
+			return err
+		}
+		logf("wrote %s", o.out)
+	}
+	failed = false
+	return nil
+}
+
+// findTools locates Traefik and redis-server the way the Makefile passes
+// them (TRAEFIK_BIN, REDIS_SERVER), and builds the gateway unless -gateway
+// names one.
+func findTools(ctx context.Context, o options, repo, work string, logf func(string, ...any)) (tools, error) {
+	var t tools
+	t.traefik = os.Getenv("TRAEFIK_BIN")
+	if t.traefik == "" {
+		cache := os.Getenv("GATEWAY_CACHE")
+		if cache == "" {
+			dir, err := os.UserCacheDir()
+			if err != nil {
+				return t, fmt.Errorf("finding traefik: %w", err)
+			}
+			cache = filepath.Join(dir, "gateway")
+		}
+		t.traefik = filepath.Join(cache, "traefik-v3.6.12", "traefik")
+	}
+	if _, err := os.Stat(t.traefik); err != nil {
+		return t, fmt.Errorf("traefik not found at %s (set TRAEFIK_BIN or run scripts/install-deps.sh): %w", t.traefik, err)
+	}
+	t.redis = os.Getenv("REDIS_SERVER")
+	if t.redis == "" {
+		p, err := exec.LookPath("redis-server")
+		if err != nil {
+			return t, fmt.Errorf("redis-server not found (set REDIS_SERVER or run scripts/install-deps.sh): %w", err)
+		}
+		t.redis = p
+	}
+	if o.gateway != "" {
+		t.gateway = o.gateway
+		return t, nil
+	}
+	t.gateway = filepath.Join(work, "gateway")
+	logf("building ./cmd/gateway")
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", t.gateway, "./cmd/gateway")
+	cmd.Dir = repo
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return t, fmt.Errorf("go build ./cmd/gateway: %w\n%s", err, out)
+	}
+	return t, nil
+}
+
+// repoRoot returns the folder of the gateway module's go.mod, from the
+// current folder up.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil {
+			if strings.Contains(string(b), "module github.com/threefoldtech/gateway\n") {
+				return dir, nil
+			}
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("run the bench inside the gateway repository (no go.mod of github.com/threefoldtech/gateway found)")
+		}
+		dir = parent
+	}
+}
+
+// writeFileAtomic replaces path with data through a temporary file.
+func writeFileAtomic(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
