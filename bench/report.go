@@ -442,7 +442,17 @@ func (r *report) writeTimeToRoute(p printer) {
 	p("\n")
 	if !r.opts.skipZos {
 		p("zos's throttle shows on an idle Traefik too: see below why the first event of a change opens the throttle window, which the ")
-		p("change itself then waits out.\n\n")
+		p("change itself then waits out.")
+		for _, sr := range r.routes {
+			o, z := sr.stat(ours, routeOf), sr.stat(zos, routeOf)
+			rr := summarize(sr.phases[phaseMain].reread)
+			if ratio(z.p50, o.p50) <= targetFloorRatio && rr.n > 0 {
+				p(" At %s routes zos and ours are alike: the useless re-read of the folder that opens the window takes longer (%s of CPU) ",
+					groupInt(sr.size), ms(rr.p50))
+				p("than either throttle period, so the window has closed by the time the route's own configuration is read.")
+			}
+		}
+		p("\n\n")
 	}
 	r.writeBreakdown(p)
 }
@@ -491,8 +501,13 @@ func (r *report) writeBreakdown(p printer) {
 	p("with the route then waits for the window to close — one throttle period on an idle Traefik (%s here, %s with zos's default) — ", r.opts.throttle, r.opts.zosThrottle)
 	p("and, with many routes, for that useless re-read of the whole folder to finish before its own starts.\n\n")
 	if tmpDominates > 0 {
+		var maxCall time.Duration
+		for _, sr := range r.routes {
+			maxCall = max(maxCall, sr.stat(ours, callOf).p50)
+		}
 		p("The table shows it: at %d of the %d sizes where ours misses the target, the temporary file in the watched folder is most of the gap; ", tmpDominates, gapped)
-		p("zbus and the module's own work are a few milliseconds.")
+		p("the zbus call itself, fsyncs included, takes %s p50 at most (the rest of ours − writer is the noise of %d-sample diagnostics).",
+			ms(maxCall), r.opts.diagSamples)
 		if fixWorks > 0 {
 			p(" The writer-outside variant — the same writer, fsyncs included, with the temporary file elsewhere — is within %.1f× of the floor at %d of those sizes.", targetFloorRatio, fixWorks)
 		}
