@@ -14,8 +14,7 @@ import (
 // writes. Traefik's file provider loads .yaml, .yml and .toml files only.
 const FileExt = ".yaml"
 
-// tempSuffix marks a file being written. Traefik ignores it because it does
-// not end in a configuration extension.
+// tempSuffix marks a file being written.
 const tempSuffix = ".tmp"
 
 // Marshal renders a dynamic configuration as YAML.
@@ -47,26 +46,42 @@ func Unmarshal(data []byte) (*Configuration, error) {
 // Dir is a folder Traefik watches. Its writes are crash-consistent: a reader
 // (Traefik, or the gateway after a crash) sees the old file or the new one,
 // never a partial one.
+//
+// Files are written in a staging folder beside it and renamed in, so Traefik
+// sees one event per change: every event in the folder makes Traefik re-read
+// all of it and rebuild every router, and a temporary file in the folder
+// would cost several such reloads per route.
 type Dir struct {
-	path string
+	path    string
+	staging string
 }
 
-// OpenDir creates path if needed and removes the temporary files an
+// OpenDir creates path and its staging folder, path's sibling
+// ".<name>-staging", if needed, and removes the temporary files an
 // interrupted write left behind.
 func OpenDir(path string) (*Dir, error) {
-	if err := os.MkdirAll(path, 0o755); err != nil {
-		return nil, fmt.Errorf("creating %s: %w", path, err)
+	path = filepath.Clean(path)
+	d := &Dir{path: path, staging: filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+"-staging")}
+	for _, dir := range []string{d.path, d.staging} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("creating %s: %w", dir, err)
+		}
 	}
-	stale, err := filepath.Glob(filepath.Join(path, ".*"+tempSuffix))
+	// Earlier versions wrote temporary files in the folder itself.
+	legacy, err := filepath.Glob(filepath.Join(path, ".*"+tempSuffix))
 	if err != nil {
 		return nil, fmt.Errorf("listing %s: %w", path, err)
 	}
-	for _, f := range stale {
+	staged, err := filepath.Glob(filepath.Join(d.staging, "*"+tempSuffix))
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", d.staging, err)
+	}
+	for _, f := range append(legacy, staged...) {
 		if err := os.Remove(f); err != nil && !os.IsNotExist(err) {
 			return nil, fmt.Errorf("removing stale %s: %w", f, err)
 		}
 	}
-	return &Dir{path: path}, nil
+	return d, nil
 }
 
 // Path returns the folder's path.
@@ -77,14 +92,14 @@ func (d *Dir) File(name string) string {
 	return filepath.Join(d.path, name+FileExt)
 }
 
-// Write replaces the file of name with data: it writes a temporary file
-// Traefik does not load, syncs it, renames it into place and syncs the folder
-// so the rename itself survives a crash.
+// Write replaces the file of name with data: it writes a temporary file in
+// the staging folder, syncs it, renames it into place and syncs the folder so
+// the rename itself survives a crash.
 func (d *Dir) Write(name string, data []byte) error {
 	if err := checkName(name); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(d.path, "."+name+".*"+tempSuffix)
+	tmp, err := os.CreateTemp(d.staging, name+".*"+tempSuffix)
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", name, err)
 	}

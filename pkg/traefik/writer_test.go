@@ -40,8 +40,16 @@ func TestDirWriteReplaceRemove(t *testing.T) {
 
 func TestOpenDirRemovesInterruptedWrites(t *testing.T) {
 	dir := t.TempDir()
-	for name, content := range map[string]string{".a.123.tmp": "half", "a.yaml": "whole", "b.yml": "other", ".hidden.yaml": "h"} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+	staging := filepath.Join(filepath.Dir(dir), "."+filepath.Base(dir)+"-staging")
+	if err := os.Mkdir(staging, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range map[string]string{".a.123.tmp": "half", "a.yaml": "whole", "b.yml": "other", ".hidden.yaml": "h",
+		filepath.Join(staging, "a.456.tmp"): "half"} {
+		if !filepath.IsAbs(name) {
+			name = filepath.Join(dir, name)
+		}
+		if err := os.WriteFile(name, []byte(content), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -52,8 +60,10 @@ func TestOpenDirRemovesInterruptedWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, ".a.123.tmp")); !os.IsNotExist(err) {
-		t.Fatalf("temporary file left: %v", err)
+	for _, f := range []string{filepath.Join(dir, ".a.123.tmp"), filepath.Join(staging, "a.456.tmp")} {
+		if _, err := os.Stat(f); !os.IsNotExist(err) {
+			t.Fatalf("temporary file %s left: %v", f, err)
+		}
 	}
 	names, err := d.Names()
 	if err != nil {
