@@ -34,6 +34,8 @@ type options struct {
 	quick       bool
 	skipZos     bool
 	skipDNS     bool
+	skipACME    bool
+	acmeRuns    int
 	skipZbus    bool
 	dnsDuration time.Duration
 	gateway     string
@@ -56,6 +58,8 @@ func parseFlags(args []string) (options, error) {
 	fs.BoolVar(&o.quick, "quick", false, "smoke run: sizes 0,1000, 20 samples, short DNS run (explicit -sizes and -samples win)")
 	fs.BoolVar(&o.skipZos, "skip-zos", false, "do not measure the gateway at zos's default throttle (2s)")
 	fs.BoolVar(&o.skipDNS, "skip-dns", false, "do not measure the DNS server")
+	fs.BoolVar(&o.skipACME, "skip-acme", false, "do not time certificates (the ACME end-to-end tests, with Pebble)")
+	fs.IntVar(&o.acmeRuns, "acme-runs", 3, "runs of the ACME end-to-end tests to time certificates")
 	fs.BoolVar(&o.skipZbus, "skip-zbus", false, "do not run the zbus and writer go benchmarks")
 	fs.DurationVar(&o.dnsDuration, "dns-duration", 15*time.Second, "how long dnsperf measures each DNS server")
 	fs.StringVar(&o.gateway, "gateway", "", "gateway binary to measure (default: built from this tree into the work folder)")
@@ -189,6 +193,18 @@ func run(ctx context.Context, o options, start time.Time, logf func(string, ...a
 				return ctx.Err()
 			}
 			logf("dns benchmark failed: %v", rep.dnsErr)
+		}
+	}
+
+	if o.skipACME {
+		rep.acmeSkipped = true
+	} else {
+		rep.acme, rep.acmeErr = benchACME(ctx, repo, o.acmeRuns, logf)
+		if rep.acmeErr != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			logf("certificate timing failed: %v", rep.acmeErr)
 		}
 	}
 

@@ -51,6 +51,10 @@ type report struct {
 	dns        DNSBenchResult
 	dnsErr     error
 	dnsSkipped bool
+
+	acme        acmeResult
+	acmeErr     error
+	acmeSkipped bool
 }
 
 // machine describes the computer the run was on.
@@ -308,6 +312,7 @@ func (r *report) markdown() string {
 	r.writeReload(p)
 	r.writeZbus(p)
 	r.writeDNS(p)
+	r.writeACME(p)
 	r.writeMemory(p)
 	r.writeNotes(p)
 	return b.String()
@@ -681,8 +686,23 @@ func (r *report) writeDNS(p printer) {
 	}
 }
 
+func (r *report) writeACME(p printer) {
+	p("## 5. Certificates\n\n")
+	switch {
+	case r.acmeSkipped:
+		p("Skipped (`-skip-acme`).\n\n")
+	case r.acmeErr != nil:
+		p("Not measured: %s\n\n", oneLine(r.acmeErr))
+	default:
+		p("From the zbus call to the first TLS handshake verified against the CA's root, with Pebble as the CA, ")
+		p("as the ACME end-to-end tests measure it: `go %s`, %d runs. ", strings.Join(acmeTestArgs, " "), r.acme.Runs)
+		p("Pebble answers without Retry-After, so lego sometimes waits its fixed ~5 s before checking again: the spread is lego's, not the gateway's.\n\n")
+		p("%s\n", r.acme.Markdown())
+	}
+}
+
 func (r *report) writeMemory(p printer) {
-	p("## 5. Memory\n\n")
+	p("## 6. Memory\n\n")
 	p("Resident set size (VmRSS of /proc/<pid>/status) after the samples of each size.\n\n")
 	p("| Routes present | gateway | Traefik (throttle %s) |", r.opts.throttle)
 	if !r.opts.skipZos {
