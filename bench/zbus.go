@@ -5,11 +5,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -60,24 +57,13 @@ func benchZbus(ctx context.Context, repo string, logf func(string, ...any)) (zbu
 }
 
 // runGoBench runs go with args in repo and returns ns/op per benchmark name
-// (without the -GOMAXPROCS suffix). The go command runs in a process group
-// of its own, ended as a whole if ctx ends; what it started and left behind
-// is stopped by reapOrphans.
+// (without the -GOMAXPROCS suffix).
 func runGoBench(ctx context.Context, repo string, args []string) (map[string]float64, error) {
-	ctx, cancel := context.WithTimeout(ctx, goBenchTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = repo
-	cmd.Env = os.Environ()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 10 * time.Second
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, tailLines(out.Bytes(), 20))
+	out, err := runGo(ctx, repo, args)
+	if err != nil {
+		return nil, err
 	}
-	return parseGoBench(out.Bytes()), nil
+	return parseGoBench(out), nil
 }
 
 // parseGoBench reads the ns/op of each benchmark line of go test's output:
