@@ -1,0 +1,46 @@
+package dnsname
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestNormalize(t *testing.T) {
+	for _, tc := range []struct {
+		name, in, want, wantErr string
+	}{
+		{"lower-cases and drops the trailing dot", "App.Example.COM.", "app.example.com", ""},
+		{"max label", strings.Repeat("a", 63) + ".com", strings.Repeat("a", 63) + ".com", ""},
+		{"empty", "", "", "empty"},
+		{"one label", "localhost", "", "two labels"},
+		{"empty label", "a..com", "", "empty label"},
+		{"label too long", strings.Repeat("a", 64) + ".com", "", "longer than 63"},
+		{"name too long", strings.Repeat("abcdefghi.", 26) + "com", "", "too long"},
+		{"hyphen at the edge", "-a.com", "", "hyphen"},
+		{"underscore", "a_b.com", "", `holds "_"`},
+		{"wildcard", "*.a.com", "", `holds "*"`},
+		{"control byte shown in hex", "a\x00.com", "", "0x00"},
+		{"non-ASCII", "ä.com", "", "0xc3"},
+		// An IP address is not a domain, even where it looks like one.
+		{"numeric top-level label", "1.2.3.4", "", "numeric"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := Normalize(tc.in)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("Normalize(%q) = %q, %v; want an error with %q", tc.in, got, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("Normalize(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestIsUnder(t *testing.T) {
+	if !IsUnder("a.gw.example", "gw.example") || !IsUnder("gw.example", "gw.example") || IsUnder("agw.example", "gw.example") {
+		t.Fatal("IsUnder")
+	}
+}
