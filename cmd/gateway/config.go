@@ -5,9 +5,13 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"time"
 
 	ptypes "github.com/traefik/paerser/types"
+
+	"github.com/threefoldtech/gateway/internal/dnsclient"
+	"github.com/threefoldtech/gateway/pkg/acmedns"
+	"github.com/threefoldtech/gateway/pkg/gateway"
+	"github.com/threefoldtech/gateway/pkg/traefik"
 )
 
 // Configuration is the command line of the gateway. Flags, GATEWAY_*
@@ -66,23 +70,27 @@ type Log struct {
 	Level string `description:"Log level: debug, info, warn, error." json:"level,omitempty" toml:"level,omitempty" yaml:"level,omitempty"`
 }
 
-// defaultConfiguration is what an empty command line means.
+// defaultLogLevel is the log level of an empty command line.
+const defaultLogLevel = "info"
+
+// defaultConfiguration is what an empty command line means. Each default is
+// the one of the package that uses the value.
 func defaultConfiguration() *Configuration {
 	return &Configuration{
-		Broker:  "unix:///var/run/redis.sock",
-		Root:    "/var/cache/modules/gateway",
-		Workers: 4,
+		Broker:  gateway.DefaultBroker,
+		Root:    gateway.DefaultRoot,
+		Workers: gateway.DefaultWorkers,
 		Traefik: Traefik{
-			Binary:    "traefik",
+			Binary:    traefik.DefaultBinary,
 			Managed:   true,
-			Web:       ":80",
-			WebSecure: ":443",
-			Metrics:   "127.0.0.1:8082",
-			Throttle:  ptypes.Duration(100 * time.Millisecond),
+			Web:       traefik.DefaultWebAddress,
+			WebSecure: traefik.DefaultWebSecureAddress,
+			Metrics:   traefik.DefaultMetricsAddress,
+			Throttle:  ptypes.Duration(traefik.DefaultThrottle),
 		},
-		ACME: ACME{CAServer: "https://acme-v02.api.letsencrypt.org/directory"},
-		DNS:  DNS{Address: ":53", API: "127.0.0.1:8053"},
-		Log:  Log{Level: "info"},
+		ACME: ACME{CAServer: traefik.DefaultACMECAServer},
+		DNS:  DNS{Address: acmedns.DefaultAddress, API: acmedns.DefaultAPIAddress},
+		Log:  Log{Level: defaultLogLevel},
 	}
 }
 
@@ -90,6 +98,8 @@ func defaultConfiguration() *Configuration {
 type settings struct {
 	publicIPs []netip.Addr
 	allow     []netip.Prefix
+	// resolver is --resolver as host:port, or "" for the system's.
+	resolver string
 }
 
 // check validates the configuration; each error is one line that names the
@@ -134,9 +144,7 @@ func (c *Configuration) check() (settings, error) {
 		}
 	}
 	if c.Resolver != "" {
-		if _, _, err := net.SplitHostPort(c.Resolver); err != nil {
-			c.Resolver = net.JoinHostPort(c.Resolver, "53")
-		}
+		s.resolver = dnsclient.ServerAddress(c.Resolver)
 	}
 	if c.Traefik.Throttle < 0 {
 		return s, fmt.Errorf("--traefik.throttle must not be negative")

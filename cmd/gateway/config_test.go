@@ -2,7 +2,6 @@ package main
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -69,14 +68,6 @@ func TestBadFlagValues(t *testing.T) {
 	}
 }
 
-func TestLocalAddress(t *testing.T) {
-	for in, want := range map[string]string{":53": "127.0.0.1:53", "0.0.0.0:53": "127.0.0.1:53", "[::]:53": "[::1]:53", "127.0.0.2:5353": "127.0.0.2:5353"} {
-		if got := localAddress(in); got != want {
-			t.Errorf("localAddress(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestHelpListsEveryFlag(t *testing.T) {
 	var out strings.Builder
 	if err := newCommand(nil).PrintHelp(&out); err != nil {
@@ -114,23 +105,5 @@ func TestConfigFile(t *testing.T) {
 	// A configuration file that is not there must not be ignored silently.
 	if _, err := execute("--configfile=" + path + ".missing"); err == nil || !strings.Contains(err.Error(), "no such file") {
 		t.Fatalf("missing file: err = %v", err)
-	}
-}
-
-func TestEnvFileIsShellSafe(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "traefik.env")
-	env := []string{"A=plain", "B=it's $HOME `x`", "C="}
-	if err := writeEnvFile(path, env); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command("sh", "-c", `. "$0" && printf '%s|%s|%s' "$A" "$B" "$C"`, path).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, want := string(out), "plain|it's $HOME `x`|"; got != want {
-		t.Fatalf("sourced %q, want %q", got, want)
-	}
-	if info, _ := os.Stat(path); info.Mode().Perm() != 0o600 {
-		t.Fatalf("mode %v", info.Mode())
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"log"
 	"net"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -35,18 +34,10 @@ type APIConfig struct {
 
 // APIServer serves the httpreq API to Traefik over HTTP on loopback.
 type APIServer struct {
+	lifecycle
 	address string
 	handler http.Handler
 	log     zerolog.Logger
-
-	ready     chan struct{}
-	closing   chan struct{}
-	closeOnce sync.Once
-
-	mu      sync.Mutex
-	addr    string
-	running bool
-	done    chan struct{}
 }
 
 // NewAPIServer validates cfg and returns an APIServer that is not listening
@@ -59,11 +50,10 @@ func NewAPIServer(cfg APIConfig) (*APIServer, error) {
 		return nil, errors.New("validating api server config: handler is required")
 	}
 	return &APIServer{
-		address: cfg.Address,
-		handler: cfg.Handler,
-		log:     cfg.Logger.With().Str("component", "acmedns-api").Logger(),
-		ready:   make(chan struct{}),
-		closing: make(chan struct{}),
+		lifecycle: newLifecycle("api server"),
+		address:   cfg.Address,
+		handler:   cfg.Handler,
+		log:       cfg.Logger.With().Str("component", "acmedns-api").Logger(),
 	}, nil
 }
 
@@ -84,44 +74,19 @@ func validateLoopback(address string) error {
 	return nil
 }
 
-// Ready returns a channel closed once the server listens; Addr is set by
-// then. It is never closed if Run fails before that.
-func (s *APIServer) Ready() <-chan struct{} { return s.ready }
-
-// Addr returns the address the server listens on, or "" before it listens.
-func (s *APIServer) Addr() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.addr
-}
-
 // Run serves until ctx ends or Close is called, then returns nil, or the
 // error that stopped it. An APIServer runs once.
 func (s *APIServer) Run(ctx context.Context) error {
-	s.mu.Lock()
-	if s.running {
-		s.mu.Unlock()
-		return errors.New("running api server: already run")
-	}
-	s.running = true
-	s.done = make(chan struct{})
-	s.mu.Unlock()
-	defer close(s.done)
+	return s.run(ctx, s.serve)
+}
 
-	select {
-	case <-s.closing:
-		return nil
-	default:
-	}
-
+// serve listens and serves HTTP until ctx ends, then shuts down.
+func (s *APIServer) serve(ctx context.Context) error {
 	l, err := net.Listen("tcp", s.address)
 	if err != nil {
 		return fmt.Errorf("running api server: listening on %s: %w", s.address, err)
 	}
-	s.mu.Lock()
-	s.addr = l.Addr().String()
-	s.mu.Unlock()
-
+	addr := l.Addr().String()
 	srv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: apiReadTimeout,
@@ -133,34 +98,20 @@ func (s *APIServer) Run(ctx context.Context) error {
 	}
 	errs := make(chan error, 1)
 	go func() { errs <- srv.Serve(l) }()
-	close(s.ready)
-	s.log.Info().Str("address", s.Addr()).Msg("api server listening")
+	s.listening(addr)
+	s.log.Info().Str("address", addr).Msg("api server listening")
 
 	var runErr error
 	select {
 	case <-ctx.Done():
-	case <-s.closing:
 	case err := <-errs:
-		runErr = fmt.Errorf("serving api on %s: %w", s.Addr(), err)
+		runErr = fmt.Errorf("serving api on %s: %w", addr, err)
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		srv.Close()
 	}
-	s.log.Info().Str("address", s.Addr()).Msg("api server stopped")
+	s.log.Info().Str("address", addr).Msg("api server stopped")
 	return runErr
-}
-
-// Close stops a running server and waits for Run to return. It is safe to
-// call more than once, and before Run (Run then returns at once).
-func (s *APIServer) Close() error {
-	s.closeOnce.Do(func() { close(s.closing) })
-	s.mu.Lock()
-	done := s.done
-	s.mu.Unlock()
-	if done != nil {
-		<-done
-	}
-	return nil
 }

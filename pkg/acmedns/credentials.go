@@ -11,23 +11,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/threefoldtech/gateway/internal/atomicfile"
 )
 
 // credentials is the content of a credentials file.
 type credentials struct {
 	Username string `json:"username"`
 	Password string `json:"password"`
-}
-
-// NewCredentials returns a fresh random username and password for the
-// httpreq API: "acme-" and 12 hex digits, and 32 random bytes in base64url
-// (no colon, safe in an environment variable).
-func NewCredentials() (user, pass string, err error) {
-	b := make([]byte, 6+32)
-	if _, err := rand.Read(b); err != nil {
-		return "", "", fmt.Errorf("reading random bytes: %w", err)
-	}
-	return "acme-" + hex.EncodeToString(b[:6]), base64.RawURLEncoding.EncodeToString(b[6:]), nil
 }
 
 // LoadOrCreateCredentials returns the httpreq credentials kept in the file
@@ -40,11 +31,18 @@ func LoadOrCreateCredentials(path string) (user, pass string, err error) {
 	if err == nil || !errors.Is(err, fs.ErrNotExist) {
 		return user, pass, err
 	}
-	user, pass, err = NewCredentials()
+	user, pass, err = newCredentials()
 	if err != nil {
 		return "", "", fmt.Errorf("creating credentials for %s: %w", path, err)
 	}
-	created, err := createExclusive(path, credentials{Username: user, Password: pass})
+	b, err := json.Marshal(credentials{Username: user, Password: pass})
+	if err != nil {
+		return "", "", fmt.Errorf("encoding credentials for %s: %w", path, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", "", fmt.Errorf("creating credentials file %s: %w", path, err)
+	}
+	created, err := atomicfile.Create(path, append(b, '\n'), 0o600)
 	if err != nil {
 		return "", "", fmt.Errorf("creating credentials file %s: %w", path, err)
 	}
@@ -53,6 +51,19 @@ func LoadOrCreateCredentials(path string) (user, pass string, err error) {
 		return loadCredentials(path)
 	}
 	return user, pass, nil
+}
+
+// newCredentials returns a fresh random username and password: "acme-" and
+// 12 hex digits, and 32 random bytes in base64url (no colon, safe in an
+// environment variable). Only LoadOrCreateCredentials calls it: credentials
+// that are not kept lock out a Traefik started with them once the gateway
+// restarts.
+func newCredentials() (user, pass string, err error) {
+	b := make([]byte, 6+32)
+	if _, err := rand.Read(b); err != nil {
+		return "", "", fmt.Errorf("reading random bytes: %w", err)
+	}
+	return "acme-" + hex.EncodeToString(b[:6]), base64.RawURLEncoding.EncodeToString(b[6:]), nil
 }
 
 // loadCredentials reads and checks a credentials file, and narrows its mode
@@ -75,53 +86,4 @@ func loadCredentials(path string) (user, pass string, err error) {
 		}
 	}
 	return c.Username, c.Password, nil
-}
-
-// createExclusive writes c to path unless path exists: it writes a
-// temporary file in the same folder, syncs it and links it to path, so
-// that path never holds a partial file and an existing one is never
-// replaced. created is false when path existed already.
-func createExclusive(path string, c credentials) (created bool, err error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return false, fmt.Errorf("creating folder: %w", err)
-	}
-	b, err := json.Marshal(c)
-	if err != nil {
-		return false, fmt.Errorf("encoding credentials: %w", err)
-	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*") // mode 0600
-	if err != nil {
-		return false, fmt.Errorf("creating temporary file: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	_, werr := tmp.Write(append(b, '\n'))
-	if werr == nil {
-		werr = tmp.Sync()
-	}
-	if cerr := tmp.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr != nil {
-		return false, fmt.Errorf("writing temporary file: %w", werr)
-	}
-	// A hard link, unlike a rename, fails when the target exists, so two
-	// gateways starting at once cannot end up with different credentials.
-	// Where hard links are not supported, fall back to a rename.
-	if err := os.Link(tmp.Name(), path); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return false, nil
-		}
-		if _, serr := os.Lstat(path); serr == nil {
-			return false, nil
-		}
-		if rerr := os.Rename(tmp.Name(), path); rerr != nil {
-			return false, fmt.Errorf("moving temporary file in place: %w (after link: %v)", rerr, err)
-		}
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return true, nil
 }

@@ -9,11 +9,11 @@ import (
 )
 
 func TestNewCredentials(t *testing.T) {
-	u1, p1, err := NewCredentials()
+	u1, p1, err := newCredentials()
 	if err != nil {
 		t.Fatal(err)
 	}
-	u2, p2, err := NewCredentials()
+	u2, p2, err := newCredentials()
 	if err != nil {
 		t.Fatal(err)
 	}

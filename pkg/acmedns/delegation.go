@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
+	"net/netip"
 	"slices"
 	"strings"
 
 	"github.com/miekg/dns"
+
+	"github.com/threefoldtech/gateway/internal/dnsclient"
 )
 
 // ErrNotDelegated is wrapped by the CheckDelegation errors that say the
@@ -33,21 +35,18 @@ func notDelegated(format string, args ...any) error {
 // nodeIPs, that is if ACME validation servers will ask this node for the
 // challenge values. Otherwise the error says what was found; it wraps
 // ErrNotDelegated when the answers show a missing or wrong delegation.
-// Queries go over UDP, and again over TCP when an answer is truncated.
-func CheckDelegation(ctx context.Context, resolver string, domain string, nodeIPs []net.IP) error {
-	if err := validateDomain(domain); err != nil {
+func CheckDelegation(ctx context.Context, resolver string, domain string, nodeIPs []netip.Addr) error {
+	if err := checkDomain(domain); err != nil {
 		return fmt.Errorf("checking delegation: %w", err)
 	}
 	if len(nodeIPs) == 0 {
 		return errors.New("checking delegation: no node IP address given")
 	}
-	if _, _, err := net.SplitHostPort(resolver); err != nil {
-		resolver = net.JoinHostPort(strings.Trim(resolver, "[]"), "53")
-	}
+	resolver = dnsclient.ServerAddress(resolver)
 	zone := ChallengeZone(domain)
 	shown := strings.TrimSuffix(zone, ".")
 
-	resp, err := query(ctx, resolver, zone, dns.TypeNS)
+	resp, err := dnsclient.Exchange(ctx, resolver, zone, dns.TypeNS, 0)
 	if err != nil {
 		return fmt.Errorf("asking %s for the NS of %s: %w", resolver, shown, err)
 	}
@@ -88,11 +87,16 @@ func CheckDelegation(ctx context.Context, resolver string, domain string, nodeIP
 	slices.Sort(targets)
 	targets = slices.Compact(targets)
 
+	node := make([]netip.Addr, len(nodeIPs))
+	for i, ip := range nodeIPs {
+		// Answers come unmapped; so must what they are compared with.
+		node[i] = ip.Unmap()
+	}
 	found := make([]string, 0, len(targets))
 	for _, target := range targets {
 		addrs, why := resolveHost(ctx, resolver, target)
 		for _, a := range addrs {
-			if slices.ContainsFunc(nodeIPs, a.Equal) {
+			if slices.Contains(node, a) {
 				return nil
 			}
 		}
@@ -100,26 +104,18 @@ func CheckDelegation(ctx context.Context, resolver string, domain string, nodeIP
 			found = append(found, fmt.Sprintf("%s (no address: %s)", target, why))
 			continue
 		}
-		shownAddrs := make([]string, len(addrs))
-		for i, a := range addrs {
-			shownAddrs[i] = a.String()
-		}
-		found = append(found, fmt.Sprintf("%s (%s)", target, strings.Join(shownAddrs, ", ")))
+		found = append(found, fmt.Sprintf("%s (%s)", target, joinAddrs(addrs)))
 	}
-	node := make([]string, len(nodeIPs))
-	for i, ip := range nodeIPs {
-		node[i] = ip.String()
-	}
-	return notDelegated("NS of %s point at %s, not at this node (%s)", shown, strings.Join(found, ", "), strings.Join(node, ", "))
+	return notDelegated("NS of %s point at %s, not at this node (%s)", shown, strings.Join(found, ", "), joinAddrs(node))
 }
 
 // resolveHost returns the A and AAAA addresses of name, or why there is
 // none.
-func resolveHost(ctx context.Context, resolver, name string) ([]net.IP, string) {
-	var ips []net.IP
+func resolveHost(ctx context.Context, resolver, name string) ([]netip.Addr, string) {
+	var ips []netip.Addr
 	var why []string
 	for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA} {
-		resp, err := query(ctx, resolver, name, qtype)
+		resp, err := dnsclient.Exchange(ctx, resolver, name, qtype, 0)
 		if err != nil {
 			why = append(why, fmt.Sprintf("%s query failed: %v", dns.TypeToString[qtype], err))
 			continue
@@ -128,14 +124,7 @@ func resolveHost(ctx context.Context, resolver, name string) ([]net.IP, string) 
 			why = append(why, fmt.Sprintf("%s answer %s", dns.TypeToString[qtype], dns.RcodeToString[resp.Rcode]))
 			continue
 		}
-		for _, rr := range resp.Answer {
-			switch rr := rr.(type) {
-			case *dns.A:
-				ips = append(ips, rr.A)
-			case *dns.AAAA:
-				ips = append(ips, rr.AAAA)
-			}
-		}
+		ips = append(ips, dnsclient.Addrs(resp)...)
 	}
 	if len(ips) == 0 && len(why) == 0 {
 		why = append(why, "no A or AAAA record")
@@ -143,21 +132,11 @@ func resolveHost(ctx context.Context, resolver, name string) ([]net.IP, string) 
 	return ips, strings.Join(why, "; ")
 }
 
-// query asks resolver one recursive question over UDP, and over TCP when
-// the answer is truncated.
-func query(ctx context.Context, resolver, name string, qtype uint16) (*dns.Msg, error) {
-	m := new(dns.Msg)
-	m.SetQuestion(name, qtype)
-	m.RecursionDesired = true
-	m.SetEdns0(maxUDPSize, false)
-	c := &dns.Client{Net: "udp", UDPSize: maxUDPSize}
-	resp, _, err := c.ExchangeContext(ctx, m, resolver)
-	if err == nil && resp.Truncated {
-		c.Net = "tcp"
-		resp, _, err = c.ExchangeContext(ctx, m, resolver)
+// joinAddrs lists addresses for an error message.
+func joinAddrs(addrs []netip.Addr) string {
+	s := make([]string, len(addrs))
+	for i, a := range addrs {
+		s[i] = a.String()
 	}
-	if err != nil {
-		return nil, err
-	}
-	return resp, nil
+	return strings.Join(s, ", ")
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +19,11 @@ type fakeResolver struct {
 	rcode    int      // forced rcode for every answer, when not 0
 	referral bool     // NS answers go to the authority section, without AA
 	truncate bool     // UDP answers carry TC and no records
-	rrs      []dns.RR // records, parsed by startFakeResolver
+	// forward, when set, returns the server that questions at or below
+	// testZone go to, as a resolver following the delegation would; ""
+	// stands for a server that does not answer (SERVFAIL).
+	forward func() string
+	rrs     []dns.RR // records, parsed by startFakeResolver
 }
 
 func (f *fakeResolver) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
@@ -36,6 +41,10 @@ func (f *fakeResolver) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		return
 	}
 	q := r.Question[0]
+	if f.forward != nil && isBelowOrAt(strings.ToLower(q.Name), testZone) {
+		f.forwardTo(w, m, r)
+		return
+	}
 	nameExists := false
 	for _, rr := range f.rrs {
 		if !strings.EqualFold(rr.Header().Name, q.Name) {
@@ -52,6 +61,18 @@ func (f *fakeResolver) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	}
 	if !nameExists {
 		m.Rcode = dns.RcodeNameError
+	}
+	_ = w.WriteMsg(m)
+}
+
+// forwardTo answers r, through m, with what the server of f.forward says.
+func (f *fakeResolver) forwardTo(w dns.ResponseWriter, m, r *dns.Msg) {
+	m.Rcode = dns.RcodeServerFailure
+	if addr := f.forward(); addr != "" {
+		c := &dns.Client{Net: "udp", Timeout: waitTimeout}
+		if resp, _, err := c.Exchange(r, addr); err == nil {
+			m.Rcode, m.Answer, m.Ns = resp.Rcode, resp.Answer, resp.Ns
+		}
 	}
 	_ = w.WriteMsg(m)
 }
@@ -102,7 +123,7 @@ func startFakeResolver(tb testing.TB, f *fakeResolver) string {
 }
 
 func TestCheckDelegation(t *testing.T) {
-	nodeIP := net.ParseIP("198.51.100.7")
+	nodeIP := netip.MustParseAddr("198.51.100.7")
 	good := []string{
 		testZone + " 3600 IN NS gw.example.",
 		"gw.example. 3600 IN A 198.51.100.7",
@@ -110,7 +131,7 @@ func TestCheckDelegation(t *testing.T) {
 	tests := []struct {
 		name     string
 		resolver fakeResolver
-		nodeIPs  []net.IP
+		nodeIPs  []netip.Addr
 		wantErr  string // "" for nil; else the error contains it
 		notDeleg bool   // the error wraps ErrNotDelegated
 	}{
@@ -126,7 +147,7 @@ func TestCheckDelegation(t *testing.T) {
 				"ns1.other. 3600 IN A 203.0.113.9",
 				"ns2.node.example. 3600 IN AAAA 2001:db8::7",
 			}},
-			nodeIPs: []net.IP{nodeIP, net.ParseIP("2001:db8::7")},
+			nodeIPs: []netip.Addr{nodeIP, netip.MustParseAddr("2001:db8::7")},
 		},
 		{
 			// An authoritative (non-recursive) server answers with a
@@ -190,7 +211,7 @@ func TestCheckDelegation(t *testing.T) {
 			addr := startFakeResolver(t, &tt.resolver)
 			nodeIPs := tt.nodeIPs
 			if nodeIPs == nil {
-				nodeIPs = []net.IP{nodeIP}
+				nodeIPs = []netip.Addr{nodeIP}
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 			defer cancel()
@@ -217,7 +238,7 @@ func TestCheckDelegationAgainstServer(t *testing.T) {
 	srv := startServer(t, newTestStore(t, nil))
 	// Our server holds the NS but refuses the A of gw.example (outside its
 	// zone), so the check finds no address: that is the message.
-	err := CheckDelegation(context.Background(), srv.Addr(), testDomain, []net.IP{net.ParseIP("198.51.100.7")})
+	err := CheckDelegation(context.Background(), srv.Addr(), testDomain, []netip.Addr{netip.MustParseAddr("198.51.100.7")})
 	if err == nil || !strings.Contains(err.Error(), "gw.example. (no address: A answer REFUSED") {
 		t.Errorf("CheckDelegation error %v, want the NS at gw.example. without address", err)
 	}
@@ -228,13 +249,13 @@ func TestCheckDelegationValidates(t *testing.T) {
 	if err := CheckDelegation(ctx, "127.0.0.1:1", "gw.example", nil); err == nil {
 		t.Error("no node IP accepted")
 	}
-	if err := CheckDelegation(ctx, "127.0.0.1:1", "not a domain", []net.IP{net.IPv4(127, 0, 0, 1)}); err == nil {
+	if err := CheckDelegation(ctx, "127.0.0.1:1", "not a domain", []netip.Addr{netip.MustParseAddr("127.0.0.1")}); err == nil {
 		t.Error("bad domain accepted")
 	}
 	// Nothing listens: a quick error that is not about the delegation.
 	ctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer cancel()
-	err := CheckDelegation(ctx, "127.0.0.1:1", "gw.example", []net.IP{net.IPv4(127, 0, 0, 1)})
+	err := CheckDelegation(ctx, "127.0.0.1:1", "gw.example", []netip.Addr{netip.MustParseAddr("127.0.0.1")})
 	if err == nil || errors.Is(err, ErrNotDelegated) {
 		t.Errorf("unreachable resolver: error %v, want a query error", err)
 	}

@@ -7,7 +7,8 @@
 // gateway through lego's httpreq provider (HTTPReqHandler, served on loopback
 // by APIServer); the values are kept in a Store and answered as TXT records by
 // an authoritative DNS server (Server, Handler). CheckDelegation tells whether
-// the delegation is in place.
+// the delegation is in place. Service puts these parts together and gives
+// the environment and resolvers Traefik needs.
 //
 // The server answers over TCP through miekg/dns's server and over UDP with
 // its own loop (batched reads and writes, a cache of packed answers), which

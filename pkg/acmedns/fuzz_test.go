@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/miekg/dns"
+	"github.com/rs/zerolog"
 )
 
 // packed returns the wire form of m, for seeds.
@@ -245,8 +246,39 @@ func FuzzHTTPReqBody(f *testing.F) {
 		if !isBelowOrAt(name, testZone) || checkValue(b.Value) != nil {
 			t.Fatalf("accepted fqdn %q value %q", b.FQDN, b.Value)
 		}
-		if got := store.Values(name); !slices.Equal(got, []string{b.Value}) {
+		if got := values(store, name); !slices.Equal(got, []string{b.Value}) {
 			t.Fatalf("store holds %q at %q, want %q", got, name, b.Value)
+		}
+	})
+}
+
+// FuzzCheckDomain guards the bound checkDomain adds to dnsname's: every
+// domain it accepts has a challenge zone that is a valid name of at most
+// 255 bytes in wire form, so that the Handler can serve it.
+func FuzzCheckDomain(f *testing.F) {
+	for _, s := range []string{
+		// Two trailing dots make an empty label, whichever check trims one.
+		"gw.example..", "..",
+		testDomain, "GW.Example.", "", ".", "localhost", "*.gw.example", "g_w.example", "1.2.3.4",
+		strings.Repeat("a", 63) + ".example", strings.Repeat("abcdefghi.", 23) + "abcdefg",
+		strings.Repeat("abcdefghi.", 23) + "abcdefgh", strings.Repeat("abcdefghi.", 25) + "example",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, domain string) {
+		if checkDomain(domain) != nil {
+			return
+		}
+		zone := ChallengeZone(domain)
+		if n, ok := dns.IsDomainName(zone); !ok || n < 3 {
+			t.Fatalf("checkDomain accepted %q, whose zone %q is not a domain name", domain, zone)
+		}
+		buf := make([]byte, 256)
+		if _, err := dns.PackDomainName(zone, buf, 0, nil, false); err != nil {
+			t.Fatalf("checkDomain accepted %q, whose zone %q does not pack: %v", domain, zone, err)
+		}
+		if _, err := NewHandler(HandlerConfig{Domain: domain, Store: newTestStore(t, nil), Logger: zerolog.Nop()}); err != nil {
+			t.Fatalf("checkDomain accepted %q, NewHandler refused it: %v", domain, err)
 		}
 	})
 }

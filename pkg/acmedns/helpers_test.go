@@ -60,6 +60,12 @@ func newTestStore(tb testing.TB, clock *fakeClock) *Store {
 	return s
 }
 
+// values returns the live values at fqdn, as the Handler answers them.
+func values(s *Store, fqdn string) []string {
+	v, _ := s.lookup(CanonicalName(fqdn), nil)
+	return v
+}
+
 // newTestHandler returns the Handler of testDomain over store.
 func newTestHandler(tb testing.TB, store *Store) *Handler {
 	tb.Helper()

@@ -12,6 +12,8 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/rs/zerolog"
+
+	"github.com/threefoldtech/gateway/internal/quote"
 )
 
 // Limits on what lego's httpreq provider may send.
@@ -62,7 +64,7 @@ type httpreqBody struct {
 
 // NewHTTPReqHandler validates cfg and returns the handler.
 func NewHTTPReqHandler(cfg HTTPReqConfig) (*HTTPReqHandler, error) {
-	if err := validateDomain(cfg.Domain); err != nil {
+	if err := checkDomain(cfg.Domain); err != nil {
 		return nil, fmt.Errorf("validating httpreq config: %w", err)
 	}
 	if cfg.Store == nil {
@@ -147,7 +149,7 @@ func (h *HTTPReqHandler) authorized(r *http.Request) bool {
 
 // fail answers with status and a one-line reason, and logs it.
 func (h *HTTPReqHandler) fail(w http.ResponseWriter, r *http.Request, status int, reason string) {
-	h.log.Warn().Str("method", r.Method).Str("path", truncate(r.URL.Path, 64)).
+	h.log.Warn().Str("method", r.Method).Str("path", quote.Short(r.URL.Path)).
 		Str("remote", r.RemoteAddr).Int("status", status).Str("reason", reason).Msg("refused httpreq request")
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
@@ -186,21 +188,21 @@ func (h *HTTPReqHandler) checkFQDN(fqdn string) (string, error) {
 		return "", errors.New(`field "fqdn" is missing or empty`)
 	}
 	if len(fqdn) > 254 {
-		return "", fmt.Errorf(`field "fqdn" %q is too long`, truncate(fqdn, 64))
+		return "", fmt.Errorf(`field "fqdn" %s is too long`, quote.Short(fqdn))
 	}
 	name := CanonicalName(fqdn)
 	if _, ok := dns.IsDomainName(name); !ok || strings.HasPrefix(name, ".") {
-		return "", fmt.Errorf(`field "fqdn" %q is not a domain name`, truncate(fqdn, 64))
+		return "", fmt.Errorf(`field "fqdn" %s is not a domain name`, quote.Short(fqdn))
 	}
 	// Backslashes would be escapes in presentation form, which no ACME
 	// name needs.
 	for i := 0; i < len(name); i++ {
 		if c := name[i]; c <= ' ' || c > '~' || c == '\\' || c == '"' {
-			return "", fmt.Errorf(`field "fqdn" %q holds a forbidden character`, truncate(fqdn, 64))
+			return "", fmt.Errorf(`field "fqdn" %s holds a forbidden character`, quote.Short(fqdn))
 		}
 	}
 	if !isBelowOrAt(name, h.zone) {
-		return "", fmt.Errorf(`field "fqdn" %q is outside the zone %q`, truncate(fqdn, 64), h.zone)
+		return "", fmt.Errorf(`field "fqdn" %s is outside the zone %q`, quote.Short(fqdn), h.zone)
 	}
 	return name, nil
 }

@@ -1,14 +1,22 @@
 package acmedns
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/miekg/dns"
+
+	"github.com/threefoldtech/gateway/internal/dnsname"
+	"github.com/threefoldtech/gateway/internal/quote"
 )
 
 // challengeLabel is the label under which ACME looks for DNS-01 values.
 const challengeLabel = "_acme-challenge"
+
+// maxDomainLength bounds the gateway domain so that its challenge zone is
+// still a valid name.
+const maxDomainLength = dnsname.MaxLength - len(challengeLabel) - 1
 
 // ChallengeZone returns the canonical name of the zone the gateway answers
 // for domain: "_acme-challenge.<domain>." in lower case.
@@ -22,52 +30,30 @@ func CanonicalName(name string) string {
 	return dns.Fqdn(strings.ToLower(name))
 }
 
-// validateDomain checks that domain is a host name the gateway can serve:
-// letters, digits and hyphens in labels of at most 63 bytes, at least two
-// labels, at most 253 bytes, no wildcard. A trailing dot is allowed.
-func validateDomain(domain string) error {
+// checkDomain checks that domain is a host name the gateway can serve
+// (dnsname.Normalize; a trailing dot is allowed) whose challenge zone fits
+// in a name.
+func checkDomain(domain string) error {
 	d := strings.TrimSuffix(domain, ".")
 	switch {
 	case d == "":
-		return fmt.Errorf("domain is empty")
-	case len(d) > 253-len(challengeLabel)-1:
-		return fmt.Errorf("domain %q is too long (at most %d bytes)", truncate(domain, 64), 253-len(challengeLabel)-1)
+		return errors.New("domain is empty")
+	case len(d) > maxDomainLength:
+		return fmt.Errorf("domain %s is too long (at most %d bytes, so that the %s zone fits in %d)",
+			quote.Short(domain), maxDomainLength, challengeLabel, dnsname.MaxLength)
 	}
-	labels := strings.Split(d, ".")
-	if len(labels) < 2 {
-		return fmt.Errorf("domain %q must have at least two labels", truncate(domain, 64))
-	}
-	for _, l := range labels {
-		if err := validateLabel(l); err != nil {
-			return fmt.Errorf("domain %q: %w", truncate(domain, 64), err)
-		}
-	}
-	return nil
-}
-
-// validateLabel checks one host name label (RFC 1123).
-func validateLabel(l string) error {
-	if l == "" {
-		return fmt.Errorf("empty label")
-	}
-	if len(l) > 63 {
-		return fmt.Errorf("label %q is longer than 63 bytes", truncate(l, 16))
-	}
-	if l[0] == '-' || l[len(l)-1] == '-' {
-		return fmt.Errorf("label %q starts or ends with a hyphen", l)
-	}
-	for i := 0; i < len(l); i++ {
-		c := l[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
-			return fmt.Errorf("label %q holds %q (only letters, digits and hyphens)", l, string(rune(c)))
-		}
+	// The name as given: Normalize drops one trailing dot, and a second
+	// one must stay to be refused.
+	if _, err := dnsname.Normalize(domain); err != nil {
+		return fmt.Errorf("domain %s: %w", quote.Short(domain), err)
 	}
 	return nil
 }
 
 // isBelowOrAt reports whether the canonical name equals parent or lies below
 // it. Both names must be in presentation form (as miekg/dns prints them) and
-// lower case; a dot escaped inside a label ("\.") is not a label boundary.
+// lower case; a dot escaped inside a label ("\.") is not a label boundary,
+// which dnsname.IsUnder, made for host names, does not know.
 func isBelowOrAt(name, parent string) bool {
 	if name == parent {
 		return true
@@ -89,12 +75,4 @@ func isBelowOrAt(name, parent string) bool {
 		n++
 	}
 	return n%2 == 0
-}
-
-// truncate shortens s for error messages.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }

@@ -44,18 +44,10 @@ type Config struct {
 // Server is the authoritative DNS server of the _acme-challenge zone, over
 // UDP and TCP on one address.
 type Server struct {
+	lifecycle
 	address string
 	handler *Handler
 	log     zerolog.Logger
-
-	ready     chan struct{} // closed once both listeners serve
-	closing   chan struct{} // closed by Close
-	closeOnce sync.Once
-
-	mu      sync.Mutex
-	addr    string
-	running bool
-	done    chan struct{} // closed when Run returns, nil before Run
 }
 
 // New validates cfg, fills its defaults and returns a Server that is not
@@ -75,56 +67,27 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("creating dns handler: %w", err)
 	}
 	return &Server{
-		address: cfg.Address,
-		handler: h,
-		log:     h.log,
-		ready:   make(chan struct{}),
-		closing: make(chan struct{}),
+		lifecycle: newLifecycle("dns server"),
+		address:   cfg.Address,
+		handler:   h,
+		log:       h.log,
 	}, nil
-}
-
-// Handler returns the dns.Handler the server answers with.
-func (s *Server) Handler() *Handler { return s.handler }
-
-// Ready returns a channel closed once the server answers on both UDP and
-// TCP; Addr is set by then. It is never closed if Run fails before that.
-func (s *Server) Ready() <-chan struct{} { return s.ready }
-
-// Addr returns the address the server listens on (UDP and TCP share it), or
-// "" before it is listening.
-func (s *Server) Addr() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.addr
 }
 
 // Run listens and answers queries until ctx ends or Close is called. It
 // returns nil then, or the error that stopped it. A Server runs once.
 func (s *Server) Run(ctx context.Context) error {
-	s.mu.Lock()
-	if s.running {
-		s.mu.Unlock()
-		return errors.New("running dns server: already run")
-	}
-	s.running = true
-	s.done = make(chan struct{})
-	s.mu.Unlock()
-	defer close(s.done)
+	return s.run(ctx, s.serve)
+}
 
-	select {
-	case <-s.closing:
-		return nil
-	default:
-	}
-
+// serve listens, answers over TCP with miekg/dns's server and over UDP
+// with the udpServer loop, and stops both when ctx ends or either fails.
+func (s *Server) serve(ctx context.Context) error {
 	pc, l, err := listen(s.address)
 	if err != nil {
 		return fmt.Errorf("running dns server: %w", err)
 	}
-	s.mu.Lock()
-	s.addr = pc.LocalAddr().String()
-	s.mu.Unlock()
-
+	addr := pc.LocalAddr().String()
 	udp, err := newUDPServer(pc.(*net.UDPConn), s.handler, s.log)
 	if err != nil {
 		pc.Close()
@@ -145,41 +108,27 @@ func (s *Server) Run(ctx context.Context) error {
 	select {
 	case <-started:
 		// UDP serves from the moment the socket is bound.
-		close(s.ready)
-		s.log.Info().Str("address", s.Addr()).Str("zone", s.handler.zone).Msg("dns server listening")
+		s.listening(addr)
+		s.log.Info().Str("address", addr).Str("zone", s.handler.zone).Msg("dns server listening")
 		select {
 		case <-ctx.Done():
-		case <-s.closing:
 		case err := <-errs:
-			runErr = fmt.Errorf("serving dns on %s: %w", s.Addr(), orStopped(err))
+			runErr = fmt.Errorf("serving dns on %s: %w", addr, orStopped(err))
 		}
 	case err := <-errs:
-		runErr = fmt.Errorf("starting dns server on %s: %w", s.Addr(), orStopped(err))
+		runErr = fmt.Errorf("starting dns server on %s: %w", addr, orStopped(err))
 	}
 
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	// Fails for a TCP server that did not start; its socket is closed
-	// below. Closing the UDP socket ends the UDP workers.
+	// below. Closing the UDP socket ends the UDP loop.
 	_ = tcp.ShutdownContext(sctx)
 	pc.Close()
 	l.Close()
 	wg.Wait()
-	s.log.Info().Str("address", s.Addr()).Msg("dns server stopped")
+	s.log.Info().Str("address", addr).Msg("dns server stopped")
 	return runErr
-}
-
-// Close stops a running server and waits for Run to return. It is safe to
-// call more than once, and before Run (Run then returns at once).
-func (s *Server) Close() error {
-	s.closeOnce.Do(func() { close(s.closing) })
-	s.mu.Lock()
-	done := s.done
-	s.mu.Unlock()
-	if done != nil {
-		<-done
-	}
-	return nil
 }
 
 // errStopped stands for a server that stopped without saying why.
@@ -218,22 +167,4 @@ func listen(address string) (net.PacketConn, net.Listener, error) {
 			return nil, nil, fmt.Errorf("listening on tcp port %d of %s: %w", udpPort, address, err)
 		}
 	}
-}
-
-// acceptQuery rejects, before unpacking, what the Handler would not answer
-// anyway: answers are ignored, opcodes other than QUERY get NOTIMP, and
-// queries with other than one question or with records in the answer or
-// authority section get FORMERR.
-func acceptQuery(dh dns.Header) dns.MsgAcceptAction {
-	const qr = 1 << 15
-	if dh.Bits&qr != 0 {
-		return dns.MsgIgnore
-	}
-	if opcode := int(dh.Bits>>11) & 0xF; opcode != dns.OpcodeQuery {
-		return dns.MsgRejectNotImplemented
-	}
-	if dh.Qdcount != 1 || dh.Ancount != 0 || dh.Nscount != 0 || dh.Arcount > 2 {
-		return dns.MsgReject
-	}
-	return dns.MsgAccept
 }

@@ -27,6 +27,8 @@ func TestNewValidates(t *testing.T) {
 		{name: "underscore is refused", cfg: Config{Domain: "g_w.example", Store: store}, wantErr: `holds "_"`},
 		{name: "hyphen at label edge is refused", cfg: Config{Domain: "-gw.example", Store: store}, wantErr: "hyphen"},
 		{name: "empty label is refused", cfg: Config{Domain: "gw..example", Store: store}, wantErr: "empty label"},
+		// Only one trailing dot is dropped; a second one is an empty label.
+		{name: "two trailing dots are refused", cfg: Config{Domain: "gw.example..", Store: store}, wantErr: "empty label"},
 		{name: "long label is refused", cfg: Config{Domain: strings.Repeat("a", 64) + ".example", Store: store}, wantErr: "longer than 63"},
 		{name: "long domain is refused", cfg: Config{Domain: strings.Repeat("abcdefghi.", 25) + "example", Store: store}, wantErr: "too long"},
 		{name: "missing store is refused", cfg: Config{Domain: "gw.example"}, wantErr: "store is required"},

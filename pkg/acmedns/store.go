@@ -136,13 +136,6 @@ func (s *Store) Cleanup(fqdn, value string) {
 	s.names[name] = entries
 }
 
-// Values returns the live values at fqdn in the order they were presented;
-// nil when there is none.
-func (s *Store) Values(fqdn string) []string {
-	values, _ := s.lookup(CanonicalName(fqdn), nil)
-	return values
-}
-
 // lookup appends the live values at the canonical name to dst. exists
 // reports whether the name holds values or is an ancestor of a name that
 // does (an empty non-terminal, which exists in DNS terms).

@@ -135,8 +135,8 @@ func TestStore(t *testing.T) {
 					s.Cleanup(st.cleanup[0], st.cleanup[1])
 				}
 			}
-			if got := s.Values(tt.at); !slices.Equal(got, tt.want) {
-				t.Errorf("Values(%q) = %q, want %q", tt.at, got, tt.want)
+			if got := values(s, tt.at); !slices.Equal(got, tt.want) {
+				t.Errorf("values at %q: %q, want %q", tt.at, got, tt.want)
 			}
 		})
 	}

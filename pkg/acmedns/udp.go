@@ -27,13 +27,11 @@ const (
 )
 
 // udpServer answers queries on one UDP socket with one goroutine that
-// reads a batch of queries, answers them and writes the answers. Unlike
-// miekg/dns's UDP server it starts no goroutine per query and, for the
-// common queries, unpacks and packs no dns.Msg. Measured with dnsperf on 2
-// CPUs, miekg/dns's server answered 0.65 times as many queries per second
-// as dnsmasq, this loop 1.2 to 1.3 times. A second reader on the socket
-// made it slower (the two contend for the socket); one answers some 90,000
-// queries per second, far more than a challenge zone is asked.
+// reads a batch of queries, answers them and writes the answers: no
+// goroutine per query and, for the common queries, no dns.Msg unpacked or
+// packed, so that the node answers a flood of queries as cheaply as a
+// dedicated DNS server would (docs/BENCHMARKS.md). One reader, because
+// readers of one socket contend for it.
 type udpServer struct {
 	conn    *net.UDPConn
 	handler *Handler
@@ -73,8 +71,8 @@ type batchConn interface {
 
 // serve reads a batch of queries, answers them and writes the batch of
 // answers, until the socket is closed; it returns nil then, or the error
-// that stopped it. Under load the system calls, which cost most of the
-// time, are shared by the batch.
+// that stopped it. Batches share the system calls, which cost most of the
+// time under load.
 func (s *udpServer) serve() error {
 	var bc batchConn = ipv4.NewPacketConn(s.conn)
 	if addr, ok := s.conn.LocalAddr().(*net.UDPAddr); ok && addr.IP.To4() == nil {

@@ -1,17 +1,14 @@
 package acmedns
 
+// The DNS wire format, read and written without miekg/dns: the Handler's
+// UDP fast path parses common queries and builds header-only answers here.
+
 import (
 	"encoding/binary"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/miekg/dns"
 )
-
-// maxCacheEntries bounds the answer cache: names in the zone that hold
-// something are few, and random names must not grow it.
-const maxCacheEntries = 256
 
 // Offsets and bits of the DNS header (RFC 1035 4.1.1).
 const (
@@ -23,22 +20,6 @@ const (
 	optDO      = 0x80 // in the first flag byte of an OPT TTL
 )
 
-// answerCache holds packed answers to the common queries, so that the UDP
-// path answers them without unpacking or packing a dns.Msg. An entry is an
-// answer to the question with its name in lower case, ID 0 and RD and CD
-// clear; serving it means copying it and patching those from the query.
-type answerCache struct {
-	mu      sync.RWMutex
-	version uint64 // store version of every entry
-	entries map[string]cachedAnswer
-}
-
-type cachedAnswer struct {
-	wire    []byte
-	nameLen int       // length of the question name in wire form
-	until   time.Time // answer valid before this (zero: no limit)
-}
-
 // simpleQuery is a UDP query the cache can answer: one question of class
 // IN with a plain name, and at most an OPT without options.
 type simpleQuery struct {
@@ -47,67 +28,6 @@ type simpleQuery struct {
 	qtype   uint16
 	edns    bool
 	do      bool
-}
-
-// appendAnswer answers the packed query and appends the packed answer to
-// dst. It returns nil when the query gets no answer (too short to answer,
-// or a response). udp says whether the answer goes back over UDP.
-//
-// It gives the same answers as ServeDNS, and checks the header the way the
-// Server's MsgAcceptFunc does before unpacking; for common UDP queries it
-// answers from a cache of packed answers.
-func (h *Handler) appendAnswer(dst, query []byte, udp bool) []byte {
-	if len(query) < headerLen {
-		return nil // nothing to answer with, not even an ID
-	}
-	var dh dns.Header
-	dh.Id = binary.BigEndian.Uint16(query[0:])
-	dh.Bits = binary.BigEndian.Uint16(query[2:])
-	dh.Qdcount = binary.BigEndian.Uint16(query[4:])
-	dh.Ancount = binary.BigEndian.Uint16(query[6:])
-	dh.Nscount = binary.BigEndian.Uint16(query[8:])
-	dh.Arcount = binary.BigEndian.Uint16(query[10:])
-	switch acceptQuery(dh) {
-	case dns.MsgIgnore:
-		return nil
-	case dns.MsgReject:
-		return appendHeaderReply(dst, query, dns.RcodeFormatError)
-	case dns.MsgRejectNotImplemented:
-		return appendHeaderReply(dst, query, dns.RcodeNotImplemented)
-	}
-
-	var keyBuf [256 + 3]byte
-	if udp {
-		if q, ok := parseSimpleQuery(query, keyBuf[:0]); ok {
-			return h.appendCached(dst, query, q)
-		}
-	}
-	req := new(dns.Msg)
-	if err := req.Unpack(query); err != nil {
-		return appendHeaderReply(dst, query, dns.RcodeFormatError)
-	}
-	return h.appendPacked(dst, h.answer(req, udp), req)
-}
-
-// appendPacked packs m (the answer to r) after dst, or SERVFAIL when it
-// does not pack; nil when m is.
-func (h *Handler) appendPacked(dst []byte, m, r *dns.Msg) []byte {
-	if m == nil {
-		return nil
-	}
-	out, err := m.PackBuffer(dst[len(dst):cap(dst)])
-	if err != nil {
-		// Nothing we build should fail to pack; answer something rather
-		// than let the client time out.
-		h.log.Warn().Err(err).Str("qname", questionName(r)).Msg("packing dns answer")
-		if out, err = reply(r, dns.RcodeServerFailure).PackBuffer(dst[len(dst):cap(dst)]); err != nil {
-			return nil
-		}
-	}
-	if len(dst) == 0 {
-		return out
-	}
-	return append(dst, out...)
 }
 
 // appendHeaderReply appends an answer made of the query's header alone:
@@ -189,80 +109,6 @@ func parseSimpleQuery(query []byte, key []byte) (simpleQuery, bool) {
 	}
 	q.key = append(key, byte(q.qtype>>8), byte(q.qtype), flags)
 	return q, true
-}
-
-// appendCached answers the simple query q from the cache, filling the
-// cache on a miss.
-func (h *Handler) appendCached(dst, query []byte, q simpleQuery) []byte {
-	version := h.store.version.Load()
-	now := h.store.now()
-	h.cache.mu.RLock()
-	e, ok := h.cache.entries[string(q.key)]
-	ok = ok && h.cache.version == version && (e.until.IsZero() || now.Before(e.until))
-	h.cache.mu.RUnlock()
-	if !ok {
-		e = h.fillCache(q)
-	}
-	if e.wire == nil {
-		// Truncated at 512 bytes: answer the long way, for the size the
-		// client asked for.
-		req := new(dns.Msg)
-		if err := req.Unpack(query); err != nil {
-			return appendHeaderReply(dst, query, dns.RcodeFormatError)
-		}
-		return h.appendPacked(dst, h.answer(req, true), req)
-	}
-	start := len(dst)
-	dst = append(dst, e.wire...)
-	out := dst[start:]
-	copy(out[:2], query[:2])
-	out[2] = out[2]&^flagRD | query[2]&flagRD
-	out[3] = out[3]&^flagCD | query[3]&flagCD
-	// The question as asked: resolvers randomise the case of names and
-	// check that it comes back (the answer names point at it).
-	copy(out[headerLen:headerLen+q.nameLen], query[headerLen:headerLen+q.nameLen])
-	return dst
-}
-
-// fillCache builds the answer to the normalised form of q and returns it;
-// wire is nil when it does not fit 512 bytes. Answers from the zone are
-// kept for the next queries; others (REFUSED) are not, so that random names
-// outside the zone cannot fill the cache.
-func (h *Handler) fillCache(q simpleQuery) cachedAnswer {
-	version, until := h.store.state()
-	req := new(dns.Msg)
-	req.Question = []dns.Question{{Name: keyName(q.key[:q.nameLen]), Qtype: q.qtype, Qclass: dns.ClassINET}}
-	if q.edns {
-		req.SetEdns0(dns.MinMsgSize, q.do)
-	}
-	m := h.answer(req, true)
-	if m == nil || m.Truncated {
-		return cachedAnswer{}
-	}
-	// Compressed, the answer names point at the question, so they take
-	// the case of the question copied in from each query.
-	m.Compress = true
-	wire, err := m.Pack()
-	if err != nil {
-		return cachedAnswer{}
-	}
-	e := cachedAnswer{wire: wire, nameLen: q.nameLen, until: until}
-	if !m.Authoritative {
-		return e
-	}
-	h.cache.mu.Lock()
-	defer h.cache.mu.Unlock()
-	switch {
-	case h.cache.entries == nil || version > h.cache.version:
-		h.cache.version = version
-		h.cache.entries = make(map[string]cachedAnswer)
-	case version < h.cache.version:
-		return e // built from an older state than the cache holds
-	}
-	if len(h.cache.entries) < maxCacheEntries {
-		h.cache.entries[string(q.key)] = e
-	}
-	return e
 }
 
 // keyName turns the wire name at the start of a cache key into

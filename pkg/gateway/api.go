@@ -4,13 +4,19 @@
 package gateway
 
 //go:generate go run github.com/threefoldtech/zbus/zbusc -module gateway -version 0.0.1 -name gateway -package stubs github.com/threefoldtech/gateway/pkg/gateway+Gateway stubs/gateway_stub.go
+//go:generate go run github.com/threefoldtech/zbus/zbusc -module gateway -version 0.0.1 -name manager -package zos github.com/threefoldtech/gateway/pkg/gateway+Gateway zos/gateway_stub.go
 
 // Bus names of the object, as other node modules address it.
 const (
 	// ModuleName is the zbus module the gateway serves.
 	ModuleName = "gateway"
-	// ObjectName is the name of the one object the module serves.
+	// ObjectName is the documented name of the one object the module
+	// serves.
 	ObjectName = "gateway"
+	// ZosObjectName is the name zos's own gateway daemon gave the object
+	// and that zos's generated stub calls: the module serves the same
+	// object under it too.
+	ZosObjectName = "manager"
 	// ObjectVersion is the version of the object's contract.
 	ObjectVersion = "0.0.1"
 )
@@ -34,11 +40,21 @@ type Gateway interface {
 }
 
 // GatewayMetrics holds the bytes Traefik counted per workload.
+//
+// zbus encodes it with msgpack by field name, and a caller decodes only the
+// names its own copy of the type has. zos's callers of the first contract
+// read Sent and Received, later ones Request and Response: the module fills
+// both pairs, so that every caller reads the real numbers.
 type GatewayMetrics struct {
 	// Request is the bytes received from clients, keyed by workload ID.
 	Request map[string]float64
 	// Response is the bytes sent back to clients, keyed by workload ID.
 	Response map[string]float64
+	// Sent is Response under its earlier name: bytes sent to clients.
+	Sent map[string]float64
+	// Received is Request under its earlier name: bytes received from
+	// clients.
+	Received map[string]float64
 }
 
 // Kind tells how a route's domain was given.

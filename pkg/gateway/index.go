@@ -1,9 +1,6 @@
 package gateway
 
 import (
-	"errors"
-	"fmt"
-	"io/fs"
 	"slices"
 	"strings"
 
@@ -64,23 +61,25 @@ func (x *index) list() []Proxy {
 	return out
 }
 
-// loadIndex rebuilds the index from the files in dir. A file it cannot read
-// back as a route, and every file of a domain that several files claim, is
-// logged and left untouched; loading goes on.
-func loadIndex(dir *traefik.Dir, domain string, log zerolog.Logger) (*index, error) {
-	names, err := dir.Names()
-	if err != nil {
-		return nil, err
-	}
+// loadIndex rebuilds the index from the published routes. A route it cannot
+// read back, and every route of a domain that several claim, is logged and
+// left untouched; loading goes on.
+func loadIndex(routes Publisher, domain string, log zerolog.Logger) (*index, error) {
 	x := newIndex()
 	claims := make(map[string][]route)
-	for _, name := range names {
-		r, err := readRoute(dir, name, domain)
+	err := routes.Load(func(id string, cfg *traefik.Configuration, err error) {
+		var r route
+		if err == nil {
+			r, err = parseRoute(id, cfg, domain)
+		}
 		if err != nil {
-			log.Error().Err(err).Str("file", dir.File(name)).Msg("skipping a proxy file that is not a route of this gateway; it is left untouched")
-			continue
+			log.Error().Err(err).Str("file", routes.Locate(id)).Msg("skipping a proxy file that is not a route of this gateway; it is left untouched")
+			return
 		}
 		claims[r.fqdn] = append(claims[r.fqdn], r)
+	})
+	if err != nil {
+		return nil, err
 	}
 	for fqdn, rs := range claims {
 		if len(rs) == 1 {
@@ -96,22 +95,4 @@ func loadIndex(dir *traefik.Dir, domain string, log zerolog.Logger) (*index, err
 		log.Error().Str("fqdn", fqdn).Strs("wlIDs", ids).Msg("several proxy files claim one domain; none is indexed and the domain is refused to new calls until the extra files are removed and the gateway restarted")
 	}
 	return x, nil
-}
-
-func readRoute(dir *traefik.Dir, name, domain string) (route, error) {
-	if err := ValidateWorkloadID(name); err != nil {
-		return route{}, fmt.Errorf("file name: %w", err)
-	}
-	data, err := dir.Read(name)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return route{}, fmt.Errorf("file vanished while loading")
-		}
-		return route{}, err
-	}
-	cfg, err := traefik.Unmarshal(data)
-	if err != nil {
-		return route{}, err
-	}
-	return parseRoute(name, cfg, domain)
 }

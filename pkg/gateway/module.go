@@ -7,7 +7,6 @@ import (
 	"maps"
 	"net/http"
 	"net/netip"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/threefoldtech/gateway/internal/dnsname"
 	"github.com/threefoldtech/gateway/pkg/traefik"
 )
 
@@ -26,8 +26,8 @@ var ErrNoPublicIP = errors.New("fqdn proxies need a public IP of the node (--pub
 
 // Config is what a Module needs.
 type Config struct {
-	// Root is the module's folder; routes live in Root/proxy.
-	Root string
+	// Routes is where routes are published and read back. Required.
+	Routes Publisher
 	// Domain is the gateway domain that name proxies live under. Empty
 	// disables name proxies.
 	Domain string
@@ -38,7 +38,8 @@ type Config struct {
 	Allow []netip.Prefix
 	// Resolver checks user domains. Required for FQDN proxies.
 	Resolver Resolver
-	// LookupTimeout bounds the DNS check of a user domain. Default 5s.
+	// LookupTimeout bounds the DNS check of a user domain. Default
+	// DefaultLookupTimeout.
 	LookupTimeout time.Duration
 	// MetricsURL is Traefik's Prometheus endpoint.
 	MetricsURL string
@@ -48,10 +49,16 @@ type Config struct {
 	Logger zerolog.Logger
 }
 
+// DefaultLookupTimeout bounds the DNS check of a user domain.
+const DefaultLookupTimeout = 5 * time.Second
+
+// metricsTimeout bounds one scrape of Traefik's metrics.
+const metricsTimeout = 5 * time.Second
+
 // Module is the gateway object served on zbus.
 type Module struct {
 	cfg    Config
-	dir    *traefik.Dir
+	routes Publisher
 	policy Policy
 	log    zerolog.Logger
 
@@ -63,11 +70,11 @@ type Module struct {
 
 var _ Gateway = (*Module)(nil)
 
-// New checks cfg, opens Root/proxy and rebuilds the index from the files
-// there.
+// New checks cfg and rebuilds the index from the routes published in
+// cfg.Routes.
 func New(cfg Config) (*Module, error) {
-	if cfg.Root == "" {
-		return nil, fmt.Errorf("root folder is required")
+	if cfg.Routes == nil {
+		return nil, fmt.Errorf("a publisher of routes is required")
 	}
 	if cfg.Domain != "" {
 		d, err := NormalizeFQDN(cfg.Domain)
@@ -77,24 +84,20 @@ func New(cfg Config) (*Module, error) {
 		cfg.Domain = d
 	}
 	if cfg.LookupTimeout == 0 {
-		cfg.LookupTimeout = 5 * time.Second
+		cfg.LookupTimeout = DefaultLookupTimeout
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: 5 * time.Second}
+		cfg.HTTPClient = &http.Client{Timeout: metricsTimeout}
 	}
 	log := cfg.Logger.With().Str("component", "gateway").Logger()
-	dir, err := traefik.OpenDir(filepath.Join(cfg.Root, "proxy"))
+	idx, err := loadIndex(cfg.Routes, cfg.Domain, log)
 	if err != nil {
 		return nil, err
 	}
-	idx, err := loadIndex(dir, cfg.Domain, log)
-	if err != nil {
-		return nil, err
-	}
-	log.Info().Int("routes", len(idx.byID)).Str("dir", dir.Path()).Msg("index loaded")
+	log.Info().Int("routes", len(idx.byID)).Msg("index loaded")
 	return &Module{
 		cfg:    cfg,
-		dir:    dir,
+		routes: cfg.Routes,
 		policy: Policy{Allow: cfg.Allow, Own: cfg.PublicIPs},
 		log:    log,
 		idx:    idx,
@@ -137,7 +140,7 @@ func (m *Module) SetFQDNProxy(wlID string, fqdn string, backends []string, TLSPa
 	if err != nil {
 		return err
 	}
-	if m.cfg.Domain != "" && isUnder(name, m.cfg.Domain) {
+	if m.cfg.Domain != "" && dnsname.IsUnder(name, m.cfg.Domain) {
 		return fieldError("fqdn", fqdn, "is the gateway domain %s or under it: use SetNamedProxy", m.cfg.Domain)
 	}
 	bs, err := ParseBackends(backends, TLSPassthrough, m.policy)
@@ -181,16 +184,13 @@ func (m *Module) checkPointsHere(fqdn string) error {
 // commit checks that r's domain is free or already r's, writes its file and
 // updates the index, as one step.
 func (m *Module) commit(r route) error {
-	data, err := traefik.Marshal(r.render(m.cfg.Domain))
-	if err != nil {
-		return fmt.Errorf("rendering route %q: %w", r.id, err)
-	}
+	cfg := r.render(m.cfg.Domain)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if holder, ok := m.idx.holder(r.fqdn); ok && holder != r.id {
 		return fmt.Errorf("domain %q already registered by %s", r.fqdn, holder)
 	}
-	if err := m.dir.Write(r.id, data); err != nil {
+	if err := m.routes.Publish(r.id, cfg); err != nil {
 		return fmt.Errorf("writing route %q: %w", r.id, err)
 	}
 	m.idx.put(r)
@@ -206,7 +206,7 @@ func (m *Module) DeleteNamedProxy(wlID string) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err := m.dir.Remove(wlID); err != nil {
+	if err := m.routes.Unpublish(wlID); err != nil {
 		return fmt.Errorf("deleting route %q: %w", wlID, err)
 	}
 	if _, ok := m.idx.byID[wlID]; ok {
@@ -226,7 +226,7 @@ func (m *Module) List() ([]Proxy, error) {
 // Metrics returns the bytes Traefik counted per workload. Passthrough
 // traffic is not counted: Traefik has no byte counters for TCP routers.
 func (m *Module) Metrics() (GatewayMetrics, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), metricsTimeout)
 	defer cancel()
 	bytes, err := traefik.ScrapeServiceBytes(ctx, m.cfg.HTTPClient, m.cfg.MetricsURL)
 	if err != nil {
@@ -234,14 +234,27 @@ func (m *Module) Metrics() (GatewayMetrics, error) {
 		empty := len(m.idx.byID) == 0
 		m.mu.Unlock()
 		if empty {
-			return GatewayMetrics{Request: map[string]float64{}, Response: map[string]float64{}}, nil
+			return newMetrics(nil, nil), nil
 		}
 		return GatewayMetrics{}, fmt.Errorf("reading traefik metrics from %s: %w", m.cfg.MetricsURL, err)
 	}
-	out := GatewayMetrics{Request: make(map[string]float64), Response: make(map[string]float64)}
-	maps.Copy(out.Request, bytes.Requests)
-	maps.Copy(out.Response, bytes.Responses)
-	return out, nil
+	return newMetrics(bytes.Requests, bytes.Responses), nil
+}
+
+// newMetrics fills both names of each direction, each with its own map: the
+// caller may change one without the other.
+func newMetrics(requests, responses map[string]float64) GatewayMetrics {
+	clone := func(m map[string]float64) map[string]float64 {
+		out := make(map[string]float64, len(m))
+		maps.Copy(out, m)
+		return out
+	}
+	return GatewayMetrics{
+		Request:  clone(requests),
+		Response: clone(responses),
+		Received: clone(requests),
+		Sent:     clone(responses),
+	}
 }
 
 func joinAddrs(ips []netip.Addr) string {

@@ -14,6 +14,8 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/rs/zerolog"
+
+	"github.com/threefoldtech/gateway/pkg/traefik"
 )
 
 // dnsRecords serves A and AAAA records from a real DNS server on loopback.
@@ -75,7 +77,7 @@ func newModule(t testing.TB, root string) (*Module, *dnsRecords) {
 	t.Helper()
 	recs, addr := startDNS(t)
 	m, err := New(Config{
-		Root:       root,
+		Routes:     openRoutes(t, root),
 		Domain:     "gw.example",
 		PublicIPs:  []netip.Addr{nodeIP, netip.MustParseAddr("2001:db8::7")},
 		Resolver:   DNSResolver{Server: addr},
@@ -86,6 +88,16 @@ func newModule(t testing.TB, root string) (*Module, *dnsRecords) {
 		t.Fatal(err)
 	}
 	return m, recs
+}
+
+// openRoutes publishes routes the way the daemon does, under root.
+func openRoutes(t testing.TB, root string) *traefik.Routes {
+	t.Helper()
+	routes, err := traefik.OpenRoutes(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return routes
 }
 
 // snapshot returns every file under root with its content.
@@ -127,7 +139,7 @@ func TestSetNamedProxy(t *testing.T) {
 }
 
 func TestNamedProxyNeedsDomain(t *testing.T) {
-	m, err := New(Config{Root: t.TempDir(), Logger: zerolog.Nop()})
+	m, err := New(Config{Routes: openRoutes(t, t.TempDir()), Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +150,7 @@ func TestNamedProxyNeedsDomain(t *testing.T) {
 }
 
 func TestFQDNProxyNeedsPublicIP(t *testing.T) {
-	m, err := New(Config{Root: t.TempDir(), Logger: zerolog.Nop()})
+	m, err := New(Config{Routes: openRoutes(t, t.TempDir()), Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,7 +311,7 @@ func TestRecovery(t *testing.T) {
 	// Two files claiming one domain: neither wins, the domain stays held.
 	a, _ := os.ReadFile(filepath.Join(proxy, "a.yaml"))
 	for _, id := range []string{"dup1", "dup2"} {
-		write(id+".yaml", strings.NewReplacer("a:", id+":", "service: a", "service: "+id).Replace(string(a)))
+		write(id+".yaml", strings.NewReplacer("a:", id+":", "service: a", "service: "+id, "- a\n", "- "+id+"\n").Replace(string(a)))
 	}
 	// An interrupted write leaves a temporary file behind.
 	write(".a.yaml.123.tmp", "partial")

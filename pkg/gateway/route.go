@@ -5,12 +5,30 @@ import (
 	"net/netip"
 	"reflect"
 	"strings"
+	"time"
 
+	"github.com/threefoldtech/gateway/internal/dnsname"
 	"github.com/threefoldtech/gateway/pkg/traefik"
 )
 
 // acmeChallengePath is where HTTP-01 challenges are answered.
 const acmeChallengePath = "/.well-known/acme-challenge/"
+
+// Health checking of routes with several backends (docs/API.md). A route
+// with one backend has none: there is no other server to send traffic to.
+const (
+	// healthFailureWindow is how long an HTTP backend that failed
+	// healthMaxFailedAttempts requests in a row rests.
+	healthFailureWindow = 10 * time.Second
+	// healthMaxFailedAttempts is how many requests in a row must fail on an
+	// HTTP backend (unreachable, or a 5xx answer) before it rests.
+	healthMaxFailedAttempts = 3
+	// healthTCPInterval is how often Traefik connects to each backend of a
+	// passthrough route.
+	healthTCPInterval = 5 * time.Second
+	// healthTCPTimeout bounds that connection.
+	healthTCPTimeout = 2 * time.Second
+)
 
 // route is one validated route: what the index holds and a file renders.
 type route struct {
@@ -56,6 +74,13 @@ func (r route) render(domain string) *traefik.Configuration {
 			tcpServers[i] = traefik.TCPServer{Address: b.Addr.String()}
 			httpServers[i] = traefik.Server{URL: "http://" + netip.AddrPortFrom(b.Addr.Addr(), 80).String()}
 		}
+		var health *traefik.TCPHealthCheck
+		if len(r.backends) > 1 {
+			health = &traefik.TCPHealthCheck{
+				Interval: traefik.Duration(healthTCPInterval),
+				Timeout:  traefik.Duration(healthTCPTimeout),
+			}
+		}
 		return &traefik.Configuration{
 			TCP: &traefik.TCPConfiguration{
 				Routers: map[string]*traefik.TCPRouter{r.id: {
@@ -65,7 +90,7 @@ func (r route) render(domain string) *traefik.Configuration {
 					TLS:         &traefik.RouterTCPTLSConfig{Passthrough: true},
 				}},
 				Services: map[string]*traefik.TCPService{r.id: {
-					LoadBalancer: &traefik.TCPServersLoadBalancer{Servers: tcpServers},
+					LoadBalancer: &traefik.TCPServersLoadBalancer{Servers: tcpServers, HealthCheck: health},
 				}},
 			},
 			HTTP: &traefik.HTTPConfiguration{
@@ -89,7 +114,7 @@ func (r route) render(domain string) *traefik.Configuration {
 	for i, b := range r.backends {
 		servers[i] = traefik.Server{URL: b.String(false)}
 	}
-	return &traefik.Configuration{
+	cfg := &traefik.Configuration{
 		HTTP: &traefik.HTTPConfiguration{
 			Routers: map[string]*traefik.Router{r.id: {
 				EntryPoints: []string{traefik.EntryPointWebSecure},
@@ -102,6 +127,20 @@ func (r route) render(domain string) *traefik.Configuration {
 			}},
 		},
 	}
+	if len(r.backends) > 1 {
+		// A request that cannot reach a backend goes to the next one, so
+		// no client sees the failure that rests a dead backend. Middleware
+		// names are a namespace of their own: the workload ID is free.
+		cfg.HTTP.Middlewares = map[string]*traefik.Middleware{r.id: {
+			Retry: &traefik.Retry{Attempts: len(r.backends) + 1},
+		}}
+		cfg.HTTP.Routers[r.id].Middlewares = []string{r.id}
+		cfg.HTTP.Services[r.id].LoadBalancer.PassiveHealthCheck = &traefik.PassiveHealthCheck{
+			FailureWindow:     traefik.Duration(healthFailureWindow),
+			MaxFailedAttempts: healthMaxFailedAttempts,
+		}
+	}
+	return cfg
 }
 
 // parseRoute reads back a configuration the gateway wrote for workload id.
@@ -163,7 +202,7 @@ func parseRoute(id string, cfg *traefik.Configuration, domain string) (route, er
 	}
 	if r.kind == "" {
 		r.kind = KindFQDN
-		if domain != "" && isUnder(r.fqdn, domain) {
+		if domain != "" && dnsname.IsUnder(r.fqdn, domain) {
 			r.kind = KindName
 		}
 	}
@@ -191,9 +230,4 @@ func unwrap(s, prefix, suffix string) (string, bool) {
 		return "", false
 	}
 	return v, true
-}
-
-// isUnder tells whether name is domain or a name below it.
-func isUnder(name, domain string) bool {
-	return name == domain || strings.HasSuffix(name, "."+domain)
 }

@@ -5,6 +5,9 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/threefoldtech/gateway/internal/dnsname"
+	"github.com/threefoldtech/gateway/internal/quote"
 )
 
 // Limits of the values a caller sends.
@@ -12,9 +15,7 @@ const (
 	// MaxWorkloadIDLength bounds a workload ID; it names a file and a router.
 	MaxWorkloadIDLength = 128
 	// MaxBackends bounds the servers of one route.
-	MaxBackends    = 16
-	maxFQDNLength  = 253
-	maxLabelLength = 63
+	MaxBackends = 16
 )
 
 // FieldError is a refused input. Only strings cross zbus, so its text names
@@ -26,16 +27,7 @@ type FieldError struct {
 }
 
 func (e *FieldError) Error() string {
-	return fmt.Sprintf("invalid %s %s: %s", e.Field, quote(e.Value), e.Reason)
-}
-
-// quote quotes a caller's value for an error, cut to a readable length.
-func quote(v string) string {
-	const max = 64
-	if len(v) > max {
-		return strconv.Quote(v[:max]) + "…"
-	}
-	return strconv.Quote(v)
+	return fmt.Sprintf("invalid %s %s: %s", e.Field, quote.Short(e.Value), e.Reason)
 }
 
 func fieldError(field, value, format string, args ...any) error {
@@ -59,131 +51,83 @@ func ValidateWorkloadID(id string) error {
 	}
 	for i := 0; i < len(id); i++ {
 		if c := id[i]; !isAlnum(c) && c != '-' && c != '_' && c != '.' {
-			return fieldError(field, id, "character %s at offset %d is not allowed (letters, digits, '-', '_', '.')", quoteByte(c), i)
+			return fieldError(field, id, "character %s at offset %d is not allowed (letters, digits, '-', '_', '.')", dnsname.QuoteByte(c), i)
 		}
 	}
 	return nil
 }
 
 // NormalizePrefix checks a name proxy's prefix, one DNS label, and returns it
-// lower-cased. Only ASCII is accepted, so no Unicode case folding can turn a
-// look-alike into an allowed letter.
+// lower-cased.
 func NormalizePrefix(prefix string) (string, error) {
 	const field = "prefix"
 	if strings.Contains(prefix, ".") {
 		return "", fieldError(field, prefix, "must be a single DNS label, without dots")
 	}
-	label, err := normalizeLabel(prefix)
+	label, err := dnsname.NormalizeLabel(prefix)
 	if err != nil {
 		return "", fieldError(field, prefix, "%s", err)
 	}
 	return label, nil
 }
 
-// NormalizeFQDN checks a host name as RFC 1123 defines it (at most 253 bytes,
-// labels of 1 to 63 letters, digits and inner hyphens, at least two labels, a
-// top-level label that is not all digits) and returns it lower-cased without
-// its trailing dot. Wildcards are refused.
+// NormalizeFQDN checks a host name as RFC 1123 defines it (see
+// dnsname.Normalize) and returns it lower-cased without its trailing dot.
+// Wildcards are refused.
 func NormalizeFQDN(fqdn string) (string, error) {
 	const field = "fqdn"
-	name := strings.TrimSuffix(fqdn, ".")
-	switch {
-	case name == "":
-		return "", fieldError(field, fqdn, "must not be empty")
-	case len(name) > maxFQDNLength:
-		return "", fieldError(field, fqdn, "longer than %d bytes", maxFQDNLength)
-	case strings.Contains(name, "*"):
+	if strings.Contains(fqdn, "*") {
 		return "", fieldError(field, fqdn, "wildcards are not allowed")
 	}
-	labels := strings.Split(name, ".")
-	if len(labels) < 2 {
-		return "", fieldError(field, fqdn, "needs at least two labels")
+	name, err := dnsname.Normalize(fqdn)
+	if err != nil {
+		return "", fieldError(field, fqdn, "%s", err)
 	}
-	for i, l := range labels {
-		norm, err := normalizeLabel(l)
-		if err != nil {
-			return "", fieldError(field, fqdn, "label %d: %s", i+1, err)
-		}
-		labels[i] = norm
-	}
-	if allDigits(labels[len(labels)-1]) {
-		return "", fieldError(field, fqdn, "top-level label is numeric: an IP address is not a domain")
-	}
-	return strings.Join(labels, "."), nil
-}
-
-// normalizeLabel checks one DNS label and lower-cases it.
-func normalizeLabel(l string) (string, error) {
-	switch {
-	case l == "":
-		return "", fmt.Errorf("empty label")
-	case len(l) > maxLabelLength:
-		return "", fmt.Errorf("label longer than %d bytes", maxLabelLength)
-	case l[0] == '-' || l[len(l)-1] == '-':
-		return "", fmt.Errorf("label must not start or end with '-'")
-	}
-	b := []byte(l)
-	for i, c := range b {
-		switch {
-		case c >= 'A' && c <= 'Z':
-			b[i] = c + 'a' - 'A'
-		case isAlnum(c) || c == '-':
-		default:
-			return "", fmt.Errorf("character %s is not allowed (letters, digits, '-')", quoteByte(c))
-		}
-	}
-	return string(b), nil
+	return name, nil
 }
 
 func isAlnum(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }
 
-func allDigits(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return s != ""
-}
-
-func quoteByte(c byte) string {
-	if c < 0x20 || c >= 0x7f {
-		return fmt.Sprintf("0x%02x", c)
-	}
-	return strconv.QuoteRune(rune(c))
-}
-
 // Backend is one validated backend of a route.
 type Backend struct {
 	// Addr is the backend's IP address and port.
 	Addr netip.AddrPort
-	// PortGiven is false when an HTTP backend left the port out (80 is used).
+	// PortGiven is false when an HTTP backend left the port out (80, or 443
+	// for https, is used).
 	PortGiven bool
+	// TLS is true for an https:// backend of a route that terminates TLS:
+	// Traefik speaks TLS to it.
+	TLS bool
 }
 
 // String returns the backend in the canonical form for its mode:
-// http://IP[:port] for HTTP, IP:port for passthrough.
+// http(s)://IP[:port] for HTTP, IP:port for passthrough.
 func (b Backend) String(passthrough bool) string {
 	if passthrough {
 		return b.Addr.String()
 	}
+	scheme := "http://"
+	if b.TLS {
+		scheme = "https://"
+	}
 	if b.PortGiven {
-		return "http://" + b.Addr.String()
+		return scheme + b.Addr.String()
 	}
 	if b.Addr.Addr().Is6() {
-		return "http://[" + b.Addr.Addr().String() + "]"
+		return scheme + "[" + b.Addr.Addr().String() + "]"
 	}
-	return "http://" + b.Addr.Addr().String()
+	return scheme + b.Addr.Addr().String()
 }
 
-// ParseBackend reads one backend. Without passthrough it is http://IP[:port];
-// with passthrough IP:port or https://IP:port. IP literals only (IPv6 in
-// brackets): a host name would let the route change behind the validator.
+// ParseBackend reads one backend. Without passthrough it is http://IP[:port]
+// or https://IP[:port]; with passthrough IP:port or https://IP:port. IP
+// literals only (IPv6 in brackets): a host name would let the route change
+// behind the validator.
 func ParseBackend(field, s string, passthrough bool) (Backend, error) {
 	var rest string
-	var needPort bool
+	var needPort, tls bool
 	switch {
 	case passthrough && strings.HasPrefix(s, "https://"):
 		rest, needPort = s[len("https://"):], true
@@ -194,8 +138,10 @@ func ParseBackend(field, s string, passthrough bool) (Backend, error) {
 		rest, needPort = s, true
 	case strings.HasPrefix(s, "http://"):
 		rest = s[len("http://"):]
+	case strings.HasPrefix(s, "https://"):
+		rest, tls = s[len("https://"):], true
 	default:
-		return Backend{}, fieldError(field, s, "backends are http://IP[:port] (https://IP:port needs TLS passthrough)")
+		return Backend{}, fieldError(field, s, "backends are http://IP[:port] or https://IP[:port]")
 	}
 	host, port, hasPort, err := splitHostPort(rest)
 	if err != nil {
@@ -206,24 +152,27 @@ func ParseBackend(field, s string, passthrough bool) (Backend, error) {
 	}
 	ip, err := netip.ParseAddr(host)
 	if err != nil || ip.Zone() != "" {
-		return Backend{}, fieldError(field, s, "host %s is not an IP address (host names are not allowed)", quote(host))
+		return Backend{}, fieldError(field, s, "host %s is not an IP address (host names are not allowed)", quote.Short(host))
 	}
 	p := uint16(80)
+	if tls {
+		p = 443
+	}
 	if hasPort {
 		n, err := strconv.ParseUint(port, 10, 16)
 		if err != nil || n == 0 || port[0] == '0' {
-			return Backend{}, fieldError(field, s, "port %s is not a number from 1 to 65535", quote(port))
+			return Backend{}, fieldError(field, s, "port %s is not a number from 1 to 65535", quote.Short(port))
 		}
 		p = uint16(n)
 	}
-	return Backend{Addr: netip.AddrPortFrom(ip, p), PortGiven: hasPort}, nil
+	return Backend{Addr: netip.AddrPortFrom(ip, p), PortGiven: hasPort, TLS: tls}, nil
 }
 
 // splitHostPort splits host[:port] or [v6][:port] and refuses anything else:
 // paths, queries, user info, empty parts.
 func splitHostPort(s string) (host, port string, hasPort bool, err error) {
 	if i := strings.IndexAny(s, "/?#@ \t\r\n"); i >= 0 {
-		return "", "", false, fmt.Errorf("only an address and port are allowed, found %s", quoteByte(s[i]))
+		return "", "", false, fmt.Errorf("only an address and port are allowed, found %s", dnsname.QuoteByte(s[i]))
 	}
 	if strings.HasPrefix(s, "[") {
 		end := strings.IndexByte(s, ']')
@@ -240,7 +189,7 @@ func splitHostPort(s string) (host, port string, hasPort bool, err error) {
 		case strings.HasPrefix(rest, ":") && len(rest) > 1:
 			return host, rest[1:], true, nil
 		}
-		return "", "", false, fmt.Errorf("unexpected %s after ']'", quote(rest))
+		return "", "", false, fmt.Errorf("unexpected %s after ']'", quote.Short(rest))
 	}
 	switch strings.Count(s, ":") {
 	case 0:

@@ -172,7 +172,13 @@ func TestParseBackend(t *testing.T) {
 		// Host names could be re-pointed after validation.
 		{"hostname", "http://example.com", false, ""},
 		{"hostname passthrough", "example.com:443", true, ""},
-		{"https without passthrough", "https://10.0.0.1", false, ""},
+		// zos's contract: https:// backends without passthrough, Traefik
+		// speaks TLS to them.
+		{"https", "https://10.0.0.1", false, "https://10.0.0.1"},
+		{"https port", "https://10.0.0.1:8443", false, "https://10.0.0.1:8443"},
+		{"https ipv6", "https://[2a02::1]", false, "https://[2a02::1]"},
+		{"https path", "https://10.0.0.1/x", false, ""},
+		{"other scheme", "ftp://10.0.0.1", false, ""},
 		{"no scheme", "10.0.0.1:80", false, ""},
 		{"passthrough without port", "10.0.0.1", true, ""},
 		{"passthrough http scheme", "http://10.0.0.1:80", true, ""},

@@ -21,17 +21,15 @@ const (
 	metricServiceRequestsBytes  = "traefik_service_requests_bytes_total"
 	metricServiceResponsesBytes = "traefik_service_responses_bytes_total"
 	labelService                = "service"
-	fileProviderSuffix          = "@file"
 )
 
 // maxScrapeBytes bounds a scrape; Traefik's for thousands of services is a few
 // megabytes.
 const maxScrapeBytes = 64 << 20
 
-// ServiceBytes are the bytes Traefik counted per service of the file
-// provider, since Traefik started. Services are keyed by name without the
-// "@file" suffix; each count is summed over every other label (code, method,
-// protocol).
+// ServiceBytes are the bytes Traefik counted per route since Traefik
+// started, keyed by route ID (Routes names services after their route); each
+// count is summed over every other label (code, method, protocol).
 type ServiceBytes struct {
 	// Requests are the bytes of request bodies received from clients.
 	Requests map[string]float64
@@ -60,8 +58,7 @@ func ParseServiceBytes(r io.Reader) (ServiceBytes, error) {
 	return ServiceBytes{Requests: requests, Responses: responses}, nil
 }
 
-// sumByFileService sums the samples of a counter family per service of the
-// file provider.
+// sumByFileService sums the samples of a counter family per route.
 func sumByFileService(mf *dto.MetricFamily) (map[string]float64, error) {
 	sums := make(map[string]float64)
 	if mf == nil {
@@ -97,11 +94,11 @@ func sumByFileService(mf *dto.MetricFamily) (map[string]float64, error) {
 		if math.IsNaN(value) || math.IsInf(value, 0) || value < 0 {
 			return nil, fmt.Errorf("metric %s of service %q: value %v is not a byte count", name, service, value)
 		}
-		base, ok := strings.CutSuffix(service, fileProviderSuffix)
-		if !ok || base == "" {
+		id, ok := routeOfService(service)
+		if !ok {
 			continue
 		}
-		sums[base] += value
+		sums[id] += value
 	}
 	return sums, nil
 }
@@ -150,4 +147,10 @@ func ScrapeServiceBytes(ctx context.Context, client *http.Client, url string) (S
 		return ServiceBytes{}, fmt.Errorf("scraping %q: %w", url, err)
 	}
 	return sb, nil
+}
+
+// MetricsURL is where Traefik serves its Prometheus metrics when its metrics
+// entry point listens on address (StaticOptions.MetricsAddress).
+func MetricsURL(address string) string {
+	return "http://" + address + "/metrics"
 }

@@ -1,11 +1,9 @@
 package traefik
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -20,21 +18,21 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"golang.org/x/sys/unix"
+
+	"github.com/threefoldtech/gateway/internal/quote"
 )
 
 // Defaults of ProcessConfig.
 const (
-	DefaultBinary      = "traefik"
-	DefaultBackoffMin  = 100 * time.Millisecond
-	DefaultBackoffMax  = 10 * time.Second
+	// DefaultBinary is the default ProcessConfig.Binary, looked up on PATH.
+	DefaultBinary = "traefik"
+	// DefaultBackoffMin is the default ProcessConfig.BackoffMin.
+	DefaultBackoffMin = 100 * time.Millisecond
+	// DefaultBackoffMax is the default ProcessConfig.BackoffMax.
+	DefaultBackoffMax = 10 * time.Second
+	// DefaultStopTimeout is the default ProcessConfig.StopTimeout: above the
+	// 2s the static configuration gives requests in flight.
 	DefaultStopTimeout = 5 * time.Second
-)
-
-// Files of ProcessConfig.StateDir.
-const (
-	pidFileName = "traefik.pid"
-	logFileName = "traefik.log"
 )
 
 const (
@@ -59,11 +57,11 @@ type ProcessConfig struct {
 	// Binary is the Traefik executable, a path or a name looked up on PATH.
 	// Default "traefik".
 	Binary string
-	// ConfigFile is the static configuration file Traefik runs with.
-	// Required.
+	// ConfigFile is the static configuration file Traefik runs with, the
+	// one WriteState returns. Required.
 	ConfigFile string
-	// StateDir holds the pidfile traefik.pid and Traefik's output,
-	// traefik.log (stdout and stderr, appended to, so an adopted Traefik
+	// StateDir holds the pidfile, PIDFileName, and Traefik's output,
+	// LogFileName (stdout and stderr, appended to, so an adopted Traefik
 	// keeps logging after the gateway restarted). Required; created 0755.
 	StateDir string
 	// Env is extra environment for Traefik ("KEY=value", e.g. the HTTPREQ_*
@@ -97,6 +95,8 @@ type Process struct {
 	pidFile string
 	logFile string
 
+	// started is closed once a Traefik runs, adopted or started: the tests
+	// wait on it.
 	started     chan struct{}
 	startedOnce sync.Once
 	// wake tells a running Run that Stop was called.
@@ -110,49 +110,11 @@ type Process struct {
 	lost int
 }
 
-// NewProcess validates cfg and fills its defaults. It starts nothing.
+// NewProcess fills the defaults of cfg and validates it. It starts nothing.
 func NewProcess(cfg ProcessConfig) (*Process, error) {
-	if cfg.Binary == "" {
-		cfg.Binary = DefaultBinary
-	}
-	bin, err := exec.LookPath(cfg.Binary)
-	if err != nil {
-		return nil, fmt.Errorf("process option Binary %s: %w", quoteOpt(cfg.Binary), err)
-	}
-	if cfg.Binary, err = filepath.Abs(bin); err != nil {
-		return nil, fmt.Errorf("process option Binary %s: %w", quoteOpt(cfg.Binary), err)
-	}
-	if cfg.ConfigFile == "" {
-		return nil, errors.New("process option ConfigFile: required")
-	}
-	if cfg.ConfigFile, err = filepath.Abs(cfg.ConfigFile); err != nil {
-		return nil, fmt.Errorf("process option ConfigFile %s: %w", quoteOpt(cfg.ConfigFile), err)
-	}
-	if cfg.StateDir == "" {
-		return nil, errors.New("process option StateDir: required")
-	}
-	if cfg.StateDir, err = filepath.Abs(cfg.StateDir); err != nil {
-		return nil, fmt.Errorf("process option StateDir %s: %w", quoteOpt(cfg.StateDir), err)
-	}
-	for _, kv := range cfg.Env {
-		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" || strings.ContainsRune(kv, 0) {
-			return nil, fmt.Errorf("process option Env: %s is not KEY=value", quoteOpt(kv))
-		}
-	}
-	if cfg.BackoffMin == 0 {
-		cfg.BackoffMin = DefaultBackoffMin
-	}
-	if cfg.BackoffMax == 0 {
-		cfg.BackoffMax = DefaultBackoffMax
-	}
-	if cfg.BackoffMin < 0 || cfg.BackoffMax < cfg.BackoffMin {
-		return nil, fmt.Errorf("process options BackoffMin %s and BackoffMax %s: need 0 < BackoffMin <= BackoffMax", cfg.BackoffMin, cfg.BackoffMax)
-	}
-	if cfg.StopTimeout == 0 {
-		cfg.StopTimeout = DefaultStopTimeout
-	}
-	if cfg.StopTimeout < 0 {
-		return nil, fmt.Errorf("process option StopTimeout %s: must not be negative", cfg.StopTimeout)
+	cfg.provision()
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
 	cfg.Env = slices.Clone(cfg.Env)
 
@@ -161,11 +123,74 @@ func NewProcess(cfg ProcessConfig) (*Process, error) {
 		log:     cfg.Logger.With().Str("component", "traefik").Logger(),
 		argv:    traefikArgv(cfg.Binary, cfg.ConfigFile),
 		env:     append(os.Environ(), cfg.Env...),
-		pidFile: filepath.Join(cfg.StateDir, pidFileName),
-		logFile: filepath.Join(cfg.StateDir, logFileName),
+		pidFile: filepath.Join(cfg.StateDir, PIDFileName),
+		logFile: filepath.Join(cfg.StateDir, LogFileName),
 		started: make(chan struct{}),
 		wake:    make(chan struct{}, 1),
 	}, nil
+}
+
+// provision fills the defaults of the fields left zero.
+func (c *ProcessConfig) provision() {
+	if c.Binary == "" {
+		c.Binary = DefaultBinary
+	}
+	if c.BackoffMin == 0 {
+		c.BackoffMin = DefaultBackoffMin
+	}
+	if c.BackoffMax == 0 {
+		c.BackoffMax = DefaultBackoffMax
+	}
+	if c.StopTimeout == 0 {
+		c.StopTimeout = DefaultStopTimeout
+	}
+}
+
+// validate checks a provisioned c and makes its paths absolute: the command
+// line Traefik runs with is how the next gateway recognises it, so it must
+// not depend on PATH or the working folder.
+func (c *ProcessConfig) validate() error {
+	bin, err := exec.LookPath(c.Binary)
+	if err == nil {
+		bin, err = filepath.Abs(bin)
+	}
+	if err != nil {
+		return fmt.Errorf("process option Binary %s: %w", quote.Short(c.Binary), err)
+	}
+	c.Binary = bin
+	if c.ConfigFile == "" {
+		return errors.New("process option ConfigFile: required")
+	}
+	if c.ConfigFile, err = absOption("ConfigFile", c.ConfigFile); err != nil {
+		return err
+	}
+	if c.StateDir == "" {
+		return errors.New("process option StateDir: required")
+	}
+	if c.StateDir, err = absOption("StateDir", c.StateDir); err != nil {
+		return err
+	}
+	for _, kv := range c.Env {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" || strings.ContainsRune(kv, 0) {
+			return fmt.Errorf("process option Env: %s is not KEY=value", quote.Short(kv))
+		}
+	}
+	if c.BackoffMin < 0 || c.BackoffMax < c.BackoffMin {
+		return fmt.Errorf("process options BackoffMin %s and BackoffMax %s: need 0 < BackoffMin <= BackoffMax", c.BackoffMin, c.BackoffMax)
+	}
+	if c.StopTimeout < 0 {
+		return fmt.Errorf("process option StopTimeout %s: must not be negative", c.StopTimeout)
+	}
+	return nil
+}
+
+// absOption returns the absolute form of path, the process option field.
+func absOption(field, path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", fmt.Errorf("process option %s %s: %w", field, quote.Short(path), err)
+	}
+	return abs, nil
 }
 
 // traefikArgv is the command line of our Traefik; it is also how a running
@@ -174,13 +199,9 @@ func traefikArgv(binary, configFile string) []string {
 	return []string{binary, "--configFile=" + configFile}
 }
 
-// Started is closed once a Traefik runs, adopted or started.
-func (p *Process) Started() <-chan struct{} {
-	return p.started
-}
-
-// PID is the process id of the current Traefik, or 0 when none runs.
-func (p *Process) PID() int {
+// pid is the process id of the current Traefik, or 0 when none runs. The
+// tests watch restarts and adoptions through it.
+func (p *Process) pid() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.cur == nil {
@@ -365,7 +386,7 @@ func (p *Process) adopt(hash string) (*instance, error) {
 		p.log.Warn().Err(err).Msg("ignoring the pidfile")
 		return nil, nil
 	}
-	inst, match := p.openVerified(rec.PID)
+	inst, match := openVerified(rec.PID, p.argv)
 	switch {
 	case inst == nil:
 		p.mu.Lock()
@@ -417,11 +438,11 @@ func (p *Process) stopStrays() {
 			continue
 		}
 		// A cheap look first; openVerified then pins the process.
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || matchCmdline(splitCmdline(cmdline), p.argv) == cmdlineForeign {
+		cmdline, err := readCmdline(pid)
+		if err != nil || matchCmdline(cmdline, p.argv) == cmdlineForeign {
 			continue
 		}
-		inst, _ := p.openVerified(pid)
+		inst, _ := openVerified(pid, p.argv)
 		if inst == nil {
 			continue
 		}
@@ -437,6 +458,11 @@ func (p *Process) stopStrays() {
 func (p *Process) start(hash string) (*instance, error) {
 	if err := os.MkdirAll(p.cfg.StateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating traefik state folder: %w", err)
+	}
+	// Only this Process writes the pidfile, and not now: what is there was
+	// left by a crash.
+	if err := removeStaleTemps(p.cfg.StateDir, PIDFileName); err != nil {
+		p.log.Warn().Err(err).Msg("cleaning the traefik state folder")
 	}
 	out, err := os.OpenFile(p.logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
@@ -529,7 +555,7 @@ func (p *Process) Stop(ctx context.Context) error {
 	if inst == nil {
 		rec, err := readPidFile(p.pidFile)
 		if err == nil {
-			inst, _ = p.openVerified(rec.PID)
+			inst, _ = openVerified(rec.PID, p.argv)
 		}
 	}
 	var err error
@@ -590,271 +616,7 @@ func configHash(config []byte, env []string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// instance is one Traefik process, our child or adopted.
-type instance struct {
-	pid   int
-	hash  string
-	since time.Time
-
-	// child is set when we started it; done is closed once it was reaped,
-	// after which child.ProcessState holds the exit status.
-	child *exec.Cmd
-	done  chan struct{}
-
-	// For an adopted Traefik: a pidfd pinning its identity, -1 when the
-	// kernel offers none; argv to re-check before signalling without one.
-	pidfd int
-	argv  []string
-
-	closeOnce sync.Once
-}
-
-// openVerified returns the process pid when it is alive and runs our
-// configuration file, with how its command line matches ours; nil
-// otherwise. A recycled pid never matches.
-func (p *Process) openVerified(pid int) (*instance, cmdlineMatch) {
-	if pid <= 1 || pid == os.Getpid() {
-		return nil, cmdlineForeign
-	}
-	fd, err := unix.PidfdOpen(pid, 0)
-	if errors.Is(err, unix.ESRCH) {
-		return nil, cmdlineForeign
-	}
-	if err != nil {
-		fd = -1 // no pidfd (old kernel): fall back to kill(pid, 0)
-	}
-	inst := &instance{pid: pid, since: time.Now(), pidfd: fd, argv: p.argv}
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		inst.close()
-		return nil, cmdlineForeign
-	}
-	match := matchCmdline(splitCmdline(cmdline), p.argv)
-	// The pidfd was opened before the command line was read: if the process
-	// it pins is still alive, the command line was its own.
-	if match == cmdlineForeign || inst.exited() {
-		inst.close()
-		return nil, cmdlineForeign
-	}
-	return inst, match
-}
-
-// exited tells whether the process is gone (a zombie counts as gone).
-func (inst *instance) exited() bool {
-	if inst.child != nil {
-		select {
-		case <-inst.done:
-			return true
-		default:
-			return false
-		}
-	}
-	if inst.pidfd >= 0 {
-		fds := []unix.PollFd{{Fd: int32(inst.pidfd), Events: unix.POLLIN}}
-		for {
-			n, err := unix.Poll(fds, 0)
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			return err != nil || (n > 0 && fds[0].Revents != 0)
-		}
-	}
-	if err := unix.Kill(inst.pid, 0); errors.Is(err, unix.ESRCH) {
-		return true
-	}
-	state, err := procState(inst.pid)
-	if err != nil || state == 'Z' || state == 'X' {
-		return true
-	}
-	// Without a pidfd, the pid may have been reused since.
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", inst.pid))
-	return err != nil || matchCmdline(splitCmdline(cmdline), inst.argv) == cmdlineForeign
-}
-
-// wait waits for the process to exit; false when ctx ended first.
-func (inst *instance) wait(ctx context.Context) bool {
-	if inst.child != nil {
-		select {
-		case <-inst.done:
-			return true
-		case <-ctx.Done():
-			return false
-		}
-	}
-	t := time.NewTicker(20 * time.Millisecond)
-	defer t.Stop()
-	for !inst.exited() {
-		select {
-		case <-ctx.Done():
-			return inst.exited()
-		case <-t.C:
-		}
-	}
-	return true
-}
-
-// signal sends sig to the process, never to another that reused its pid.
-func (inst *instance) signal(sig syscall.Signal) error {
-	switch {
-	case inst.child != nil:
-		// Unreaped, a child's pid cannot be reused.
-		return inst.child.Process.Signal(sig)
-	case inst.pidfd >= 0:
-		return unix.PidfdSendSignal(inst.pidfd, sig, nil, 0)
-	case inst.exited(): // re-checks the command line
-		return os.ErrProcessDone
-	default:
-		return unix.Kill(inst.pid, sig)
-	}
-}
-
-func (inst *instance) close() {
-	inst.closeOnce.Do(func() {
-		if inst.pidfd >= 0 {
-			_ = unix.Close(inst.pidfd)
-		}
-	})
-}
-
-// describeExit adds why the process exited to ev.
-func (inst *instance) describeExit(ev *zerolog.Event) *zerolog.Event {
-	if inst.child == nil || inst.child.ProcessState == nil {
-		return ev.Str("status", "unknown: not our child")
-	}
-	ws, ok := inst.child.ProcessState.Sys().(syscall.WaitStatus)
-	switch {
-	case ok && ws.Signaled():
-		return ev.Str("signal", ws.Signal().String())
-	case ok && ws.Exited():
-		return ev.Int("exit_code", ws.ExitStatus())
-	default:
-		return ev.Str("status", inst.child.ProcessState.String())
-	}
-}
-
-// procState is the state letter of /proc/<pid>/stat ('R', 'S', 'Z', ...).
-func procState(pid int) (byte, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	return parseProcState(b)
-}
-
-// parseProcState reads the state from the content of /proc/<pid>/stat:
-// "pid (comm) S ...", where comm may hold spaces and parentheses.
-func parseProcState(stat []byte) (byte, error) {
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 || i+2 >= len(stat) || stat[i+1] != ' ' {
-		return 0, fmt.Errorf("parsing /proc stat %q: no state field", truncateBytes(stat))
-	}
-	return stat[i+2], nil
-}
-
-// cmdlineMatch is how a process's command line compares to ours.
-type cmdlineMatch int
-
-const (
-	// cmdlineForeign is another program: never adopted nor signalled.
-	cmdlineForeign cmdlineMatch = iota
-	// cmdlineSameConfig runs our configuration file with another Traefik
-	// binary (an upgrade): ours, to be replaced.
-	cmdlineSameConfig
-	// cmdlineSame is exactly our command line.
-	cmdlineSame
-)
-
-// splitCmdline splits the content of /proc/<pid>/cmdline.
-func splitCmdline(b []byte) []string {
-	b = bytes.TrimSuffix(b, []byte{0})
-	if len(b) == 0 {
-		return nil
-	}
-	return strings.Split(string(b), "\x00")
-}
-
-// matchCmdline compares a command line to ours, want.
-func matchCmdline(got, want []string) cmdlineMatch {
-	switch {
-	case slices.Equal(got, want):
-		return cmdlineSame
-	case len(got) == len(want) && len(got) >= 2 && slices.Equal(got[1:], want[1:]) && got[0] != "":
-		return cmdlineSameConfig
-	default:
-		return cmdlineForeign
-	}
-}
-
-// pidRecord is the content of the pidfile.
-type pidRecord struct {
-	PID  int    `json:"pid"`
-	Hash string `json:"hash"`
-}
-
-// readPidFile reads a pidfile; a missing one gives an error wrapping
-// fs.ErrNotExist.
-func readPidFile(path string) (pidRecord, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return pidRecord{}, fmt.Errorf("reading traefik pidfile: %w", err)
-	}
-	var rec pidRecord
-	if err := json.Unmarshal(b, &rec); err != nil {
-		return pidRecord{}, fmt.Errorf("reading traefik pidfile %q: %w", path, err)
-	}
-	if rec.PID <= 0 {
-		return pidRecord{}, fmt.Errorf("reading traefik pidfile %q: pid %d", path, rec.PID)
-	}
-	return rec, nil
-}
-
-// writePidFile writes a pidfile atomically: temporary file, fsync, rename,
-// fsync of the folder.
-func writePidFile(path string, rec pidRecord) error {
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return fmt.Errorf("writing traefik pidfile: %w", err)
-	}
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("writing traefik pidfile: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // fails harmlessly once renamed
-	_, err = tmp.Write(append(b, '\n'))
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		return fmt.Errorf("writing traefik pidfile: %w", err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("writing traefik pidfile: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("writing traefik pidfile: syncing %q: %w", dir, err)
-	}
-	return nil
-}
-
-func truncateBytes(b []byte) []byte {
-	if len(b) > 64 {
-		return b[:64]
-	}
-	return b
-}
-
+// roundMs rounds d for the log.
 func roundMs(d time.Duration) time.Duration {
 	return d.Round(time.Millisecond)
 }

@@ -74,32 +74,26 @@ func newTraefikSetup(t testing.TB) *traefikSetup {
 			ACMECAServer: "https://127.0.0.1:1/directory",
 		},
 	}
-	s.configFile = filepath.Join(s.opts.StateDir, "traefik.yaml")
 	s.web = "http://" + s.opts.WebAddress
 	s.websecure = "https://" + s.opts.WebSecureAddress
 	s.metrics = "http://" + s.opts.MetricsAddress
-	for _, dir := range []string{s.opts.ProxyDir, s.opts.StateDir} {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
+	if err := os.MkdirAll(s.opts.ProxyDir, 0o755); err != nil {
+		t.Fatal(err)
 	}
 	s.writeStatic(t)
 	return s
 }
 
-// writeStatic renders s.opts into the static configuration file.
+// writeStatic renders s.opts into the static configuration file, as the
+// gateway does, creating the state folder.
 func (s *traefikSetup) writeStatic(t testing.TB) {
 	t.Helper()
 	out, err := RenderStatic(s.opts)
 	if err != nil {
 		t.Fatalf("RenderStatic: %v", err)
 	}
-	tmp := s.configFile + ".tmp"
-	if err := os.WriteFile(tmp, out, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, s.configFile); err != nil {
-		t.Fatal(err)
+	if s.configFile, err = WriteState(s.opts.StateDir, out, nil); err != nil {
+		t.Fatalf("WriteState: %v", err)
 	}
 }
 
@@ -123,7 +117,7 @@ func (s *traefikSetup) process(t testing.TB) *Process {
 	})
 	t.Cleanup(func() {
 		if t.Failed() {
-			if b, err := os.ReadFile(filepath.Join(s.opts.StateDir, logFileName)); err == nil {
+			if b, err := os.ReadFile(filepath.Join(s.opts.StateDir, LogFileName)); err == nil {
 				t.Logf("traefik.log:\n%s", b)
 			}
 		}
@@ -136,7 +130,7 @@ func (s *traefikSetup) process(t testing.TB) *Process {
 func (s *traefikSetup) run(t testing.TB, p *Process) (pid int, cancel func()) {
 	t.Helper()
 	cancel = runProcess(t, p)
-	pid = p.PID()
+	pid = p.pid()
 	killAtCleanup(t, pid, p.argv)
 	return pid, cancel
 }
@@ -212,7 +206,7 @@ func TestTraefikRunsRenderedStaticConfig(t *testing.T) {
 
 	// Traefik's output goes to the log file of the state folder.
 	waitFor(t, 3*time.Second, "traefik.log written", func() bool {
-		b, _ := os.ReadFile(filepath.Join(s.opts.StateDir, logFileName))
+		b, _ := os.ReadFile(filepath.Join(s.opts.StateDir, LogFileName))
 		return len(b) > 0
 	})
 }
@@ -328,14 +322,14 @@ func TestTraefikRestartedAfterSIGKILL(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 3*time.Second, "ping after SIGKILL", func() bool {
-		pid := p.PID()
+		pid := p.pid()
 		if pid == 0 || pid == first {
 			return false
 		}
 		resp, _, err := get(s.metrics+"/ping", "")
 		return err == nil && resp.StatusCode == http.StatusOK
 	})
-	second := p.PID()
+	second := p.pid()
 	killAtCleanup(t, second, p.argv)
 	t.Logf("pid %d killed, pid %d answered ping %s later", first, second, time.Since(killed))
 }
@@ -386,10 +380,10 @@ func TestTraefikReplacedWhenStaticConfigChanges(t *testing.T) {
 	s.writeStatic(t)
 	changed := time.Now()
 	waitFor(t, 5*time.Second, "replacement after the change", func() bool {
-		pid := p2.PID()
+		pid := p2.pid()
 		return pid != 0 && pid != second
 	})
-	third := p2.PID()
+	third := p2.pid()
 	killAtCleanup(t, third, p2.argv)
 	s.waitPing(t, 10*time.Second)
 	t.Logf("static configuration changed, pid %d replaced by %d answering ping %s later", second, third, time.Since(changed))
@@ -410,7 +404,7 @@ func TestTraefikForeignPidFileIgnored(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := pidRecord{PID: sleep.Process.Pid, Hash: configHash(config, nil)}
-	if err := writePidFile(filepath.Join(s.opts.StateDir, pidFileName), rec); err != nil {
+	if err := writePidFile(filepath.Join(s.opts.StateDir, PIDFileName), rec); err != nil {
 		t.Fatal(err)
 	}
 

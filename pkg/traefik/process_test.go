@@ -35,85 +35,6 @@ func init() {
 	}
 }
 
-func TestPidFileRoundTrip(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, pidFileName)
-
-	if _, err := readPidFile(path); !errors.Is(err, fs.ErrNotExist) {
-		t.Fatalf("reading a missing pidfile: %v, want fs.ErrNotExist", err)
-	}
-	want := pidRecord{PID: 4242, Hash: strings.Repeat("ab", 32)}
-	if err := writePidFile(path, want); err != nil {
-		t.Fatalf("writePidFile: %v", err)
-	}
-	got, err := readPidFile(path)
-	if err != nil || got != want {
-		t.Fatalf("readPidFile = %+v, %v; want %+v", got, err, want)
-	}
-	// Overwriting replaces the record and leaves no temporary file behind.
-	want.PID = 4343
-	if err := writePidFile(path, want); err != nil {
-		t.Fatalf("writePidFile: %v", err)
-	}
-	if got, _ := readPidFile(path); got != want {
-		t.Fatalf("readPidFile = %+v, want %+v", got, want)
-	}
-	entries, _ := os.ReadDir(dir)
-	if len(entries) != 1 {
-		t.Errorf("state folder holds %d files, want only the pidfile", len(entries))
-	}
-}
-
-func TestReadPidFileRejects(t *testing.T) {
-	tests := []struct{ name, content string }{
-		{"empty", ""},
-		{"not JSON", "1234\n"},
-		{"pid zero", `{"pid":0,"hash":"x"}`},
-		{"negative pid", `{"pid":-5,"hash":"x"}`},
-		{"pid as string", `{"pid":"12","hash":"x"}`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), pidFileName)
-			if err := os.WriteFile(path, []byte(tt.content), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			if rec, err := readPidFile(path); err == nil {
-				t.Errorf("readPidFile accepted %q as %+v", tt.content, rec)
-			}
-		})
-	}
-}
-
-func TestMatchCmdline(t *testing.T) {
-	want := traefikArgv("/usr/bin/traefik", "/var/lib/gateway/traefik/traefik.yaml")
-	tests := []struct {
-		name    string
-		cmdline string // as in /proc/<pid>/cmdline
-		match   cmdlineMatch
-	}{
-		{"ours", "/usr/bin/traefik\x00--configFile=/var/lib/gateway/traefik/traefik.yaml\x00", cmdlineSame},
-		// An upgrade installed Traefik elsewhere: still ours, replaced.
-		{"other binary, our config", "/opt/traefik\x00--configFile=/var/lib/gateway/traefik/traefik.yaml\x00", cmdlineSameConfig},
-		// A recycled pid runs something else: never adopted nor signalled.
-		{"sleep", "sleep\x0060\x00", cmdlineForeign},
-		{"our binary, other config", "/usr/bin/traefik\x00--configFile=/etc/traefik.yaml\x00", cmdlineForeign},
-		{"extra argument", "/usr/bin/traefik\x00--configFile=/var/lib/gateway/traefik/traefik.yaml\x00--log.level=DEBUG\x00", cmdlineForeign},
-		{"prefix of our config", "/usr/bin/traefik\x00--configFile=/var/lib/gateway/traefik/traefik.yaml.bak\x00", cmdlineForeign},
-		// Zombies and kernel threads have an empty command line.
-		{"empty", "", cmdlineForeign},
-		{"no trailing NUL", "/usr/bin/traefik\x00--configFile=/var/lib/gateway/traefik/traefik.yaml", cmdlineSame},
-		{"empty binary", "\x00--configFile=/var/lib/gateway/traefik/traefik.yaml\x00", cmdlineForeign},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := matchCmdline(splitCmdline([]byte(tt.cmdline)), want); got != tt.match {
-				t.Errorf("matchCmdline(%q) = %v, want %v", tt.cmdline, got, tt.match)
-			}
-		})
-	}
-}
-
 func TestConfigHash(t *testing.T) {
 	base := configHash([]byte("a: 1\n"), []string{"A=1", "B=2"})
 	if len(base) != 64 {
@@ -137,28 +58,6 @@ func TestConfigHash(t *testing.T) {
 	for _, tt := range differs {
 		if configHash([]byte(tt.config), tt.env) == base {
 			t.Errorf("%s: same hash", tt.name)
-		}
-	}
-}
-
-func TestParseProcState(t *testing.T) {
-	tests := []struct {
-		stat string
-		want byte
-		ok   bool
-	}{
-		{"1234 (traefik) S 1 1234 1234 0 -1", 'S', true},
-		{"1234 (traefik) Z 1 1234", 'Z', true},
-		// comm may hold spaces and parentheses.
-		{"77 (a) b (c) R 1 2", 'R', true},
-		{"77 (a)", 0, false},
-		{"no parenthesis", 0, false},
-		{"", 0, false},
-	}
-	for _, tt := range tests {
-		got, err := parseProcState([]byte(tt.stat))
-		if (err == nil) != tt.ok || got != tt.want {
-			t.Errorf("parseProcState(%q) = %q, %v; want %q, ok=%v", tt.stat, got, err, tt.want, tt.ok)
 		}
 	}
 }
@@ -251,7 +150,7 @@ func runProcess(t testing.TB, p *Process) (cancel func()) {
 	}
 	t.Cleanup(cancel)
 	select {
-	case <-p.Started():
+	case <-p.started:
 	case err := <-done:
 		t.Fatalf("Run returned before starting traefik: %v", err)
 	case <-time.After(10 * time.Second):
@@ -301,12 +200,12 @@ func TestProcessSupervisesFake(t *testing.T) {
 	t.Cleanup(func() { _ = p.Stop(context.Background()) })
 	cancel := runProcess(t, p)
 
-	first := p.PID()
+	first := p.pid()
 	if first == 0 {
 		t.Fatal("PID is 0 after Started")
 	}
 	killAtCleanup(t, first, argv)
-	rec, err := readPidFile(filepath.Join(dir, pidFileName))
+	rec, err := readPidFile(filepath.Join(dir, PIDFileName))
 	if err != nil || rec.PID != first {
 		t.Fatalf("pidfile %+v, %v; want pid %d", rec, err, first)
 	}
@@ -316,10 +215,10 @@ func TestProcessSupervisesFake(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 3*time.Second, "restart after SIGKILL", func() bool {
-		pid := p.PID()
+		pid := p.pid()
 		return pid != 0 && pid != first
 	})
-	second := p.PID()
+	second := p.pid()
 	killAtCleanup(t, second, argv)
 
 	// The gateway goes away: the fake keeps running, and a new Process
@@ -331,7 +230,7 @@ func TestProcessSupervisesFake(t *testing.T) {
 	p2, _ := fakeProcess(t, dir)
 	t.Cleanup(func() { _ = p2.Stop(context.Background()) })
 	cancel2 := runProcess(t, p2)
-	if got := p2.PID(); got != second {
+	if got := p2.pid(); got != second {
 		t.Fatalf("second Process runs pid %d, want the adopted %d", got, second)
 	}
 
@@ -340,10 +239,10 @@ func TestProcessSupervisesFake(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 3*time.Second, "restart of an adopted traefik", func() bool {
-		pid := p2.PID()
+		pid := p2.pid()
 		return pid != 0 && pid != second
 	})
-	third := p2.PID()
+	third := p2.pid()
 	killAtCleanup(t, third, argv)
 
 	// The static configuration changes under a running Process.
@@ -351,10 +250,10 @@ func TestProcessSupervisesFake(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, "replacement after a configuration change", func() bool {
-		pid := p2.PID()
+		pid := p2.pid()
 		return pid != 0 && pid != third
 	})
-	fourth := p2.PID()
+	fourth := p2.pid()
 	killAtCleanup(t, fourth, argv)
 	waitFor(t, 3*time.Second, "old traefik gone", func() bool { return !alive(third) })
 
@@ -366,7 +265,7 @@ func TestProcessSupervisesFake(t *testing.T) {
 	if alive(fourth) {
 		t.Errorf("pid %d still runs after Stop", fourth)
 	}
-	if _, err := os.Stat(filepath.Join(dir, pidFileName)); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(dir, PIDFileName)); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("pidfile left after Stop: %v", err)
 	}
 }
@@ -377,7 +276,7 @@ func TestProcessReplacesOnConfigChangeBetweenRuns(t *testing.T) {
 	argv := traefikArgv(p.cfg.Binary, cfg.ConfigFile)
 	t.Cleanup(func() { _ = p.Stop(context.Background()) })
 	cancel := runProcess(t, p)
-	first := p.PID()
+	first := p.pid()
 	killAtCleanup(t, first, argv)
 	cancel()
 
@@ -385,7 +284,7 @@ func TestProcessReplacesOnConfigChangeBetweenRuns(t *testing.T) {
 	p2, _ := fakeProcess(t, dir, "HTTPREQ_ENDPOINT=http://127.0.0.1:1")
 	t.Cleanup(func() { _ = p2.Stop(context.Background()) })
 	runProcess(t, p2)
-	second := p2.PID()
+	second := p2.pid()
 	killAtCleanup(t, second, argv)
 	if second == first {
 		t.Fatalf("pid %d adopted although Env changed", first)
@@ -412,12 +311,12 @@ func TestProcessIgnoresForeignPidFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := pidRecord{PID: sleep.Process.Pid, Hash: configHash(config, cfg.Env)}
-	if err := writePidFile(filepath.Join(dir, pidFileName), rec); err != nil {
+	if err := writePidFile(filepath.Join(dir, PIDFileName), rec); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = p.Stop(context.Background()) })
 	runProcess(t, p)
-	pid := p.PID()
+	pid := p.pid()
 	killAtCleanup(t, pid, argv)
 	if pid == sleep.Process.Pid {
 		t.Fatalf("adopted the sleep process %d", pid)
@@ -425,7 +324,7 @@ func TestProcessIgnoresForeignPidFile(t *testing.T) {
 	if !alive(sleep.Process.Pid) {
 		t.Fatalf("the sleep process was signalled")
 	}
-	if got, _ := readPidFile(filepath.Join(dir, pidFileName)); got.PID != pid {
+	if got, _ := readPidFile(filepath.Join(dir, PIDFileName)); got.PID != pid {
 		t.Errorf("pidfile names %d, want %d", got.PID, pid)
 	}
 }
@@ -435,7 +334,7 @@ func TestProcessStopWithoutRun(t *testing.T) {
 	p, cfg := fakeProcess(t, dir)
 	argv := traefikArgv(p.cfg.Binary, cfg.ConfigFile)
 	cancel := runProcess(t, p)
-	pid := p.PID()
+	pid := p.pid()
 	killAtCleanup(t, pid, argv)
 	cancel()
 
@@ -449,8 +348,8 @@ func TestProcessStopWithoutRun(t *testing.T) {
 	if err := p2.Run(context.Background()); err != nil {
 		t.Errorf("Run after Stop: %v", err)
 	}
-	if p2.PID() != 0 {
-		t.Errorf("Run after Stop started pid %d", p2.PID())
+	if p2.pid() != 0 {
+		t.Errorf("Run after Stop started pid %d", p2.pid())
 	}
 }
 
@@ -459,42 +358,4 @@ func testLogger(t testing.TB) zerolog.Logger {
 		return zerolog.Nop()
 	}
 	return zerolog.New(zerolog.NewTestWriter(t)).With().Timestamp().Logger()
-}
-
-func FuzzParseProcState(f *testing.F) {
-	f.Add([]byte("1234 (traefik) S 1 1234 1234 0 -1"))
-	f.Add([]byte("77 (a) b (c) Z 1 2"))
-	f.Add([]byte("1 ()) )"))
-	f.Add([]byte(")"))
-	f.Add([]byte(") "))
-	f.Fuzz(func(t *testing.T, stat []byte) {
-		// comm ends at the last ')'; the state is the byte after the space.
-		state, err := parseProcState(stat)
-		i := strings.LastIndexByte(string(stat), ')')
-		wellFormed := i >= 0 && i+2 < len(stat) && stat[i+1] == ' '
-		if (err == nil) != wellFormed || (err == nil && state != stat[i+2]) {
-			t.Fatalf("parseProcState(%q) = %q, %v", stat, state, err)
-		}
-	})
-}
-
-func FuzzMatchCmdline(f *testing.F) {
-	want := traefikArgv("/usr/bin/traefik", "/var/lib/gateway/traefik/traefik.yaml")
-	f.Add([]byte("/usr/bin/traefik\x00--configFile=/var/lib/gateway/traefik/traefik.yaml\x00"))
-	f.Add([]byte("\x00--configFile=/var/lib/gateway/traefik/traefik.yaml\x00"))
-	f.Add([]byte("\x00\x00\x00"))
-	f.Add([]byte(""))
-	f.Fuzz(func(t *testing.T, cmdline []byte) {
-		got := splitCmdline(cmdline)
-		switch matchCmdline(got, want) {
-		case cmdlineSame:
-			if strings.Join(got, "\x00") != strings.Join(want, "\x00") {
-				t.Fatalf("%q taken for our command line", cmdline)
-			}
-		case cmdlineSameConfig:
-			if len(got) != 2 || got[1] != want[1] || got[0] == "" {
-				t.Fatalf("%q taken for our configuration", cmdline)
-			}
-		}
-	})
 }

@@ -8,198 +8,17 @@ import (
 	"net/mail"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/threefoldtech/gateway/internal/quote"
+
+	"github.com/rs/zerolog"
 )
-
-// The types below copy the names of Traefik's static configuration
-// (github.com/traefik/traefik/v3/pkg/config/static), only the parts the
-// gateway writes. Traefik fills defaults into every section it finds in the
-// file (paerser calls SetDefaults on each struct it creates), so a field
-// whose Traefik default is not its zero value and that the gateway wants at
-// zero is written without omitempty, or as a pointer.
-
-// StaticConfiguration is Traefik's static configuration file.
-type StaticConfiguration struct {
-	Global                *Global                         `yaml:"global,omitempty"`
-	EntryPoints           map[string]*EntryPoint          `yaml:"entryPoints,omitempty"`
-	Providers             *Providers                      `yaml:"providers,omitempty"`
-	API                   *API                            `yaml:"api,omitempty"`
-	Metrics               *Metrics                        `yaml:"metrics,omitempty"`
-	Ping                  *Ping                           `yaml:"ping,omitempty"`
-	Log                   *TraefikLog                     `yaml:"log,omitempty"`
-	CertificatesResolvers map[string]*CertificateResolver `yaml:"certificatesResolvers,omitempty"`
-}
-
-// Global holds Traefik's global switches. Both are written even when false:
-// Traefik's command line defaults checkNewVersion to true.
-type Global struct {
-	CheckNewVersion    bool `yaml:"checkNewVersion"`
-	SendAnonymousUsage bool `yaml:"sendAnonymousUsage"`
-}
-
-// EntryPoint is one listening address of Traefik.
-type EntryPoint struct {
-	Address string `yaml:"address"`
-	// AsDefault puts the entry point in the list used by routers that name
-	// none. Once one entry point has it, only the flagged ones are used.
-	AsDefault bool `yaml:"asDefault,omitempty"`
-	// AllowACMEByPass lets routers of the dynamic configuration answer
-	// /.well-known/acme-challenge/ instead of Traefik's own ACME handler.
-	AllowACMEByPass bool                  `yaml:"allowACMEByPass,omitempty"`
-	Transport       *EntryPointsTransport `yaml:"transport,omitempty"`
-	HTTP            *EntryPointHTTPConfig `yaml:"http,omitempty"`
-}
-
-// EntryPointsTransport configures the connections between clients and
-// Traefik.
-type EntryPointsTransport struct {
-	LifeCycle          *LifeCycle          `yaml:"lifeCycle,omitempty"`
-	RespondingTimeouts *RespondingTimeouts `yaml:"respondingTimeouts,omitempty"`
-}
-
-// LifeCycle bounds how long an entry point drains on shutdown.
-type LifeCycle struct {
-	GraceTimeOut *Duration `yaml:"graceTimeOut,omitempty"`
-}
-
-// RespondingTimeouts are the timeouts of incoming requests. A nil field keeps
-// Traefik's default; a zero one disables the timeout.
-type RespondingTimeouts struct {
-	ReadTimeout  *Duration `yaml:"readTimeout,omitempty"`
-	WriteTimeout *Duration `yaml:"writeTimeout,omitempty"`
-	IdleTimeout  *Duration `yaml:"idleTimeout,omitempty"`
-}
-
-// EntryPointHTTPConfig is the HTTP configuration of an entry point.
-type EntryPointHTTPConfig struct {
-	Redirections *Redirections `yaml:"redirections,omitempty"`
-}
-
-// Redirections is the set of redirections of an entry point.
-type Redirections struct {
-	EntryPoint *RedirectEntryPoint `yaml:"entryPoint,omitempty"`
-}
-
-// RedirectEntryPoint redirects every request of an entry point to another.
-type RedirectEntryPoint struct {
-	To        string `yaml:"to"`
-	Scheme    string `yaml:"scheme,omitempty"`
-	Permanent bool   `yaml:"permanent"`
-	// Priority of the generated router; Traefik's default is MaxInt-1.
-	Priority int `yaml:"priority,omitempty"`
-}
-
-// Providers holds the configuration providers.
-type Providers struct {
-	ProvidersThrottleDuration Duration      `yaml:"providersThrottleDuration,omitempty"`
-	File                      *FileProvider `yaml:"file,omitempty"`
-}
-
-// FileProvider reads dynamic configuration from the files of Directory.
-type FileProvider struct {
-	Directory string `yaml:"directory"`
-	Watch     bool   `yaml:"watch"`
-}
-
-// API enables Traefik's API. Dashboard is written even when false: Traefik
-// defaults it to true.
-type API struct {
-	Dashboard bool `yaml:"dashboard"`
-	Insecure  bool `yaml:"insecure,omitempty"`
-}
-
-// Metrics holds the metrics exporters.
-type Metrics struct {
-	Prometheus *Prometheus `yaml:"prometheus,omitempty"`
-}
-
-// Prometheus serves metrics in Prometheus' format on EntryPoint at /metrics.
-type Prometheus struct {
-	EntryPoint           string `yaml:"entryPoint,omitempty"`
-	AddEntryPointsLabels bool   `yaml:"addEntryPointsLabels"`
-	AddRoutersLabels     bool   `yaml:"addRoutersLabels"`
-	AddServicesLabels    bool   `yaml:"addServicesLabels"`
-}
-
-// Ping serves /ping on EntryPoint.
-type Ping struct {
-	EntryPoint string `yaml:"entryPoint,omitempty"`
-}
-
-// TraefikLog is Traefik's own log; without FilePath it goes to stdout.
-type TraefikLog struct {
-	Level    string `yaml:"level,omitempty"`
-	Format   string `yaml:"format,omitempty"`
-	NoColor  bool   `yaml:"noColor,omitempty"`
-	FilePath string `yaml:"filePath,omitempty"`
-}
-
-// CertificateResolver obtains certificates for routers naming it.
-type CertificateResolver struct {
-	ACME *ACMEConfiguration `yaml:"acme,omitempty"`
-}
-
-// ACMEConfiguration is an ACME certificate resolver.
-type ACMEConfiguration struct {
-	Email          string         `yaml:"email,omitempty"`
-	CAServer       string         `yaml:"caServer,omitempty"`
-	Storage        string         `yaml:"storage"`
-	KeyType        string         `yaml:"keyType,omitempty"`
-	CACertificates []string       `yaml:"caCertificates,omitempty"`
-	HTTPChallenge  *HTTPChallenge `yaml:"httpChallenge,omitempty"`
-	DNSChallenge   *DNSChallenge  `yaml:"dnsChallenge,omitempty"`
-}
-
-// HTTPChallenge answers HTTP-01 challenges on EntryPoint.
-type HTTPChallenge struct {
-	EntryPoint string `yaml:"entryPoint"`
-}
-
-// DNSChallenge answers DNS-01 challenges through a lego DNS provider.
-type DNSChallenge struct {
-	Provider    string       `yaml:"provider"`
-	Resolvers   []string     `yaml:"resolvers,omitempty"`
-	Propagation *Propagation `yaml:"propagation,omitempty"`
-}
-
-// Propagation configures lego's check that the TXT record is visible before
-// the CA is asked to validate it.
-type Propagation struct {
-	DisableANSChecks bool `yaml:"disableANSChecks,omitempty"`
-	RequireAllRNS    bool `yaml:"requireAllRNS,omitempty"`
-}
-
-// Duration is a time.Duration written the way Traefik reads it ("100ms").
-// A bare number would be read as seconds.
-type Duration time.Duration
-
-// MarshalYAML writes d as a Go duration string.
-func (d Duration) MarshalYAML() (any, error) {
-	return time.Duration(d).String(), nil
-}
-
-// UnmarshalYAML reads d as Traefik does: a Go duration string, or a bare
-// number of seconds.
-func (d *Duration) UnmarshalYAML(node *yaml.Node) error {
-	var s string
-	if err := node.Decode(&s); err != nil {
-		return err
-	}
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-		*d = Duration(time.Duration(n) * time.Second)
-		return nil
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("duration %s: %w", quoteOpt(s), err)
-	}
-	*d = Duration(v)
-	return nil
-}
 
 // Names the gateway's routers refer to.
 const (
@@ -219,12 +38,20 @@ const (
 
 // Defaults of StaticOptions.
 const (
-	DefaultWebAddress       = ":80"
+	// DefaultWebAddress is the default StaticOptions.WebAddress.
+	DefaultWebAddress = ":80"
+	// DefaultWebSecureAddress is the default StaticOptions.WebSecureAddress.
 	DefaultWebSecureAddress = ":443"
-	DefaultMetricsAddress   = "127.0.0.1:8082"
-	DefaultThrottle         = 100 * time.Millisecond
-	DefaultACMECAServer     = "https://acme-v02.api.letsencrypt.org/directory"
-	DefaultLogLevel         = "INFO"
+	// DefaultMetricsAddress is the default StaticOptions.MetricsAddress:
+	// loopback, as the metrics entry point must be.
+	DefaultMetricsAddress = "127.0.0.1:8082"
+	// DefaultThrottle is the default StaticOptions.Throttle.
+	DefaultThrottle = 100 * time.Millisecond
+	// DefaultACMECAServer is the default StaticOptions.ACMECAServer: Let's
+	// Encrypt production.
+	DefaultACMECAServer = "https://acme-v02.api.letsencrypt.org/directory"
+	// DefaultLogLevel is the default StaticOptions.LogLevel.
+	DefaultLogLevel = "INFO"
 )
 
 // StaticOptions are the gateway's choices for Traefik's static
@@ -303,11 +130,11 @@ func RenderStatic(opts StaticOptions) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// buildStatic validates opts, fills their defaults and returns the static
-// configuration RenderStatic renders.
+// buildStatic fills the defaults of opts, validates them and returns the
+// static configuration RenderStatic renders.
 func buildStatic(opts StaticOptions) (*StaticConfiguration, error) {
-	opts, err := opts.normalize()
-	if err != nil {
+	opts.provision()
+	if err := opts.validate(); err != nil {
 		return nil, err
 	}
 
@@ -332,6 +159,11 @@ func buildStatic(opts StaticOptions) (*StaticConfiguration, error) {
 
 	cfg := &StaticConfiguration{
 		Global: &Global{},
+		// Backends are addressed by IP on the node's private networks:
+		// an https:// backend cannot hold a certificate a public CA
+		// issued for its address, and no node CA exists to issue one.
+		// Its TLS keeps the traffic private; who it is, the route says.
+		ServersTransport: &ServersTransport{InsecureSkipVerify: true},
 		EntryPoints: map[string]*EntryPoint{
 			EntryPointWeb: {
 				Address:   opts.WebAddress,
@@ -370,7 +202,7 @@ func buildStatic(opts StaticOptions) (*StaticConfiguration, error) {
 		},
 		Providers: &Providers{
 			ProvidersThrottleDuration: Duration(opts.Throttle),
-			File:                      &FileProvider{Directory: opts.ProxyDir, Watch: true},
+			File:                      &FileProvider{Directory: filepath.Clean(opts.ProxyDir), Watch: true},
 		},
 		// The binary is built without the web UI; the API is only reachable
 		// through a router naming api@internal, and the gateway writes none.
@@ -382,12 +214,14 @@ func buildStatic(opts StaticOptions) (*StaticConfiguration, error) {
 		}},
 		Ping: &Ping{EntryPoint: EntryPointMetrics},
 		// Stdout: the supervisor appends it to its log file.
-		Log: &TraefikLog{Level: opts.LogLevel, Format: "common", NoColor: true},
+		// validate accepts the level in any case; Traefik's own spelling is
+		// upper case.
+		Log: &TraefikLog{Level: strings.ToUpper(opts.LogLevel), Format: "common", NoColor: true},
 		CertificatesResolvers: map[string]*CertificateResolver{
 			ResolverHTTP: {ACME: &ACMEConfiguration{
 				Email:          opts.ACMEEmail,
 				CAServer:       opts.ACMECAServer,
-				Storage:        filepath.Join(opts.StateDir, "acme-http.json"),
+				Storage:        filepath.Join(opts.StateDir, acmeHTTPStorageName),
 				KeyType:        certificateKeyType,
 				CACertificates: caCerts,
 				HTTPChallenge:  &HTTPChallenge{EntryPoint: EntryPointWeb},
@@ -395,7 +229,7 @@ func buildStatic(opts StaticOptions) (*StaticConfiguration, error) {
 			ResolverDNS: {ACME: &ACMEConfiguration{
 				Email:          opts.ACMEEmail,
 				CAServer:       opts.ACMECAServer,
-				Storage:        filepath.Join(opts.StateDir, "acme-dns.json"),
+				Storage:        filepath.Join(opts.StateDir, acmeDNSStorageName),
 				KeyType:        certificateKeyType,
 				CACertificates: caCerts,
 				DNSChallenge: &DNSChallenge{
@@ -412,17 +246,8 @@ func buildStatic(opts StaticOptions) (*StaticConfiguration, error) {
 	return cfg, nil
 }
 
-// normalize fills the defaults of o and validates it.
-func (o StaticOptions) normalize() (StaticOptions, error) {
-	if err := checkAbsOption("ProxyDir", o.ProxyDir); err != nil {
-		return o, err
-	}
-	if err := checkAbsOption("StateDir", o.StateDir); err != nil {
-		return o, err
-	}
-	o.ProxyDir = filepath.Clean(o.ProxyDir)
-	o.StateDir = filepath.Clean(o.StateDir)
-
+// provision fills the defaults of the options left empty.
+func (o *StaticOptions) provision() {
 	if o.WebAddress == "" {
 		o.WebAddress = DefaultWebAddress
 	}
@@ -432,6 +257,28 @@ func (o StaticOptions) normalize() (StaticOptions, error) {
 	if o.MetricsAddress == "" {
 		o.MetricsAddress = DefaultMetricsAddress
 	}
+	if o.Throttle == 0 {
+		o.Throttle = DefaultThrottle
+	}
+	if o.ACMECAServer == "" {
+		o.ACMECAServer = DefaultACMECAServer
+	}
+	if o.LogLevel == "" {
+		o.LogLevel = DefaultLogLevel
+	}
+}
+
+// validate checks provisioned options. It changes nothing: its errors quote
+// each value as the caller gave it, so buildStatic, after it, cleans the
+// paths and upper-cases the log level.
+func (o StaticOptions) validate() error {
+	if err := checkAbsOption("ProxyDir", o.ProxyDir); err != nil {
+		return err
+	}
+	if err := checkAbsOption("StateDir", o.StateDir); err != nil {
+		return err
+	}
+
 	addrs := []struct{ field, addr string }{
 		{"WebAddress", o.WebAddress},
 		{"WebSecureAddress", o.WebSecureAddress},
@@ -441,70 +288,54 @@ func (o StaticOptions) normalize() (StaticOptions, error) {
 	for i, a := range addrs {
 		host, port, err := splitEntryPointAddress(a.addr)
 		if err != nil {
-			return o, fmt.Errorf("static option %s %s: %w", a.field, quoteOpt(a.addr), err)
+			return fmt.Errorf("static option %s %s: %w", a.field, quote.Short(a.addr), err)
 		}
 		hostports[i] = [2]string{host, port}
 	}
 	if host := hostports[2][0]; hostUnspecified(host) {
-		return o, fmt.Errorf("static option MetricsAddress %s: the metrics entry point must not listen on every address; give a loopback host such as 127.0.0.1", quoteOpt(o.MetricsAddress))
+		return fmt.Errorf("static option MetricsAddress %s: the metrics entry point must not listen on every address; give a loopback host such as 127.0.0.1", quote.Short(o.MetricsAddress))
 	}
 	for i := range addrs {
 		for j := i + 1; j < len(addrs); j++ {
 			if entryPointsOverlap(hostports[i], hostports[j]) {
-				return o, fmt.Errorf("static options %s %s and %s %s: both listen on port %s", addrs[i].field, quoteOpt(addrs[i].addr), addrs[j].field, quoteOpt(addrs[j].addr), hostports[i][1])
+				return fmt.Errorf("static options %s %s and %s %s: both listen on port %s", addrs[i].field, quote.Short(addrs[i].addr), addrs[j].field, quote.Short(addrs[j].addr), hostports[i][1])
 			}
 		}
 	}
 
-	switch {
-	case o.Throttle < 0:
-		return o, fmt.Errorf("static option Throttle %s: must not be negative", o.Throttle)
-	case o.Throttle == 0:
-		o.Throttle = DefaultThrottle
+	if o.Throttle < 0 {
+		return fmt.Errorf("static option Throttle %s: must not be negative", o.Throttle)
 	}
 
 	if o.ACMEEmail != "" {
 		addr, err := mail.ParseAddress(o.ACMEEmail)
 		if err != nil || addr.Address != o.ACMEEmail {
-			return o, fmt.Errorf("static option ACMEEmail %s: not a bare e-mail address", quoteOpt(o.ACMEEmail))
+			return fmt.Errorf("static option ACMEEmail %s: not a bare e-mail address", quote.Short(o.ACMEEmail))
 		}
 	}
 
-	if o.ACMECAServer == "" {
-		o.ACMECAServer = DefaultACMECAServer
-	}
 	u, err := url.Parse(o.ACMECAServer)
 	if err != nil || u.Scheme != "https" || u.Host == "" {
-		return o, fmt.Errorf("static option ACMECAServer %s: not an https URL", quoteOpt(o.ACMECAServer))
+		return fmt.Errorf("static option ACMECAServer %s: not an https URL", quote.Short(o.ACMECAServer))
 	}
 
 	for _, f := range o.ACMECACertificates {
 		if f == "" || !filepath.IsAbs(f) {
-			return o, fmt.Errorf("static option ACMECACertificates: %s is not an absolute path", quoteOpt(f))
+			return fmt.Errorf("static option ACMECACertificates: %s is not an absolute path", quote.Short(f))
 		}
 	}
 
 	for _, r := range o.DNSResolvers {
 		host, port, err := net.SplitHostPort(r)
 		if err != nil || net.ParseIP(host) == nil || !portValid(port) {
-			return o, fmt.Errorf("static option DNSResolvers: %s is not an ip:port address", quoteOpt(r))
+			return fmt.Errorf("static option DNSResolvers: %s is not an ip:port address", quote.Short(r))
 		}
 	}
 
-	if o.LogLevel == "" {
-		o.LogLevel = DefaultLogLevel
+	if !slices.Contains(logLevels, strings.ToUpper(o.LogLevel)) {
+		return fmt.Errorf("static option LogLevel %s: not one of %s", quote.Short(o.LogLevel), strings.Join(logLevels, ", "))
 	}
-	level := strings.ToUpper(o.LogLevel)
-	valid := false
-	for _, l := range logLevels {
-		valid = valid || l == level
-	}
-	if !valid {
-		return o, fmt.Errorf("static option LogLevel %s: not one of %s", quoteOpt(o.LogLevel), strings.Join(logLevels, ", "))
-	}
-	o.LogLevel = level
-
-	return o, nil
+	return nil
 }
 
 func checkAbsOption(field, dir string) error {
@@ -512,7 +343,7 @@ func checkAbsOption(field, dir string) error {
 	case dir == "":
 		return fmt.Errorf("static option %s: required", field)
 	case !filepath.IsAbs(dir):
-		return fmt.Errorf("static option %s %s: not an absolute path", field, quoteOpt(dir))
+		return fmt.Errorf("static option %s %s: not an absolute path", field, quote.Short(dir))
 	}
 	return nil
 }
@@ -550,11 +381,15 @@ func entryPointsOverlap(a, b [2]string) bool {
 	return a[0] == b[0] || hostUnspecified(a[0]) || hostUnspecified(b[0])
 }
 
-// quoteOpt quotes s for an error message, truncated to keep the message short.
-func quoteOpt(s string) string {
-	const max = 80
-	if len(s) > max {
-		s = s[:max] + "…"
+// LogLevel returns Traefik's log level closest to the gateway's.
+func LogLevel(l zerolog.Level) string {
+	switch l {
+	case zerolog.TraceLevel, zerolog.DebugLevel:
+		return "DEBUG"
+	case zerolog.WarnLevel:
+		return "WARN"
+	case zerolog.ErrorLevel, zerolog.FatalLevel, zerolog.PanicLevel:
+		return "ERROR"
 	}
-	return strconv.Quote(s)
+	return DefaultLogLevel
 }

@@ -17,17 +17,30 @@ type Configuration struct {
 
 // HTTPConfiguration holds HTTP routers and services, keyed by name.
 type HTTPConfiguration struct {
-	Routers  map[string]*Router  `yaml:"routers,omitempty"`
-	Services map[string]*Service `yaml:"services,omitempty"`
+	Routers     map[string]*Router     `yaml:"routers,omitempty"`
+	Middlewares map[string]*Middleware `yaml:"middlewares,omitempty"`
+	Services    map[string]*Service    `yaml:"services,omitempty"`
 }
 
 // Router is an HTTP router.
 type Router struct {
 	EntryPoints []string         `yaml:"entryPoints,omitempty"`
+	Middlewares []string         `yaml:"middlewares,omitempty"`
 	Rule        string           `yaml:"rule"`
-	Priority    int              `yaml:"priority,omitempty"`
 	Service     string           `yaml:"service"`
 	TLS         *RouterTLSConfig `yaml:"tls,omitempty"`
+}
+
+// Middleware is an HTTP middleware; the gateway uses Retry only.
+type Middleware struct {
+	Retry *Retry `yaml:"retry,omitempty"`
+}
+
+// Retry sends a request again, to the next server of the service, when the
+// server could not be reached (never after it answered).
+type Retry struct {
+	// Attempts counts the first one.
+	Attempts int `yaml:"attempts"`
 }
 
 // RouterTLSConfig makes an HTTP router terminate TLS with a certificate from
@@ -50,7 +63,16 @@ type Service struct {
 
 // ServersLoadBalancer balances requests over Servers.
 type ServersLoadBalancer struct {
-	Servers []Server `yaml:"servers"`
+	Servers            []Server            `yaml:"servers"`
+	PassiveHealthCheck *PassiveHealthCheck `yaml:"passiveHealthCheck,omitempty"`
+}
+
+// PassiveHealthCheck takes a server out of the balance for FailureWindow
+// once MaxFailedAttempts requests in a row failed on it within that window
+// (it could not be reached, or it answered 5xx).
+type PassiveHealthCheck struct {
+	FailureWindow     Duration `yaml:"failureWindow"`
+	MaxFailedAttempts int      `yaml:"maxFailedAttempts"`
 }
 
 // Server is one HTTP backend.
@@ -85,7 +107,16 @@ type TCPService struct {
 
 // TCPServersLoadBalancer balances connections over Servers.
 type TCPServersLoadBalancer struct {
-	Servers []TCPServer `yaml:"servers"`
+	Servers     []TCPServer     `yaml:"servers"`
+	HealthCheck *TCPHealthCheck `yaml:"healthCheck,omitempty"`
+}
+
+// TCPHealthCheck connects to every server each Interval: a server that does
+// not accept the connection within Timeout is out of the balance until it
+// does again.
+type TCPHealthCheck struct {
+	Interval Duration `yaml:"interval"`
+	Timeout  Duration `yaml:"timeout"`
 }
 
 // TCPServer is one TCP backend, as host:port.

@@ -8,14 +8,13 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/threefoldtech/gateway/internal/atomicfile"
 )
 
 // FileExt is the extension of the dynamic-configuration files the gateway
 // writes. Traefik's file provider loads .yaml, .yml and .toml files only.
 const FileExt = ".yaml"
-
-// tempSuffix marks a file being written.
-const tempSuffix = ".tmp"
 
 // Marshal renders a dynamic configuration as YAML.
 func Marshal(cfg *Configuration) ([]byte, error) {
@@ -68,11 +67,11 @@ func OpenDir(path string) (*Dir, error) {
 		}
 	}
 	// Earlier versions wrote temporary files in the folder itself.
-	legacy, err := filepath.Glob(filepath.Join(path, ".*"+tempSuffix))
+	legacy, err := filepath.Glob(filepath.Join(path, ".*"+atomicfile.TempSuffix))
 	if err != nil {
 		return nil, fmt.Errorf("listing %s: %w", path, err)
 	}
-	staged, err := filepath.Glob(filepath.Join(d.staging, "*"+tempSuffix))
+	staged, err := filepath.Glob(filepath.Join(d.staging, "*"+atomicfile.TempSuffix))
 	if err != nil {
 		return nil, fmt.Errorf("listing %s: %w", d.staging, err)
 	}
@@ -92,41 +91,14 @@ func (d *Dir) File(name string) string {
 	return filepath.Join(d.path, name+FileExt)
 }
 
-// Write replaces the file of name with data: it writes a temporary file in
-// the staging folder, syncs it, renames it into place and syncs the folder so
-// the rename itself survives a crash.
+// Write replaces the file of name with data: a temporary file in the
+// staging folder, synced, renamed into place, and the folder synced so the
+// rename itself survives a crash.
 func (d *Dir) Write(name string, data []byte) error {
 	if err := checkName(name); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(d.staging, name+".*"+tempSuffix)
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", name, err)
-	}
-	committed := false
-	defer func() {
-		if !committed {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := tmp.Write(data); err != nil {
-		return fmt.Errorf("writing %s: %w", name, err)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		return fmt.Errorf("writing %s: %w", name, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("syncing %s: %w", name, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", name, err)
-	}
-	if err := os.Rename(tmp.Name(), d.File(name)); err != nil {
-		return fmt.Errorf("renaming %s into place: %w", name, err)
-	}
-	committed = true
-	return d.sync()
+	return atomicfile.WriteStaged(d.staging, d.File(name), data, 0o644)
 }
 
 // Remove deletes the file of name. A missing file is not an error.
@@ -134,17 +106,12 @@ func (d *Dir) Remove(name string) error {
 	if err := checkName(name); err != nil {
 		return err
 	}
-	if err := os.Remove(d.File(name)); err != nil {
-		if os.IsNotExist(err) {
-			return nil
-		}
-		return fmt.Errorf("removing %s: %w", name, err)
-	}
-	return d.sync()
+	return atomicfile.Remove(d.File(name))
 }
 
-// Names lists the names of the configuration files in the folder, skipping
-// temporary and hidden files and subfolders (Traefik does not read those).
+// Names lists the names of the files the gateway writes in the folder:
+// <name>.yaml, not hidden. Traefik's file provider reads more than that
+// (subfolders, hidden files, .yml and .toml); Names leaves those out.
 func (d *Dir) Names() ([]string, error) {
 	entries, err := os.ReadDir(d.path)
 	if err != nil {
@@ -167,18 +134,6 @@ func (d *Dir) Read(name string) ([]byte, error) {
 		return nil, err
 	}
 	return os.ReadFile(d.File(name))
-}
-
-func (d *Dir) sync() error {
-	f, err := os.Open(d.path)
-	if err != nil {
-		return fmt.Errorf("syncing %s: %w", d.path, err)
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("syncing %s: %w", d.path, err)
-	}
-	return nil
 }
 
 // checkName guards the folder: a name is one path element that is not hidden.

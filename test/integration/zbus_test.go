@@ -72,8 +72,12 @@ func startNode(t testing.TB, opts nodeOptions) *node {
 // test ends or stop is called.
 func (n *node) serve(t testing.TB, opts nodeOptions) {
 	t.Helper()
+	routes, err := traefik.OpenRoutes(n.root)
+	if err != nil {
+		t.Fatal(err)
+	}
 	m, err := gateway.New(gateway.Config{
-		Root:       n.root,
+		Routes:     routes,
 		Domain:     opts.domain,
 		PublicIPs:  opts.publicIPs,
 		Resolver:   gateway.DNSResolver{Server: n.dns.Addr},
