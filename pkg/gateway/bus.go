@@ -48,15 +48,11 @@ func Serve(ctx context.Context, cfg BusConfig, module Gateway) error {
 	for {
 		server, err := zbus.NewRedisServer(ModuleName, cfg.Broker, cfg.Workers)
 		if err == nil {
-			// One object, two names, the same workers: the documented
-			// name and the one zos's callers address.
-			for _, name := range []string{ObjectName, ZosObjectName} {
-				id := zbus.ObjectID{Name: name, Version: ObjectVersion}
-				if err := server.Register(id, module); err != nil {
-					return fmt.Errorf("registering %s on zbus: %w", id, err)
-				}
-				log.Info().Str("object", id.String()).Uint("workers", cfg.Workers).Msg("serving on zbus")
+			if err := Register(server, module); err != nil {
+				return err
 			}
+			log.Info().Str("module", ModuleName).Strs("objects", []string{ObjectName, ZosObjectName}).
+				Str("version", ObjectVersion).Uint("workers", cfg.Workers).Msg("serving on zbus")
 			// zbus notices the end of ctx only between its blocking pulls
 			// (up to 10 s each): do not hold the exit for that.
 			done := make(chan error, 1)
@@ -75,6 +71,19 @@ func Serve(ctx context.Context, cfg BusConfig, module Gateway) error {
 		case <-time.After(brokerRetry):
 		}
 	}
+}
+
+// Register registers module on server under both its names, the documented
+// one and the one zos's callers address: one object, served by the same
+// workers.
+func Register(server zbus.Server, module Gateway) error {
+	for _, name := range []string{ObjectName, ZosObjectName} {
+		id := zbus.ObjectID{Name: name, Version: ObjectVersion}
+		if err := server.Register(id, module); err != nil {
+			return fmt.Errorf("registering %s on zbus: %w", id, err)
+		}
+	}
+	return nil
 }
 
 // RedactBroker returns the broker URL without its password, for logs.

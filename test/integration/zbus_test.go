@@ -24,6 +24,7 @@ import (
 
 	"github.com/threefoldtech/gateway/pkg/gateway"
 	"github.com/threefoldtech/gateway/pkg/gateway/stubs"
+	"github.com/threefoldtech/gateway/pkg/gateway/zos"
 	"github.com/threefoldtech/gateway/pkg/traefik"
 	"github.com/threefoldtech/gateway/test/harness"
 )
@@ -91,7 +92,7 @@ func (n *node) serve(t testing.TB, opts nodeOptions) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := server.Register(zbus.ObjectID{Name: gateway.ObjectName, Version: gateway.ObjectVersion}, m); err != nil {
+	if err := gateway.Register(server, m); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -349,6 +350,46 @@ func TestMetricsOverZbus(t *testing.T) {
 			t.Fatalf("Metrics over zbus = %+v, want what the scrape holds: %+v", m, want)
 		}
 	})
+	// zbus decodes by field name: a caller whose GatewayMetrics has other
+	// names than ours would silently read empty maps, and bill nothing.
+	t.Run("every caller's field names", func(t *testing.T) {
+		opts := defaults()
+		opts.metricsURL = srv.URL + "/metrics"
+		n := startNode(t, opts)
+		want, err := traefik.ParseServiceBytes(bytes.NewReader(scrape))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// zos's callers of the first contract.
+		var old struct{ Sent, Received map[string]float64 }
+		// Later ones, and this module's own stub.
+		var later struct{ Request, Response map[string]float64 }
+		for _, object := range []string{gateway.ObjectName, gateway.ZosObjectName} {
+			id := zbus.ObjectID{Name: object, Version: gateway.ObjectVersion}
+			for _, out := range []any{&old, &later} {
+				resp, err := n.client.RequestContext(ctx(t), gateway.ModuleName, id, "Metrics")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if resp.Error != nil {
+					t.Fatalf("%s: %s", id, *resp.Error)
+				}
+				loader := zbus.Loader{out}
+				if err := resp.Unmarshal(&loader); err != nil {
+					t.Fatalf("%s: decoding into %T: %v", id, out, err)
+				}
+				if err := resp.CallError(); err != nil {
+					t.Fatalf("%s: %v", id, err)
+				}
+			}
+			if len(want.Requests) == 0 || fmt.Sprint(old.Received) != fmt.Sprint(want.Requests) || fmt.Sprint(old.Sent) != fmt.Sprint(want.Responses) {
+				t.Fatalf("%s: Sent/Received = %+v, want what the scrape holds: %+v", id, old, want)
+			}
+			if fmt.Sprint(later.Request) != fmt.Sprint(want.Requests) || fmt.Sprint(later.Response) != fmt.Sprint(want.Responses) {
+				t.Fatalf("%s: Request/Response = %+v, want what the scrape holds: %+v", id, later, want)
+			}
+		}
+	})
 	t.Run("no traefik and no routes", func(t *testing.T) {
 		n := startNode(t, defaults())
 		m, err := n.stub.Metrics(ctx(t))
@@ -366,4 +407,28 @@ func TestMetricsOverZbus(t *testing.T) {
 			t.Fatalf("err = %v", err)
 		}
 	})
+}
+
+// TestZosStub calls the module the way zos's own generated stub does: object
+// manager@0.0.1. Unserved, such a request would wait in Redis until the
+// stub's deadline.
+func TestZosStub(t *testing.T) {
+	n := startNode(t, defaults())
+	stub := zos.NewGatewayStub(n.client)
+	c := ctx(t)
+	fqdn, err := stub.SetNamedProxy(c, "wl-zos", "zos", []string{"http://10.0.0.1:8080"}, false)
+	if err != nil || fqdn != "zos.gw.test" {
+		t.Fatalf("SetNamedProxy through manager@0.0.1 = %q, %v", fqdn, err)
+	}
+	// The same object answers under both names.
+	list, err := n.stub.List(c)
+	if err != nil || len(list) != 1 || list[0].WorkloadID != "wl-zos" {
+		t.Fatalf("List through gateway@0.0.1 = %+v, %v", list, err)
+	}
+	if err := stub.DeleteNamedProxy(c, "wl-zos"); err != nil {
+		t.Fatal(err)
+	}
+	if list, err := stub.List(c); err != nil || len(list) != 0 {
+		t.Fatalf("List after delete = %+v, %v", list, err)
+	}
 }
