@@ -39,9 +39,17 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvWith(t, harness.GatewayOptions{})
+}
+
+// newEnvWith is newEnv with a gateway started with opts; Redis and Resolver
+// are always the env's own.
+func newEnvWith(t *testing.T, opts harness.GatewayOptions) *env {
+	t.Helper()
 	r := harness.StartRedis(t)
 	d := harness.StartDNS(t)
-	gw := harness.StartGateway(t, harness.GatewayOptions{Redis: r, Resolver: d.Addr})
+	opts.Redis, opts.Resolver = r, d.Addr
+	gw := harness.StartGateway(t, opts)
 	return &env{
 		redis: r,
 		dns:   d,

@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -42,21 +43,25 @@ const (
 	maxResponseSize = 16 << 20
 )
 
-// Backend is an HTTP (or HTTPS) server on 127.0.0.1 that answers with its
-// own identity: header X-Backend and a body "<name>\n". Any other path than
-// PathWebsocket and PathSSE answers that way; "?size=N" makes the body N
-// bytes of 'x' instead. It counts requests and the body bytes it read and
-// wrote.
+// Backend is an HTTP (or HTTPS) server on loopback (127.0.0.1 unless
+// started with an *At constructor) that answers with its own identity:
+// header X-Backend and a body "<name>\n". Any other path than PathWebsocket
+// and PathSSE answers that way; "?size=N" makes the body N bytes of 'x'
+// instead. It counts requests, those that came over TLS, and the body bytes
+// it read and wrote.
 type Backend struct {
 	// Name is what the backend answers with.
 	Name string
-	// Addr is 127.0.0.1:port.
+	// Addr is host:port, as net.JoinHostPort writes it: 127.0.0.1:port or
+	// [::1]:port.
 	Addr string
 
 	hits     atomic.Int64
+	tlsHits  atomic.Int64
 	bytesIn  atomic.Int64
 	bytesOut atomic.Int64
 	srv      *http.Server
+	ln       net.Listener
 
 	mu  sync.Mutex
 	wss map[*websocket.Conn]struct{}
@@ -68,23 +73,30 @@ func (b *Backend) URL() string { return "http://" + b.Addr }
 // Hits is the number of requests served (websocket and SSE included).
 func (b *Backend) Hits() int64 { return b.hits.Load() }
 
+// TLSHits is the number of requests served that came over TLS.
+func (b *Backend) TLSHits() int64 { return b.tlsHits.Load() }
+
 // BytesIn is the number of request body bytes read.
 func (b *Backend) BytesIn() int64 { return b.bytesIn.Load() }
 
 // BytesOut is the number of response body bytes written.
 func (b *Backend) BytesOut() int64 { return b.bytesOut.Load() }
 
-// StartHTTPBackend starts a plain HTTP Backend named name.
+// StartHTTPBackend starts a plain HTTP Backend named name on 127.0.0.1.
 func StartHTTPBackend(t testing.TB, name string) *Backend {
 	t.Helper()
+	return StartHTTPBackendAt(t, name, "127.0.0.1:0")
+}
+
+// StartHTTPBackendAt starts a plain HTTP Backend named name listening on
+// addr, a loopback host:port: port 0 picks a free one, and the address of a
+// stopped Backend starts it again where routes still point.
+func StartHTTPBackendAt(t testing.TB, name, addr string) *Backend {
+	t.Helper()
 	b := newBackend(name)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("backend %s: %v", name, err)
-	}
-	b.Addr = l.Addr().String()
-	go func() { _ = b.srv.Serve(l) }()
-	t.Cleanup(b.close)
+	b.listen(t, addr)
+	go func() { _ = b.srv.Serve(b.ln) }()
+	t.Cleanup(b.Stop)
 	return b
 }
 
@@ -97,9 +109,17 @@ type TLSBackend struct {
 	Cert *x509.Certificate
 }
 
-// StartTLSBackend starts a Backend behind TLS with a new self-signed
-// certificate for names (and 127.0.0.1).
+// StartTLSBackend starts a Backend behind TLS on 127.0.0.1 with a new
+// self-signed certificate for names (and 127.0.0.1 and ::1).
 func StartTLSBackend(t testing.TB, name string, names ...string) *TLSBackend {
+	t.Helper()
+	return StartTLSBackendAt(t, name, "127.0.0.1:0", names...)
+}
+
+// StartTLSBackendAt is StartTLSBackend listening on addr, a loopback
+// host:port: port 0 picks a free one, and the address of a stopped Backend
+// starts it again (with a new certificate) where routes still point.
+func StartTLSBackendAt(t testing.TB, name, addr string, names ...string) *TLSBackend {
 	t.Helper()
 	cert, leaf, err := selfSigned(name, names)
 	if err != nil {
@@ -107,14 +127,25 @@ func StartTLSBackend(t testing.TB, name string, names ...string) *TLSBackend {
 	}
 	b := newBackend(name)
 	b.srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("backend %s: %v", name, err)
-	}
-	b.Addr = l.Addr().String()
-	go func() { _ = b.srv.Serve(tls.NewListener(l, b.srv.TLSConfig)) }()
-	t.Cleanup(b.close)
+	b.listen(t, addr)
+	go func() { _ = b.srv.Serve(tls.NewListener(b.ln, b.srv.TLSConfig)) }()
+	t.Cleanup(b.Stop)
 	return &TLSBackend{Backend: b, Cert: leaf}
+}
+
+// listen opens b's listener on addr, which must be on loopback: tests never
+// listen anywhere else.
+func (b *Backend) listen(t testing.TB, addr string) {
+	t.Helper()
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil || !ap.Addr().IsLoopback() {
+		t.Fatalf("backend %s: address %q is not a loopback IP:port (%v)", b.Name, addr, err)
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("backend %s: %v", b.Name, err)
+	}
+	b.ln, b.Addr = l, l.Addr().String()
 }
 
 func newBackend(name string) *Backend {
@@ -126,6 +157,9 @@ func newBackend(name string) *Backend {
 	b.srv = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			b.hits.Add(1)
+			if r.TLS != nil {
+				b.tlsHits.Add(1)
+			}
 			w.Header().Set(HeaderBackend, b.Name)
 			mux.ServeHTTP(w, r)
 		}),
@@ -135,10 +169,17 @@ func newBackend(name string) *Backend {
 	return b
 }
 
-// close stops the server and every websocket it holds (hijacked connections
-// are not closed by http.Server.Close).
-func (b *Backend) close() {
+// Stop kills the backend as a crash would: when it returns the listener is
+// closed and so is every connection, websockets included (hijacked
+// connections are not closed by http.Server.Close), so a new connection to
+// Addr is refused. The Backend cannot serve again; StartHTTPBackendAt or
+// StartTLSBackendAt with its Addr starts another one in its place. Stop is
+// idempotent and runs at cleanup.
+func (b *Backend) Stop() {
 	_ = b.srv.Close()
+	// Serve closes the listener too, but in its own goroutine: close it
+	// here so the address refuses connections as soon as Stop returns.
+	_ = b.ln.Close()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for ws := range b.wss {
@@ -218,7 +259,7 @@ func (b *Backend) sse(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// selfSigned makes an ECDSA certificate for cn, names and 127.0.0.1, valid
+// selfSigned makes an ECDSA certificate for cn, names, 127.0.0.1 and ::1, valid
 // for a day.
 func selfSigned(cn string, names []string) (tls.Certificate, *x509.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -233,7 +274,7 @@ func selfSigned(cn string, names []string) (tls.Certificate, *x509.Certificate, 
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: cn, Organization: []string{"gateway e2e backend"}},
 		DNSNames:              names,
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(24 * time.Hour),
 		KeyUsage:              x509.KeyUsageDigitalSignature,
