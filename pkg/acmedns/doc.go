@@ -13,4 +13,12 @@
 // The server answers over TCP through miekg/dns's server and over UDP with
 // its own loop (batched reads and writes, a cache of packed answers), which
 // gives the same answers as the Handler at a dnsmasq-like rate.
+//
+// The server faces the Internet, and shares the gateway process and its
+// descriptors: an answer the system refuses to send (to a forged source) is
+// dropped; TCP connections are capped overall (DefaultMaxTCPConns, 128)
+// and per source (DefaultMaxTCPConnsPerSource, 8), never above a quarter of
+// the process's open-file limit, and held for seconds at most (see
+// Server); events an attacker can repeat at will are logged at most once a
+// minute.
 package acmedns

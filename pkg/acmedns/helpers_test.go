@@ -80,7 +80,14 @@ func newTestHandler(tb testing.TB, store *Store) *Handler {
 // ends and returns it once it answers.
 func startServer(tb testing.TB, store *Store) *Server {
 	tb.Helper()
-	srv, err := New(Config{Domain: testDomain, Address: "127.0.0.1:0", Store: store, Logger: zerolog.Nop()})
+	return startServerConfig(tb, Config{Domain: testDomain, Address: "127.0.0.1:0", Store: store, Logger: zerolog.Nop()})
+}
+
+// startServerConfig runs a Server on cfg until the test ends and returns
+// it once it answers.
+func startServerConfig(tb testing.TB, cfg Config) *Server {
+	tb.Helper()
+	srv, err := New(cfg)
 	if err != nil {
 		tb.Fatalf("New: %v", err)
 	}

@@ -37,17 +37,35 @@ type Config struct {
 	// Store holds the challenge values to answer. Required; share it with
 	// the HTTPReqHandler that fills it.
 	Store *Store
+	// MaxTCPConns is how many TCP connections the server holds at once;
+	// those beyond are closed as soon as accepted. Default
+	// DefaultMaxTCPConns (128). New lowers it to a quarter of the process's
+	// open-file limit (RLIMIT_NOFILE) when it is above, so that TCP clients
+	// never take the descriptors the rest of the gateway needs.
+	MaxTCPConns int
+	// MaxTCPConnsPerSource is how many of the TCP connections one source,
+	// an IPv4 address or an IPv6 /64, may hold at once. Default
+	// DefaultMaxTCPConnsPerSource (8); at most MaxTCPConns.
+	MaxTCPConnsPerSource int
 	// Logger receives the server's events; queries are not logged.
 	Logger zerolog.Logger
 }
 
 // Server is the authoritative DNS server of the _acme-challenge zone, over
 // UDP and TCP on one address.
+//
+// Its TCP side holds at most Config.MaxTCPConns connections (default 128),
+// at most Config.MaxTCPConnsPerSource (default 8) from one IPv4 address or
+// IPv6 /64, and closes the others as soon as it accepts them. A client must
+// send its first query within 2 seconds of connecting and each next one
+// within 8 seconds of the last answer, read each answer within 2 seconds,
+// and is disconnected 30 seconds after connecting however busy.
 type Server struct {
 	lifecycle
-	address string
-	handler *Handler
-	log     zerolog.Logger
+	address   string
+	handler   *Handler
+	tcpLimits tcpLimits
+	log       zerolog.Logger
 }
 
 // New validates cfg, fills its defaults and returns a Server that is not
@@ -66,10 +84,24 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating dns handler: %w", err)
 	}
+	nofile, err := openFileLimit()
+	if err != nil {
+		h.log.Warn().Err(err).Msg("the dns server's tcp connection limits are not checked against the open-file limit")
+	}
+	limits, clamped, err := tcpLimitsFor(cfg.MaxTCPConns, cfg.MaxTCPConnsPerSource, nofile)
+	if err != nil {
+		return nil, fmt.Errorf("validating dns server config: %w", err)
+	}
+	if clamped {
+		h.log.Warn().Uint64("open_file_limit", nofile).
+			Int("max_tcp_conns", limits.conns).Int("max_tcp_conns_per_source", limits.perSource).
+			Msg("lowering the dns server's tcp connection limits to a quarter of the open-file limit")
+	}
 	return &Server{
 		lifecycle: newLifecycle("dns server"),
 		address:   cfg.Address,
 		handler:   h,
+		tcpLimits: limits,
 		log:       h.log,
 	}, nil
 }
@@ -96,7 +128,11 @@ func (s *Server) serve(ctx context.Context) error {
 	}
 	started := make(chan struct{})
 	tcp := &dns.Server{
-		Listener: l, Handler: s.handler, MsgAcceptFunc: acceptQuery,
+		Listener:          newLimitListener(l, s.tcpLimits, s.log),
+		Handler:           s.handler,
+		MsgAcceptFunc:     acceptQuery,
+		ReadTimeout:       tcpReadTimeout,
+		IdleTimeout:       func() time.Duration { return tcpIdleTimeout },
 		NotifyStartedFunc: func() { close(started) },
 	}
 	errs := make(chan error, 2) // room for both, so neither blocks

@@ -33,6 +33,9 @@ func TestNewValidates(t *testing.T) {
 		{name: "long domain is refused", cfg: Config{Domain: strings.Repeat("abcdefghi.", 25) + "example", Store: store}, wantErr: "too long"},
 		{name: "missing store is refused", cfg: Config{Domain: "gw.example"}, wantErr: "store is required"},
 		{name: "address without port is refused", cfg: Config{Domain: "gw.example", Store: store, Address: "127.0.0.1"}, wantErr: "missing port"},
+		{name: "tcp limits are accepted", cfg: Config{Domain: "gw.example", Store: store, MaxTCPConns: 10, MaxTCPConnsPerSource: 2}},
+		{name: "negative tcp limit is refused", cfg: Config{Domain: "gw.example", Store: store, MaxTCPConns: -1}, wantErr: "max tcp connections -1 is negative"},
+		{name: "negative tcp limit per source is refused", cfg: Config{Domain: "gw.example", Store: store, MaxTCPConnsPerSource: -1}, wantErr: "per source -1 is negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

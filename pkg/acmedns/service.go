@@ -57,6 +57,13 @@ type ServiceConfig struct {
 	// NodeIPs are the node's public IP addresses, which the delegation must
 	// point at. Empty: no check.
 	NodeIPs []netip.Addr
+	// MaxTCPConns is how many TCP connections the DNS server holds at
+	// once. Default DefaultMaxTCPConns (128), lowered to a quarter of the
+	// process's open-file limit (see Config.MaxTCPConns).
+	MaxTCPConns int
+	// MaxTCPConnsPerSource is how many of them one IPv4 address or IPv6
+	// /64 may hold. Default DefaultMaxTCPConnsPerSource (8).
+	MaxTCPConnsPerSource int
 	// Logger receives the events of the service and of its servers.
 	Logger zerolog.Logger
 }
@@ -95,7 +102,11 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	dnsServer, err := New(Config{Domain: cfg.Domain, Address: cfg.Address, Store: store, Logger: cfg.Logger})
+	dnsServer, err := New(Config{
+		Domain: cfg.Domain, Address: cfg.Address, Store: store,
+		MaxTCPConns: cfg.MaxTCPConns, MaxTCPConnsPerSource: cfg.MaxTCPConnsPerSource,
+		Logger: cfg.Logger,
+	})
 	if err != nil {
 		return nil, err
 	}

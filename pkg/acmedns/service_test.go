@@ -190,6 +190,7 @@ func TestNewServiceValidates(t *testing.T) {
 		{name: "bad domain", mod: func(c *ServiceConfig) { c.Domain = "localhost" }, wantErr: "two labels"},
 		{name: "dns address without port", mod: func(c *ServiceConfig) { c.Address = "127.0.0.1" }, wantErr: "missing port"},
 		{name: "api reachable from other hosts", mod: func(c *ServiceConfig) { c.APIAddress = "0.0.0.0:8053" }, wantErr: "not a loopback address"},
+		{name: "negative tcp limit", mod: func(c *ServiceConfig) { c.MaxTCPConns = -1 }, wantErr: "max tcp connections -1 is negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -199,6 +200,20 @@ func TestNewServiceValidates(t *testing.T) {
 				t.Errorf("NewService error %v, want one containing %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestServiceTCPLimits guards that the limits of a ServiceConfig reach its
+// DNS server.
+func TestServiceTCPLimits(t *testing.T) {
+	cfg := testServiceConfig(t)
+	cfg.MaxTCPConns, cfg.MaxTCPConnsPerSource = 12, 3
+	svc, err := NewService(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (tcpLimits{conns: 12, perSource: 3}); svc.dns.tcpLimits != want {
+		t.Errorf("dns server limits %+v, want %+v", svc.dns.tcpLimits, want)
 	}
 }
 

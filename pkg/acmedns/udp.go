@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"time"
 
 	"github.com/rs/zerolog"
 	"golang.org/x/net/ipv4"
@@ -40,6 +41,8 @@ type udpServer struct {
 	// answers must then leave from the address the query came to, which
 	// the kernel only tells through packet-info control messages.
 	pktinfo bool
+	// drops counts the answers the kernel refused, for the log.
+	drops rateLog
 }
 
 // newUDPServer prepares conn for serving.
@@ -78,6 +81,8 @@ func (s *udpServer) serve() error {
 	if addr, ok := s.conn.LocalAddr().(*net.UDPAddr); ok && addr.IP.To4() == nil {
 		bc = ipv6.NewPacketConn(s.conn)
 	}
+	write := func(ms []ipv4.Message) (int, error) { return bc.WriteBatch(ms, 0) }
+	drop := s.dropped
 	in := make([]ipv4.Message, udpBatch)
 	out := make([]ipv4.Message, udpBatch)
 	bufs := make([][]byte, udpBatch) // answer buffers, reused
@@ -120,16 +125,49 @@ func (s *udpServer) serve() error {
 			}
 			k++
 		}
-		for sent := 0; sent < k; {
-			n, err := bc.WriteBatch(out[sent:k], 0)
-			if err != nil {
-				// The client may be gone or its address forged: drop that
-				// answer and send the rest.
-				s.log.Debug().Err(err).Str("client", out[sent].Addr.String()).Msg("writing dns answer")
-				n++
-			}
-			sent += n
+		writeAll(out[:k], write, drop)
+	}
+}
+
+// dropped logs, at most once per rateLogInterval, the answers the kernel
+// refused to send.
+func (s *udpServer) dropped(m *ipv4.Message, err error) {
+	if errors.Is(err, net.ErrClosed) {
+		return // shutting down
+	}
+	if n, ok := s.drops.note(time.Now()); ok {
+		s.log.Warn().Err(err).Stringer("client", m.Addr).Int("dropped", n).
+			Msg("dropping dns answers the system refuses to send (forged sources, firewall rules)")
+	}
+}
+
+// errNoProgress stands for a write that sent nothing and said nothing.
+var errNoProgress = errors.New("sent no datagram")
+
+// writeAll sends ms with write, which sends a prefix of the messages it is
+// given and returns how many, as WriteBatch does. The message write fails
+// on (the first one unsent) is dropped and handed to drop, and the rest
+// still go out: the kernel refuses some answers for good (to a forged
+// source port 0 or broadcast address, against a firewall rule), and sending
+// them again would never end. Each call of write sends or drops at least
+// one message, so write is called at most len(ms) times.
+func writeAll(ms []ipv4.Message, write func([]ipv4.Message) (int, error), drop func(*ipv4.Message, error)) {
+	for len(ms) > 0 {
+		n, err := write(ms)
+		// sendmmsg says -1 when the first message fails.
+		n = min(max(n, 0), len(ms))
+		ms = ms[n:]
+		if err == nil && n > 0 {
+			continue
 		}
+		if len(ms) == 0 {
+			return // all sent, whatever err says
+		}
+		if err == nil {
+			err = errNoProgress
+		}
+		drop(&ms[0], err)
+		ms = ms[1:]
 	}
 }
 
