@@ -135,12 +135,14 @@ func run(cfg *Configuration) error {
 		Allow:      s.allow,
 		Resolver:   gateway.DNSResolver{Server: resolver},
 		MetricsURL: traefik.MetricsURL(cfg.Traefik.Metrics),
+		Workers:    cfg.Workers,
 		Logger:     log,
 	})
 	if err != nil {
 		return err
 	}
 
+	parts = append(parts, tasks.Task{Name: "route sweep", Run: module.Run})
 	if cfg.Traefik.Managed {
 		proc, err := traefik.NewProcess(traefik.ProcessConfig{
 			Binary:     cfg.Traefik.Binary,

@@ -10,11 +10,18 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 )
 
 // TempSuffix ends the name of every temporary file this package creates, so
 // that an owner can remove the ones an interrupted write left behind.
 const TempSuffix = ".tmp"
+
+// ErrNotDurable marks a change that reached its folder (the rename, link or
+// removal is visible to every reader) but whose folder could not be synced,
+// so the change may not survive a power cut. An error that wraps it means
+// the change was made; any other error means nothing changed.
+var ErrNotDurable = errors.New("the change may not survive a power cut")
 
 // Write replaces path with data, with mode perm. The temporary file is made
 // in path's own folder.
@@ -24,7 +31,8 @@ func Write(path string, data []byte, perm fs.FileMode) error {
 
 // WriteStaged is Write with the temporary file made in staging, a folder on
 // the same file system as path. A watcher of path's folder then sees one
-// event per write, the rename.
+// event per write, the rename. An error that wraps ErrNotDurable means path
+// holds data.
 func WriteStaged(staging, path string, data []byte, perm fs.FileMode) error {
 	tmp, err := writeTemp(staging, path, data, perm)
 	if err != nil {
@@ -34,12 +42,13 @@ func WriteStaged(staging, path string, data []byte, perm fs.FileMode) error {
 		os.Remove(tmp)
 		return fmt.Errorf("renaming %s into place: %w", path, err)
 	}
-	return SyncDir(filepath.Dir(path))
+	return syncAfter(path, "written")
 }
 
 // Create writes data to path, with mode perm, only if path does not exist
 // yet; created is false when it did, and the existing file is left as it is.
-// Two processes creating one path at once cannot both succeed.
+// Two processes creating one path at once cannot both succeed. An error that
+// wraps ErrNotDurable comes with created true.
 func Create(path string, data []byte, perm fs.FileMode) (created bool, err error) {
 	tmp, err := writeTemp(filepath.Dir(path), path, data, perm)
 	if err != nil {
@@ -53,10 +62,11 @@ func Create(path string, data []byte, perm fs.FileMode) (created bool, err error
 		}
 		return false, fmt.Errorf("creating %s: %w", path, err)
 	}
-	return true, SyncDir(filepath.Dir(path))
+	return true, syncAfter(path, "created")
 }
 
 // Remove deletes path and syncs its folder. A missing file is not an error.
+// An error that wraps ErrNotDurable means path is gone.
 func Remove(path string) error {
 	if err := os.Remove(path); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -64,7 +74,41 @@ func Remove(path string) error {
 		}
 		return fmt.Errorf("removing %s: %w", path, err)
 	}
-	return SyncDir(filepath.Dir(path))
+	return syncAfter(path, "removed")
+}
+
+// Move renames the entry oldpath (a file, a folder, a link: whatever it is)
+// to newpath, which must not exist: an existing newpath is never replaced,
+// and the error then wraps fs.ErrExist. Both folders are synced; an error
+// that wraps ErrNotDurable means the entry has moved.
+func Move(oldpath, newpath string) error {
+	if err := renameNoReplace(oldpath, newpath); err != nil {
+		return fmt.Errorf("moving %s to %s: %w", oldpath, newpath, err)
+	}
+	if err := SyncDir(filepath.Dir(newpath)); err != nil {
+		return fmt.Errorf("%s moved to %s, but %w: %w", oldpath, newpath, ErrNotDurable, err)
+	}
+	return syncAfter(oldpath, "moved away")
+}
+
+// renameIfAbsent renames oldpath to newpath after checking that newpath
+// does not exist: renameNoReplace where the system has no better way.
+func renameIfAbsent(oldpath, newpath string) error {
+	if _, err := os.Lstat(newpath); err == nil {
+		return fs.ErrExist
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return os.Rename(oldpath, newpath)
+}
+
+// syncAfter syncs the folder of path after a change to path that is already
+// visible, and says so in the error.
+func syncAfter(path, done string) error {
+	if err := SyncDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("%s %s, but %w: %w", path, done, ErrNotDurable, err)
+	}
+	return nil
 }
 
 // SyncDir flushes a folder's entries (creations, renames, removals) to disk.
@@ -74,10 +118,46 @@ func SyncDir(dir string) error {
 		return fmt.Errorf("syncing %s: %w", dir, err)
 	}
 	defer d.Close()
+	if err := injectedSyncFault(dir); err != nil {
+		return fmt.Errorf("syncing %s: %w", dir, err)
+	}
 	if err := d.Sync(); err != nil {
 		return fmt.Errorf("syncing %s: %w", dir, err)
 	}
 	return nil
+}
+
+// syncFaults are the folders whose sync fails on purpose, with the error
+// each fails with (FailDirSync).
+var syncFaults struct {
+	sync.Mutex
+	dirs map[string]error
+}
+
+// FailDirSync makes every sync of folder dir fail with err, as fsync(2) does
+// on a failing disk, until the returned function is called. It is a seam for
+// tests, here and in the packages above: no file system a test can use makes
+// fsync of a folder fail after a rename into it succeeded, and a caller must
+// show that it handles exactly that. The daemon never calls it.
+func FailDirSync(dir string, err error) (restore func()) {
+	dir = filepath.Clean(dir)
+	syncFaults.Lock()
+	defer syncFaults.Unlock()
+	if syncFaults.dirs == nil {
+		syncFaults.dirs = make(map[string]error)
+	}
+	syncFaults.dirs[dir] = err
+	return func() {
+		syncFaults.Lock()
+		defer syncFaults.Unlock()
+		delete(syncFaults.dirs, dir)
+	}
+}
+
+func injectedSyncFault(dir string) error {
+	syncFaults.Lock()
+	defer syncFaults.Unlock()
+	return syncFaults.dirs[filepath.Clean(dir)]
 }
 
 // writeTemp writes data to a new temporary file in dir, named after path,

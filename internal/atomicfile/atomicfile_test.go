@@ -1,6 +1,8 @@
 package atomicfile
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -63,5 +65,91 @@ func TestCreateNeverReplaces(t *testing.T) {
 func TestRemoveMissingIsNotAnError(t *testing.T) {
 	if err := Remove(filepath.Join(t.TempDir(), "missing")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A folder sync that fails after the rename must say the change is made:
+// the caller's bookkeeping follows the folder, not the error. A failure
+// before the rename must not say so, and must change nothing.
+func TestFailedSyncAfterTheChangeIsNotDurable(t *testing.T) {
+	dir, staging := t.TempDir(), t.TempDir()
+	path := filepath.Join(dir, "f")
+	if err := Write(path, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eio := errors.New("input/output error")
+	restore := FailDirSync(dir, eio)
+	defer restore()
+
+	err := WriteStaged(staging, path, []byte("new"), 0o644)
+	if !errors.Is(err, ErrNotDurable) || !errors.Is(err, eio) {
+		t.Fatalf("write: err = %v, want ErrNotDurable wrapping the sync error", err)
+	}
+	if got, _ := os.ReadFile(path); string(got) != "new" {
+		t.Fatalf("content %q: the rename should have happened", got)
+	}
+	created, err := Create(filepath.Join(dir, "g"), []byte("x"), 0o644)
+	if !created || !errors.Is(err, ErrNotDurable) {
+		t.Fatalf("create: %v, %v", created, err)
+	}
+	if err := Remove(path); !errors.Is(err, ErrNotDurable) {
+		t.Fatalf("remove: err = %v", err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("file still there: %v", err)
+	}
+	other := t.TempDir()
+	if err := Move(filepath.Join(dir, "g"), filepath.Join(other, "g")); !errors.Is(err, ErrNotDurable) {
+		t.Fatalf("move: err = %v", err)
+	}
+
+	// Before the rename: the staging folder is gone, nothing changes.
+	if err := WriteStaged(filepath.Join(staging, "missing"), path, []byte("x"), 0o644); err == nil || errors.Is(err, ErrNotDurable) {
+		t.Fatalf("failed write: err = %v, want an error that is not ErrNotDurable", err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a failed write created the file: %v", err)
+	}
+	restore()
+	if err := Write(path, []byte("again"), 0o644); err != nil {
+		t.Fatalf("after restore: %v", err)
+	}
+}
+
+// Moving an entry aside must never replace what is at the target: a
+// quarantined file must not overwrite an earlier one.
+func TestMoveNeverReplaces(t *testing.T) {
+	dir := t.TempDir()
+	for name, content := range map[string]string{"a": "a", "b": "b"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := Move(filepath.Join(dir, "a"), filepath.Join(dir, "b"))
+	if !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("err = %v, want fs.ErrExist", err)
+	}
+	for name, content := range map[string]string{"a": "a", "b": "b"} {
+		if got, _ := os.ReadFile(filepath.Join(dir, name)); string(got) != content {
+			t.Fatalf("%s holds %q", name, got)
+		}
+	}
+	// Folders and links move as they are; a link is not followed.
+	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("a", filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"sub", "link"} {
+		if err := Move(filepath.Join(dir, name), filepath.Join(dir, name+".moved")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if target, err := os.Readlink(filepath.Join(dir, "link.moved")); err != nil || target != "a" {
+		t.Fatalf("link moved as %q, %v", target, err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "sub.moved")); err != nil || !fi.IsDir() {
+		t.Fatalf("folder moved: %v", err)
 	}
 }

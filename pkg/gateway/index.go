@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 
@@ -14,8 +15,9 @@ import (
 type index struct {
 	byID   map[string]route
 	byFQDN map[string]string
-	// disputed holds domains that several files claimed at load. Nobody
-	// gets them until an operator resolves the conflict and restarts.
+	// disputed holds domains that several files claimed at load, with
+	// their wlIDs. The files are in quarantine; nobody gets the domains
+	// until an operator resolves the conflict and restarts.
 	disputed map[string][]string
 }
 
@@ -25,15 +27,6 @@ func newIndex() *index {
 		byFQDN:   make(map[string]string),
 		disputed: make(map[string][]string),
 	}
-}
-
-// holder returns who holds fqdn, if anyone.
-func (x *index) holder(fqdn string) (string, bool) {
-	if ids, ok := x.disputed[fqdn]; ok {
-		return strings.Join(ids, " and ") + " (conflicting files, see the log)", true
-	}
-	id, ok := x.byFQDN[fqdn]
-	return id, ok
 }
 
 func (x *index) put(r route) {
@@ -61,25 +54,42 @@ func (x *index) list() []Proxy {
 	return out
 }
 
-// loadIndex rebuilds the index from the published routes. A route it cannot
-// read back, and every route of a domain that several claim, is logged and
-// left untouched; loading goes on.
-func loadIndex(routes Publisher, domain string, log zerolog.Logger) (*index, error) {
+// only returns the values of m whose key is a workload the index holds.
+func (x *index) only(m map[string]float64) map[string]float64 {
+	out := make(map[string]float64, len(m))
+	for id, v := range m {
+		if _, ok := x.byID[id]; ok {
+			out[id] = v
+		}
+	}
+	return out
+}
+
+// loadIndex rebuilds the index from the published routes. It leaves out,
+// and returns with the reason why, each route file it cannot read back, each
+// route with a backend at one of the node's own addresses (policy.Own), and
+// every route of a domain that several claim; the caller moves them to
+// quarantine. Loading goes on past them.
+func loadIndex(routes Publisher, domain string, policy Policy, log zerolog.Logger) (*index, map[string]string, error) {
 	x := newIndex()
+	rejected := make(map[string]string)
 	claims := make(map[string][]route)
 	err := routes.Load(func(id string, cfg *traefik.Configuration, err error) {
 		var r route
 		if err == nil {
 			r, err = parseRoute(id, cfg, domain)
 		}
+		if err == nil {
+			err = checkOwn(r, policy)
+		}
 		if err != nil {
-			log.Error().Err(err).Str("file", routes.Locate(id)).Msg("skipping a proxy file that is not a route of this gateway; it is left untouched")
+			rejected[id] = "not a route of this gateway: " + err.Error()
 			return
 		}
 		claims[r.fqdn] = append(claims[r.fqdn], r)
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for fqdn, rs := range claims {
 		if len(rs) == 1 {
@@ -92,7 +102,22 @@ func loadIndex(routes Publisher, domain string, log zerolog.Logger) (*index, err
 		}
 		slices.Sort(ids)
 		x.disputed[fqdn] = ids
-		log.Error().Str("fqdn", fqdn).Strs("wlIDs", ids).Msg("several proxy files claim one domain; none is indexed and the domain is refused to new calls until the extra files are removed and the gateway restarted")
+		for _, id := range ids {
+			rejected[id] = "one of several route files that claim " + fqdn + " (" + strings.Join(ids, ", ") + ")"
+		}
+		log.Error().Str("fqdn", fqdn).Strs("wlIDs", ids).Msg("several route files claim one domain; none is indexed, all go to quarantine, and the domain is refused to new calls until an operator restores one and restarts the gateway")
 	}
-	return x, nil
+	return x, rejected, nil
+}
+
+// checkOwn refuses a route read back at start whose backends include one of
+// the node's own addresses, loopback ones excepted as in Policy.Check: the
+// node may have gained the address since the route was set.
+func checkOwn(r route, policy Policy) error {
+	for _, b := range r.backends {
+		if ip := b.Addr.Addr().Unmap(); !ip.IsLoopback() && policy.isOwn(ip) {
+			return fmt.Errorf("backend %s is the node's own address: the route would loop into the gateway", b.Addr)
+		}
+	}
+	return nil
 }

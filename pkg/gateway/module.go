@@ -34,13 +34,27 @@ type Config struct {
 	// PublicIPs are the node's public addresses. User domains must resolve
 	// to them and only them; backends may not point at them.
 	PublicIPs []netip.Addr
-	// Allow admits backend networks the default policy refuses.
+	// Allow admits backend networks the default policy refuses. It never
+	// admits the node's own addresses, loopback ones excepted.
 	Allow []netip.Prefix
+	// NodeAddrs returns the addresses of the node's interfaces, read at
+	// each call and at start: a backend there is refused, and a route
+	// found at start with one is quarantined. Default InterfaceAddrs.
+	NodeAddrs func() ([]netip.Addr, error)
 	// Resolver checks user domains. Required for FQDN proxies.
 	Resolver Resolver
 	// LookupTimeout bounds the DNS check of a user domain. Default
 	// DefaultLookupTimeout.
 	LookupTimeout time.Duration
+	// Workers is how many calls the bus serves in parallel (BusConfig's
+	// Workers). At most Workers-1 domain checks, and at least one, run at
+	// once; a call that finds them all busy is refused at once, so that a
+	// slow resolver never holds every worker. Default DefaultWorkers.
+	Workers uint
+	// SweepInterval is how often Run moves to quarantine what appeared
+	// among the published routes without the module writing it. Default
+	// DefaultSweepInterval.
+	SweepInterval time.Duration
 	// MetricsURL is Traefik's Prometheus endpoint.
 	MetricsURL string
 	// HTTPClient scrapes MetricsURL. Default: a client with a 5s timeout.
@@ -49,8 +63,18 @@ type Config struct {
 	Logger zerolog.Logger
 }
 
-// DefaultLookupTimeout bounds the DNS check of a user domain.
-const DefaultLookupTimeout = 5 * time.Second
+// DefaultLookupTimeout bounds the DNS check of a user domain. A resolver
+// answers in well under a second, a cold recursion in one or two; a check
+// that takes longer fails and the caller tries again, rather than holding a
+// bus worker.
+const DefaultLookupTimeout = 3 * time.Second
+
+// DefaultSweepInterval is how often Run sweeps the published routes.
+const DefaultSweepInterval = 5 * time.Second
+
+// ErrChecksBusy refuses an FQDN proxy while every slot for domain checks is
+// taken.
+var ErrChecksBusy = errors.New("too many domain checks in flight, try again")
 
 // metricsTimeout bounds one scrape of Traefik's metrics.
 const metricsTimeout = 5 * time.Second
@@ -59,19 +83,25 @@ const metricsTimeout = 5 * time.Second
 type Module struct {
 	cfg    Config
 	routes Publisher
-	policy Policy
 	log    zerolog.Logger
 
-	// mu serialises changes: the domain check, the file write and the index
-	// update of one call happen as one step.
+	// checks holds a token per domain check in flight.
+	checks chan struct{}
+
+	// mu serialises changes: the check that the domain is free, the file
+	// write and the index update of one call happen as one step, and a
+	// sweep sees no write without its index update.
 	mu  sync.Mutex
 	idx *index
+	// failing are the entries the last sweep could not move, logged once.
+	failing map[string]bool
 }
 
 var _ Gateway = (*Module)(nil)
 
-// New checks cfg and rebuilds the index from the routes published in
-// cfg.Routes.
+// New checks cfg, rebuilds the index from the routes published in
+// cfg.Routes, and moves to quarantine whatever is published there that it
+// cannot take for a route of its own.
 func New(cfg Config) (*Module, error) {
 	if cfg.Routes == nil {
 		return nil, fmt.Errorf("a publisher of routes is required")
@@ -83,25 +113,120 @@ func New(cfg Config) (*Module, error) {
 		}
 		cfg.Domain = d
 	}
+	if cfg.NodeAddrs == nil {
+		cfg.NodeAddrs = InterfaceAddrs
+	}
 	if cfg.LookupTimeout == 0 {
 		cfg.LookupTimeout = DefaultLookupTimeout
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = DefaultWorkers
+	}
+	if cfg.SweepInterval == 0 {
+		cfg.SweepInterval = DefaultSweepInterval
+	}
+	if cfg.SweepInterval < 0 || cfg.LookupTimeout < 0 {
+		return nil, fmt.Errorf("the sweep interval and the lookup timeout must not be negative")
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: metricsTimeout}
 	}
-	log := cfg.Logger.With().Str("component", "gateway").Logger()
-	idx, err := loadIndex(cfg.Routes, cfg.Domain, log)
+	m := &Module{
+		cfg:     cfg,
+		routes:  cfg.Routes,
+		log:     cfg.Logger.With().Str("component", "gateway").Logger(),
+		checks:  make(chan struct{}, max(1, int(cfg.Workers)-1)),
+		failing: make(map[string]bool),
+	}
+	policy, err := m.policy()
 	if err != nil {
 		return nil, err
 	}
-	log.Info().Int("routes", len(idx.byID)).Msg("index loaded")
-	return &Module{
-		cfg:    cfg,
-		routes: cfg.Routes,
-		policy: Policy{Allow: cfg.Allow, Own: cfg.PublicIPs},
-		log:    log,
-		idx:    idx,
-	}, nil
+	idx, rejected, err := loadIndex(cfg.Routes, cfg.Domain, policy, m.log)
+	if err != nil {
+		return nil, err
+	}
+	m.idx = idx
+	m.sweep(rejected)
+	m.log.Info().Int("routes", len(idx.byID)).Msg("index loaded")
+	return m, nil
+}
+
+// Run moves to quarantine, every SweepInterval, whatever appeared among the
+// published routes that the module did not write, until ctx ends.
+func (m *Module) Run(ctx context.Context) error {
+	t := time.NewTicker(m.cfg.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			m.sweep(nil)
+		}
+	}
+}
+
+// sweep moves to quarantine every published entry that is not a route of
+// the index and logs each; reasons gives the reason of a route file the
+// load refused.
+func (m *Module) sweep(reasons map[string]string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	moved, err := m.routes.Sweep(func(id string) bool {
+		_, ok := m.idx.byID[id]
+		return ok
+	})
+	if err != nil {
+		m.log.Error().Err(err).Msg("sweeping the published routes")
+		return
+	}
+	failing := make(map[string]bool)
+	for _, q := range moved {
+		if r, ok := reasons[q.ID]; ok {
+			q.Reason = r
+		}
+		if q.Err != nil {
+			failing[q.Name] = true
+			if m.failing[q.Name] {
+				continue
+			}
+		}
+		m.logQuarantined(q)
+	}
+	m.failing = failing
+}
+
+// logQuarantined logs one entry moved to quarantine, or that could not be.
+func (m *Module) logQuarantined(q traefik.Quarantined) {
+	if q.Err != nil {
+		m.log.Error().Err(q.Err).Str("entry", q.Name).Str("reason", q.Reason).
+			Msg("cannot move an entry that is not a route of the gateway out of the routes folder; Traefik still reads it")
+		return
+	}
+	m.log.Error().Str("entry", q.Name).Str("reason", q.Reason).Str("moved_to", q.Path).Int("in_quarantine", q.Count).
+		Msg("moved an entry that is not a route of the gateway to quarantine")
+}
+
+// policy returns the backend policy with the node's addresses as they are
+// now: an address added since the start (a bridge, a VPN) counts.
+func (m *Module) policy() (Policy, error) {
+	addrs, err := m.cfg.NodeAddrs()
+	if err != nil {
+		return Policy{}, fmt.Errorf("checking backends against the node's addresses: %w", err)
+	}
+	own := make([]netip.Addr, 0, len(m.cfg.PublicIPs)+len(addrs))
+	own = append(append(own, m.cfg.PublicIPs...), addrs...)
+	return Policy{Allow: m.cfg.Allow, Own: own}, nil
+}
+
+// parseBackends validates the backends of a call against the policy of now.
+func (m *Module) parseBackends(values []string, passthrough bool) ([]Backend, error) {
+	policy, err := m.policy()
+	if err != nil {
+		return nil, err
+	}
+	return ParseBackends(values, passthrough, policy)
 }
 
 // SetNamedProxy publishes backends at prefix.<domain> and returns that name.
@@ -116,7 +241,13 @@ func (m *Module) SetNamedProxy(wlID string, prefix string, backends []string, TL
 	if err != nil {
 		return "", err
 	}
-	bs, err := ParseBackends(backends, TLSPassthrough, m.policy)
+	// The name must stay a domain name, or the next start drops the route
+	// while its file stays live.
+	if n := len(label) + 1 + len(m.cfg.Domain); n > dnsname.MaxLength {
+		return "", fieldError("prefix", prefix, "the name under the gateway domain would be %d bytes, and a domain name has at most %d: the prefix may have at most %d bytes",
+			n, dnsname.MaxLength, max(0, dnsname.MaxLength-1-len(m.cfg.Domain)))
+	}
+	bs, err := m.parseBackends(backends, TLSPassthrough)
 	if err != nil {
 		return "", err
 	}
@@ -143,7 +274,7 @@ func (m *Module) SetFQDNProxy(wlID string, fqdn string, backends []string, TLSPa
 	if m.cfg.Domain != "" && dnsname.IsUnder(name, m.cfg.Domain) {
 		return fieldError("fqdn", fqdn, "is the gateway domain %s or under it: use SetNamedProxy", m.cfg.Domain)
 	}
-	bs, err := ParseBackends(backends, TLSPassthrough, m.policy)
+	bs, err := m.parseBackends(backends, TLSPassthrough)
 	if err != nil {
 		return err
 	}
@@ -154,10 +285,18 @@ func (m *Module) SetFQDNProxy(wlID string, fqdn string, backends []string, TLSPa
 }
 
 // checkPointsHere asks the resolver for the A and AAAA records of fqdn and
-// accepts it only if there is one and each is a public IP of the node.
+// accepts it only if there is one and each is a public IP of the node. A
+// check holds a bus worker while it waits: when Workers-1 are waiting, it
+// refuses at once, so that other calls are still served.
 func (m *Module) checkPointsHere(fqdn string) error {
 	if m.cfg.Resolver == nil {
 		return fmt.Errorf("no resolver configured to check fqdn %q", fqdn)
+	}
+	select {
+	case m.checks <- struct{}{}:
+		defer func() { <-m.checks }()
+	default:
+		return fmt.Errorf("checking the DNS records of fqdn %q: %w (at most %d at once)", fqdn, ErrChecksBusy, cap(m.checks))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.LookupTimeout)
 	defer cancel()
@@ -182,37 +321,73 @@ func (m *Module) checkPointsHere(fqdn string) error {
 }
 
 // commit checks that r's domain is free or already r's, writes its file and
-// updates the index, as one step.
+// updates the index, as one step. The index follows the folder: a write that
+// took place is indexed even when it returns an error.
 func (m *Module) commit(r route) error {
 	cfg := r.render(m.cfg.Domain)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if holder, ok := m.idx.holder(r.fqdn); ok && holder != r.id {
-		return fmt.Errorf("domain %q already registered by %s", r.fqdn, holder)
+	if ids, ok := m.idx.disputed[r.fqdn]; ok {
+		m.log.Info().Str("wlID", r.id).Str("fqdn", r.fqdn).Strs("claimed_by", ids).Msg("domain refused: several route files claimed it at start")
+		return fmt.Errorf("domain %q is not available: several route files claimed it when the gateway started; an operator must resolve it", r.fqdn)
 	}
-	if err := m.routes.Publish(r.id, cfg); err != nil {
+	if holder, ok := m.idx.byFQDN[r.fqdn]; ok && holder != r.id {
+		// Who holds a domain is another tenant's business.
+		m.log.Info().Str("wlID", r.id).Str("fqdn", r.fqdn).Str("holder", holder).Msg("domain refused: held by another workload")
+		return fmt.Errorf("domain %q already registered by another workload", r.fqdn)
+	}
+	if _, held := m.idx.byID[r.id]; !held {
+		// A file the module did not write is never overwritten.
+		q, err := m.routes.Quarantine(r.id, "found where a route the gateway was setting goes; the gateway did not write it")
+		if err != nil {
+			return fmt.Errorf("writing route %q: moving aside what is there: %w", r.id, err)
+		}
+		if q != nil {
+			m.logQuarantined(*q)
+		}
+	}
+	err := m.routes.Publish(r.id, cfg)
+	if err != nil && !errors.Is(err, traefik.ErrNotDurable) {
 		return fmt.Errorf("writing route %q: %w", r.id, err)
 	}
 	m.idx.put(r)
+	if err != nil {
+		m.log.Error().Err(err).Str("wlID", r.id).Str("fqdn", r.fqdn).Msg("route set, but not durably")
+		return fmt.Errorf("route %q is live: %w", r.id, err)
+	}
 	m.log.Info().Str("wlID", r.id).Str("fqdn", r.fqdn).Bool("passthrough", r.passthrough).Int("backends", len(r.backends)).Msg("route set")
 	return nil
 }
 
 // DeleteNamedProxy removes the route of wlID, of either kind, and frees its
-// domain. An unknown wlID is not an error.
+// domain. An unknown wlID is not an error; a file published under it that
+// the module did not write is moved to quarantine, not deleted.
 func (m *Module) DeleteNamedProxy(wlID string) error {
 	if err := ValidateWorkloadID(wlID); err != nil {
 		return err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err := m.routes.Unpublish(wlID); err != nil {
+	if _, held := m.idx.byID[wlID]; !held {
+		q, err := m.routes.Quarantine(wlID, "found under a wlID the gateway was deleting but does not hold; the gateway did not write it")
+		if err != nil {
+			return fmt.Errorf("deleting route %q: moving aside what is there: %w", wlID, err)
+		}
+		if q != nil {
+			m.logQuarantined(*q)
+		}
+		return nil
+	}
+	err := m.routes.Unpublish(wlID)
+	if err != nil && !errors.Is(err, traefik.ErrNotDurable) {
 		return fmt.Errorf("deleting route %q: %w", wlID, err)
 	}
-	if _, ok := m.idx.byID[wlID]; ok {
-		m.idx.remove(wlID)
-		m.log.Info().Str("wlID", wlID).Msg("route deleted")
+	m.idx.remove(wlID)
+	if err != nil {
+		m.log.Error().Err(err).Str("wlID", wlID).Msg("route deleted, but not durably")
+		return fmt.Errorf("route %q is deleted: %w", wlID, err)
 	}
+	m.log.Info().Str("wlID", wlID).Msg("route deleted")
 	return nil
 }
 
@@ -223,7 +398,8 @@ func (m *Module) List() ([]Proxy, error) {
 	return m.idx.list(), nil
 }
 
-// Metrics returns the bytes Traefik counted per workload. Passthrough
+// Metrics returns the bytes Traefik counted per workload the module holds:
+// Traefik keeps counting a deleted one until it restarts. Passthrough
 // traffic is not counted: Traefik has no byte counters for TCP routers.
 func (m *Module) Metrics() (GatewayMetrics, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), metricsTimeout)
@@ -238,7 +414,10 @@ func (m *Module) Metrics() (GatewayMetrics, error) {
 		}
 		return GatewayMetrics{}, fmt.Errorf("reading traefik metrics from %s: %w", m.cfg.MetricsURL, err)
 	}
-	return newMetrics(bytes.Requests, bytes.Responses), nil
+	// Traefik keeps the counters of a deleted route until it restarts.
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return newMetrics(m.idx.only(bytes.Requests), m.idx.only(bytes.Responses)), nil
 }
 
 // newMetrics fills both names of each direction, each with its own map: the

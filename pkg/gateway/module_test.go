@@ -1,20 +1,30 @@
 package gateway
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
 	"github.com/rs/zerolog"
 
+	"github.com/threefoldtech/gateway/internal/atomicfile"
 	"github.com/threefoldtech/gateway/pkg/traefik"
 )
 
@@ -75,15 +85,25 @@ var nodeIP = netip.MustParseAddr("198.51.100.7")
 
 func newModule(t testing.TB, root string) (*Module, *dnsRecords) {
 	t.Helper()
+	return newModuleWith(t, root, nil)
+}
+
+// newModuleWith is newModule with cfg changed by edit first.
+func newModuleWith(t testing.TB, root string, edit func(*Config)) (*Module, *dnsRecords) {
+	t.Helper()
 	recs, addr := startDNS(t)
-	m, err := New(Config{
+	cfg := Config{
 		Routes:     openRoutes(t, root),
 		Domain:     "gw.example",
 		PublicIPs:  []netip.Addr{nodeIP, netip.MustParseAddr("2001:db8::7")},
 		Resolver:   DNSResolver{Server: addr},
 		MetricsURL: "http://127.0.0.1:1/metrics",
 		Logger:     zerolog.Nop(),
-	})
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	m, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,8 +209,9 @@ func TestRefusedCallsChangeNothing(t *testing.T) {
 		}, "link-local"},
 		{"own IP backend", func() error { _, err := m.SetNamedProxy("n", "a", []string{"http://198.51.100.7"}, false); return err }, "loop"},
 		{"no backends", func() error { _, err := m.SetNamedProxy("n", "a", nil, false); return err }, "invalid backends"},
-		{"name taken", func() error { _, err := m.SetNamedProxy("n", "taken", ok, false); return err }, `domain "taken.gw.example" already registered by held`},
-		{"fqdn taken", func() error { return m.SetFQDNProxy("n", "mine.example", ok, false) }, "already registered by heldfqdn"},
+		// The holder is another tenant's workload: not named.
+		{"name taken", func() error { _, err := m.SetNamedProxy("n", "taken", ok, false); return err }, `domain "taken.gw.example" already registered by another workload`},
+		{"fqdn taken", func() error { return m.SetFQDNProxy("n", "mine.example", ok, false) }, `domain "mine.example" already registered by another workload`},
 		{"fqdn under domain", func() error { return m.SetFQDNProxy("n", "x.gw.example", ok, false) }, "gateway domain"},
 		{"fqdn is domain", func() error { return m.SetFQDNProxy("n", "gw.example", ok, false) }, "gateway domain"},
 		{"fqdn without records", func() error { return m.SetFQDNProxy("n", "nothing.example", ok, false) }, "no A or AAAA record"},
@@ -207,6 +228,9 @@ func TestRefusedCallsChangeNothing(t *testing.T) {
 			err := tt.call()
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want it to contain %q", err, tt.want)
+			}
+			if strings.Contains(tt.name, "taken") && strings.Contains(err.Error(), "held") {
+				t.Fatalf("err = %v names the holder of the domain", err)
 			}
 		})
 	}
@@ -269,7 +293,7 @@ func TestConcurrentSetsOneDomain(t *testing.T) {
 		switch {
 		case err == nil:
 			won++
-		case !strings.Contains(err.Error(), "already registered by"):
+		case !strings.Contains(err.Error(), "already registered by another workload"):
 			t.Errorf("unexpected error: %v", err)
 		}
 	}
@@ -281,6 +305,9 @@ func TestConcurrentSetsOneDomain(t *testing.T) {
 	}
 }
 
+// TestRecovery guards the start: the routes the gateway wrote come back as
+// they were; what it cannot take for its own routes goes to quarantine,
+// with its content, out of the folder Traefik reads.
 func TestRecovery(t *testing.T) {
 	root := t.TempDir()
 	m, recs := newModule(t, root)
@@ -305,10 +332,10 @@ func TestRecovery(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Files the module cannot take for its own routes: left untouched.
+	// Files the module cannot take for its own routes.
 	write("garbage.yaml", "::: not yaml")
 	write("hand.yaml", "http:\n  routers:\n    hand:\n      rule: Host(`x.example`) || PathPrefix(`/`)\n      service: hand\n")
-	// Two files claiming one domain: neither wins, the domain stays held.
+	// Two more files claiming a's domain: none wins, the domain stays held.
 	a, _ := os.ReadFile(filepath.Join(proxy, "a.yaml"))
 	for _, id := range []string{"dup1", "dup2"} {
 		write(id+".yaml", strings.NewReplacer("a:", id+":", "service: a", "service: "+id, "- a\n", "- "+id+"\n").Replace(string(a)))
@@ -331,12 +358,404 @@ func TestRecovery(t *testing.T) {
 	if !slices.Equal(gotIDs, wantIDs) {
 		t.Fatalf("recovered %v\nwant %v", gotIDs, wantIDs)
 	}
-	if _, err := m2.SetNamedProxy("new", "a", []string{"http://10.0.0.9"}, false); err == nil || !strings.Contains(err.Error(), "conflicting files") {
+	if _, err := m2.SetNamedProxy("new", "a", []string{"http://10.0.0.9"}, false); err == nil || !strings.Contains(err.Error(), "several route files claimed it") {
 		t.Fatalf("disputed domain given away: %v", err)
 	}
+	// The routes stay as they were; everything else is in quarantine,
+	// with its content; the temporary file is gone.
 	after := snapshot(t, root)
 	delete(before, filepath.Join(proxy, ".a.yaml.123.tmp"))
+	quarantined := map[string]string{}
+	for path, content := range after {
+		if filepath.Dir(path) == filepath.Join(root, traefik.QuarantineDirName) {
+			quarantined[strings.SplitN(filepath.Base(path), ".yaml.", 2)[0]] = content
+			delete(after, path)
+		}
+	}
+	for _, id := range []string{"a", "dup1", "dup2", "garbage", "hand"} {
+		path := filepath.Join(proxy, id+".yaml")
+		if quarantined[id] != before[path] {
+			t.Errorf("%s: quarantined as %q, want %q", id, quarantined[id], before[path])
+		}
+		delete(before, path)
+	}
 	if fmt.Sprint(after) != fmt.Sprint(before) {
-		t.Fatalf("recovery changed files other than the stale temporary one")
+		t.Fatalf("recovery changed route files:\nbefore %v\nafter  %v", before, after)
+	}
+}
+
+// nodeAddr returns an address of one of this machine's interfaces that is
+// neither loopback nor link-local. A machine without one gets 192.0.2.77 for
+// the test, on a dummy interface or, where the kernel has no dummy driver,
+// on lo (root is needed either way).
+func nodeAddr(t testing.TB) netip.Addr {
+	t.Helper()
+	addrs, err := InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if !a.IsLoopback() && !a.IsLinkLocalUnicast() && !a.IsMulticast() {
+			return a
+		}
+	}
+	const added = "192.0.2.77"
+	run := func(args ...string) error {
+		out, err := exec.Command("ip", args...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
+		}
+		return nil
+	}
+	dev := fmt.Sprintf("gwt%d", os.Getpid()%100000)
+	if err := run("link", "add", dev, "type", "dummy"); err == nil {
+		t.Cleanup(func() { _ = run("link", "del", dev) })
+	} else {
+		t.Logf("no dummy interface (%v): adding %s to lo", err, added)
+		dev = "lo"
+	}
+	if err := run("addr", "add", added+"/32", "dev", dev); err != nil {
+		t.Fatalf("this machine has no address but loopback and link-local ones, and adding one failed (run as root): %v", err)
+	}
+	t.Cleanup(func() { _ = run("addr", "del", added+"/32", "dev", dev) })
+	return netip.MustParseAddr(added)
+}
+
+// TestNodeAddressBackends guards against routes that make Traefik connect to
+// itself: one request (or one ClientHello, or one HTTP-01 request sent to
+// port 80 of a passthrough backend) would loop until Traefik runs out of
+// descriptors. Every address of the node's interfaces is refused, read at
+// the call with the default source, even inside --backends.allow; loopback
+// stays under --backends.allow.
+func TestNodeAddressBackends(t *testing.T) {
+	addr := nodeAddr(t)
+	root := t.TempDir()
+	m, _ := newModuleWith(t, root, func(c *Config) {
+		c.Allow = []netip.Prefix{netip.PrefixFrom(addr, addr.BitLen()), netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	})
+	host := addr.String()
+	if addr.Is6() {
+		host = "[" + host + "]"
+	}
+	calls := []struct {
+		name  string
+		call  func() error
+		field string
+	}{
+		{"http", func() error {
+			_, err := m.SetNamedProxy("wl", "a", []string{"http://10.0.0.1", "http://" + host + ":8080"}, false)
+			return err
+		}, "backends[1]"},
+		{"passthrough", func() error {
+			_, err := m.SetNamedProxy("wl", "a", []string{"10.0.0.1:443", host + ":443"}, true)
+			return err
+		}, "backends[1]"},
+		{"fqdn", func() error { return m.SetFQDNProxy("wl", "user.example", []string{"https://" + host}, false) }, "backends[0]"},
+	}
+	for _, tt := range calls {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.call()
+			if err == nil || !strings.Contains(err.Error(), "invalid "+tt.field) || !strings.Contains(err.Error(), "the node's own address") {
+				t.Fatalf("err = %v, want %s refused as the node's own address", err, tt.field)
+			}
+		})
+	}
+	// Loopback is the operator's to allow: the test suites do.
+	if _, err := m.SetNamedProxy("lo", "lo", []string{"http://127.0.0.1:8080", "http://[::1]:8080"}, false); err != nil {
+		t.Fatalf("allowed loopback refused: %v", err)
+	}
+	if list, _ := m.List(); len(list) != 1 {
+		t.Fatalf("List = %v", list)
+	}
+}
+
+// TestNodeAddressRouteAtStart guards a node that gained an address since a
+// route was set (a bridge, a VPN): at start the route is not indexed and its
+// file goes to quarantine, so Traefik stops looping into itself.
+func TestNodeAddressRouteAtStart(t *testing.T) {
+	addr := nodeAddr(t)
+	root := t.TempDir()
+	// Set while the node did not have the address.
+	before, _ := newModuleWith(t, root, func(c *Config) {
+		c.NodeAddrs = func() ([]netip.Addr, error) { return nil, nil }
+	})
+	b := netip.AddrPortFrom(addr, 443).String()
+	if _, err := before.SetNamedProxy("loops", "loops", []string{b}, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := before.SetNamedProxy("fine", "fine", []string{"10.0.0.1:443"}, true); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	m, _ := newModuleWith(t, root, func(c *Config) { c.Logger = zerolog.New(&logs) })
+	if list, _ := m.List(); len(list) != 1 || list[0].WorkloadID != "fine" {
+		t.Fatalf("List = %v", list)
+	}
+	if _, err := os.Lstat(filepath.Join(root, "proxy", "loops.yaml")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("route to the node's own address still published: %v", err)
+	}
+	if q := quarantined(t, root); len(q["loops.yaml"]) != 1 {
+		t.Fatalf("quarantine holds %v", q)
+	}
+	if !strings.Contains(logs.String(), `"level":"error"`) || !strings.Contains(logs.String(), "is the node's own address") {
+		t.Fatalf("no error line names the reason:\n%s", logs.String())
+	}
+}
+
+// quarantineStamp ends the name of a quarantined entry.
+var quarantineStamp = regexp.MustCompile(`\.\d{8}T\d{6}\.\d{9}Z(-\d+)?$`)
+
+// quarantined returns the content of each entry in quarantine, by the name
+// it had in the routes folder; a folder reads as "<folder>".
+func quarantined(t testing.TB, root string) map[string][]string {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(root, traefik.QuarantineDirName))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]string{}
+	for _, e := range entries {
+		loc := quarantineStamp.FindStringIndex(e.Name())
+		if loc == nil {
+			t.Fatalf("quarantined %q has no time stamp", e.Name())
+		}
+		i := loc[0]
+		content := "<folder>"
+		path := filepath.Join(root, traefik.QuarantineDirName, e.Name())
+		switch {
+		case e.Type()&os.ModeSymlink != 0:
+			target, _ := os.Readlink(path)
+			content = "-> " + target
+		case !e.IsDir():
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			content = string(b)
+		}
+		out[e.Name()[:i]] = append(out[e.Name()[:i]], content)
+	}
+	return out
+}
+
+// TestFailedFolderSyncKeepsIndexWithFolder guards the domain index: a write
+// whose folder sync failed after the rename is live, so the index must hold
+// it (else a second wlID could take its domain), and the caller must learn
+// that it is live but may not survive a power cut. Same for a delete.
+//
+// The sync fails through atomicfile.FailDirSync: no file system a test can
+// use fails fsync(2) of a folder after a rename into it succeeded (that
+// takes a failing block device, dm-flakey or dm-error, which needs root and
+// device-mapper). The seam replaces only that one call, on the routes
+// folder; every file and rename is real.
+func TestFailedFolderSyncKeepsIndexWithFolder(t *testing.T) {
+	root := t.TempDir()
+	m, _ := newModule(t, root)
+	proxy := filepath.Join(root, traefik.RoutesDirName)
+	restore := atomicfile.FailDirSync(proxy, syscall.EIO)
+	defer restore()
+
+	_, err := m.SetNamedProxy("a", "app", []string{"http://10.0.0.1"}, false)
+	if err == nil || !strings.Contains(err.Error(), `route "a" is live`) || !strings.Contains(err.Error(), "power cut") {
+		t.Fatalf("err = %v, want it to say the route is live but may not survive a power cut", err)
+	}
+	if _, err := os.Stat(filepath.Join(proxy, "a.yaml")); err != nil {
+		t.Fatalf("route file: %v", err)
+	}
+	if list, _ := m.List(); len(list) != 1 || list[0].FQDN != "app.gw.example" {
+		t.Fatalf("List = %v, want the live route", list)
+	}
+	if _, err := m.SetNamedProxy("b", "app", []string{"http://10.0.0.2"}, false); err == nil || !strings.Contains(err.Error(), "already registered") {
+		t.Fatalf("a second wlID took the live route's domain: %v", err)
+	}
+
+	err = m.DeleteNamedProxy("a")
+	if err == nil || !strings.Contains(err.Error(), `route "a" is deleted`) || !strings.Contains(err.Error(), "power cut") {
+		t.Fatalf("err = %v, want it to say the route is deleted but may come back after a power cut", err)
+	}
+	if _, err := os.Stat(filepath.Join(proxy, "a.yaml")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("route file still there: %v", err)
+	}
+	if list, _ := m.List(); len(list) != 0 {
+		t.Fatalf("List = %v after the delete", list)
+	}
+	restore()
+	if _, err := m.SetNamedProxy("b", "app", []string{"http://10.0.0.2"}, false); err != nil {
+		t.Fatalf("deleted route's domain not freed: %v", err)
+	}
+}
+
+// startSilentDNS starts a DNS server on loopback that reads every query and
+// never answers, as a resolver that lost its upstream does. It returns its
+// address and a count of the queries it got.
+func startSilentDNS(t testing.TB) (string, *atomic.Int64) {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	var queries atomic.Int64
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			if _, _, err := pc.ReadFrom(buf); err != nil {
+				return
+			}
+			queries.Add(1)
+		}
+	}()
+	return pc.LocalAddr().String(), &queries
+}
+
+// TestSlowResolverDoesNotStarveOtherCalls guards the bus workers: each
+// SetFQDNProxy waits for the DNS check, and zbus serves a fixed number of
+// calls at once, so checks against a silent resolver must never take every
+// worker. The bus is modelled as zbus runs it: a fixed pool of workers
+// taking calls from one queue in order.
+func TestSlowResolverDoesNotStarveOtherCalls(t *testing.T) {
+	const workers = 4
+	addr, queries := startSilentDNS(t)
+	m, _ := newModuleWith(t, t.TempDir(), func(c *Config) {
+		c.Resolver = DNSResolver{Server: addr}
+		c.Workers = workers
+		c.LookupTimeout = 2 * time.Second
+	})
+	if _, err := m.SetNamedProxy("named", "named", []string{"http://10.0.0.1"}, false); err != nil {
+		t.Fatal(err)
+	}
+
+	queue := make(chan func(), 64)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for call := range queue {
+				call()
+			}
+		}()
+	}
+	defer wg.Wait()
+	defer close(queue)
+
+	const sets = 2 * workers
+	type result struct {
+		err  error
+		took time.Duration
+	}
+	results := make(chan result, sets)
+	for i := range sets {
+		queue <- func() {
+			start := time.Now()
+			err := m.SetFQDNProxy(fmt.Sprintf("fqdn%d", i), fmt.Sprintf("slow%d.example", i), []string{"http://10.0.0.1"}, false)
+			results <- result{err, time.Since(start)}
+		}
+	}
+	answer := func(name string, call func() error) {
+		t.Helper()
+		done := make(chan error, 1)
+		start := time.Now()
+		queue <- func() { done <- call() }
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			t.Logf("%s answered in %s", name, time.Since(start).Round(time.Microsecond))
+		case <-time.After(200 * time.Millisecond):
+			t.Fatalf("%s did not answer within 200ms while domain checks wait on a silent resolver", name)
+		}
+	}
+	answer("List", func() error { _, err := m.List(); return err })
+	answer("DeleteNamedProxy", func() error { return m.DeleteNamedProxy("named") })
+
+	var busy, timedOut int
+	for range sets {
+		r := <-results
+		switch {
+		case errors.Is(r.err, ErrChecksBusy):
+			busy++
+			if r.took > 100*time.Millisecond {
+				t.Errorf("a refused check took %s", r.took)
+			}
+			if !strings.Contains(r.err.Error(), "too many domain checks in flight, try again") {
+				t.Errorf("err = %v", r.err)
+			}
+		case r.err != nil && strings.Contains(r.err.Error(), "checking the DNS records"):
+			timedOut++
+			if r.took > 3*time.Second {
+				t.Errorf("a check took %s, longer than its timeout", r.took)
+			}
+		default:
+			t.Errorf("unexpected result %v", r.err)
+		}
+	}
+	if timedOut != workers-1 || busy != sets-(workers-1) {
+		t.Fatalf("%d checks ran and %d were refused, want %d and %d", timedOut, busy, workers-1, sets-(workers-1))
+	}
+	if queries.Load() == 0 {
+		t.Fatal("the silent resolver got no query")
+	}
+}
+
+// TestLongPrefix guards the index: a name over 253 bytes would be written,
+// then dropped at the next start while its file stays live.
+func TestLongPrefix(t *testing.T) {
+	long := strings.Repeat("d", 63) + "." + strings.Repeat("e", 63) + "." + strings.Repeat("f", 63) + ".example" // 199 bytes
+	root := t.TempDir()
+	m, _ := newModuleWith(t, root, func(c *Config) { c.Domain = long })
+	fits := strings.Repeat("p", 253-1-len(long))
+	if _, err := m.SetNamedProxy("fits", fits, []string{"http://10.0.0.1"}, false); err != nil {
+		t.Fatalf("a 253-byte name refused: %v", err)
+	}
+	_, err := m.SetNamedProxy("over", fits+"q", []string{"http://10.0.0.1"}, false)
+	if err == nil || !strings.Contains(err.Error(), "invalid prefix") || !strings.Contains(err.Error(), "253") {
+		t.Fatalf("err = %v, want the prefix refused for the 253-byte limit", err)
+	}
+	if _, err := os.Lstat(filepath.Join(root, traefik.RoutesDirName, "over.yaml")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("refused route written: %v", err)
+	}
+	m2, _ := newModuleWith(t, root, func(c *Config) { c.Domain = long })
+	if list, _ := m2.List(); len(list) != 1 || list[0].WorkloadID != "fits" {
+		t.Fatalf("after a restart List = %v", list)
+	}
+}
+
+// TestMetricsOnlyHeldWorkloads guards billing: Traefik keeps the counters of
+// a deleted route until it restarts; they are no workload's any more.
+func TestMetricsOnlyHeldWorkloads(t *testing.T) {
+	scrape := `# TYPE traefik_service_requests_bytes_total counter
+traefik_service_requests_bytes_total{code="200",method="GET",protocol="http",service="live@file"} 10
+traefik_service_requests_bytes_total{code="200",method="GET",protocol="http",service="gone@file"} 20
+# TYPE traefik_service_responses_bytes_total counter
+traefik_service_responses_bytes_total{code="200",method="GET",protocol="http",service="live@file"} 30
+traefik_service_responses_bytes_total{code="200",method="GET",protocol="http",service="gone@file"} 40
+`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, scrape) }))
+	t.Cleanup(srv.Close)
+	m, _ := newModuleWith(t, t.TempDir(), func(c *Config) { c.MetricsURL = srv.URL + "/metrics" })
+	for _, id := range []string{"live", "gone"} {
+		if _, err := m.SetNamedProxy(id, id, []string{"http://10.0.0.1"}, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.DeleteNamedProxy("gone"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := m.Metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{"live": 10}
+	if fmt.Sprint(got.Request) != fmt.Sprint(want) || fmt.Sprint(got.Received) != fmt.Sprint(want) {
+		t.Fatalf("Request = %v, Received = %v, want %v", got.Request, got.Received, want)
+	}
+	want = map[string]float64{"live": 30}
+	if fmt.Sprint(got.Response) != fmt.Sprint(want) || fmt.Sprint(got.Sent) != fmt.Sprint(want) {
+		t.Fatalf("Response = %v, Sent = %v, want %v", got.Response, got.Sent, want)
 	}
 }

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -208,15 +209,26 @@ func splitHostPort(s string) (host, port string, hasPort bool, err error) {
 type Policy struct {
 	// Allow admits networks the default policy refuses, on purpose.
 	Allow []netip.Prefix
-	// Own are the node's public IPs: a backend there loops into the gateway.
+	// Own are the node's addresses: its public IPs and every address of its
+	// interfaces. A backend there makes Traefik connect to itself: one
+	// request or ClientHello loops until it runs out of descriptors.
 	Own []netip.Addr
 }
 
-// Check refuses loopback, unspecified, link-local (no metadata endpoints),
-// multicast and broadcast addresses and the node's own IPs, unless the
-// address is inside an allowed network.
+// Check refuses the node's own addresses, even inside an allowed network,
+// then loopback, unspecified, link-local (no metadata endpoints), multicast
+// and broadcast addresses, unless the address is inside an allowed network.
+//
+// Loopback addresses are the one exception to the first rule: they are
+// governed by the default policy and Allow alone. Every node has them, a
+// loopback backend loops only where Traefik itself listens, and an operator
+// who allows 127.0.0.0/8 or ::1 (test suites do) reaches services of the
+// node on purpose.
 func (p Policy) Check(field, value string, b Backend) error {
 	ip := b.Addr.Addr().Unmap()
+	if !ip.IsLoopback() && p.isOwn(ip) {
+		return fieldError(field, value, "%s is the node's own address: the route would loop into the gateway (--backends.allow does not admit the node's addresses, only loopback ones)", ip)
+	}
 	for _, n := range p.Allow {
 		if n.Contains(ip) {
 			return nil
@@ -235,15 +247,44 @@ func (p Policy) Check(field, value string, b Backend) error {
 	case ip == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
 		reason = "the broadcast address is not allowed"
 	}
-	for _, own := range p.Own {
-		if own.Unmap() == ip {
-			reason = "this is the node's own public IP: the route would loop into the gateway"
-		}
-	}
 	if reason != "" {
 		return fieldError(field, value, "%s", reason)
 	}
 	return nil
+}
+
+// isOwn tells whether ip, unmapped, is one of the node's addresses.
+func (p Policy) isOwn(ip netip.Addr) bool {
+	for _, own := range p.Own {
+		if own.Unmap() == ip {
+			return true
+		}
+	}
+	return false
+}
+
+// InterfaceAddrs returns every address assigned to the node's network
+// interfaces, as the kernel reports them now: LAN, bridges, tunnels, IPv6
+// addresses nobody configured in the gateway.
+func InterfaceAddrs() ([]netip.Addr, error) {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, fmt.Errorf("listing the node's addresses: %w", err)
+	}
+	out := make([]netip.Addr, 0, len(addrs))
+	for _, a := range addrs {
+		var ip net.IP
+		switch v := a.(type) {
+		case *net.IPNet:
+			ip = v.IP
+		case *net.IPAddr:
+			ip = v.IP
+		}
+		if addr, ok := netip.AddrFromSlice(ip); ok {
+			out = append(out, addr.Unmap())
+		}
+	}
+	return out, nil
 }
 
 // ParseBackends validates every backend of a call, in order, against the

@@ -215,6 +215,12 @@ func TestPolicy(t *testing.T) {
 	own := netip.MustParseAddr("203.0.113.7")
 	policy := Policy{Own: []netip.Addr{own, netip.MustParseAddr("2001:db8::7")}}
 	allowLoopback := Policy{Own: policy.Own, Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
+	// A node's LAN address and a loopback public IP (as the test suites
+	// run it), with --backends.allow over all of them.
+	lan := Policy{
+		Own:   []netip.Addr{netip.MustParseAddr("192.168.1.5"), netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("fe80::1")},
+		Allow: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")},
+	}
 	tests := []struct {
 		name   string
 		policy Policy
@@ -243,6 +249,14 @@ func TestPolicy(t *testing.T) {
 		{"mapped metadata", policy, "::ffff:169.254.169.254", false},
 		{"allowed loopback", allowLoopback, "127.0.0.5", true},
 		{"allow is not everything", allowLoopback, "169.254.169.254", false},
+		// --backends.allow never re-admits the node's own addresses ...
+		{"own address inside allow", lan, "192.168.1.5", false},
+		{"own mapped address inside allow", lan, "::ffff:192.168.1.5", false},
+		{"own link-local inside allow", lan, "fe80::1", false},
+		{"other address inside allow", lan, "192.168.1.6", true},
+		// ... but loopback ones, which the operator allowed on purpose.
+		{"own loopback inside allow", lan, "127.0.0.1", true},
+		{"own loopback outside allow", Policy{Own: lan.Own}, "127.0.0.1", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,11 +2,14 @@ package traefik
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"golang.org/x/sys/unix"
 	"gopkg.in/yaml.v3"
 
 	"github.com/threefoldtech/gateway/internal/atomicfile"
@@ -91,9 +94,15 @@ func (d *Dir) File(name string) string {
 	return filepath.Join(d.path, name+FileExt)
 }
 
+// ErrNotDurable marks a Write or Remove that took place (Traefik sees it) but
+// whose folder sync failed: the change may not survive a power cut. Any other
+// error of Write or Remove means nothing changed.
+var ErrNotDurable = atomicfile.ErrNotDurable
+
 // Write replaces the file of name with data: a temporary file in the
 // staging folder, synced, renamed into place, and the folder synced so the
-// rename itself survives a crash.
+// rename itself survives a crash. An error that wraps ErrNotDurable means
+// the new file is in place.
 func (d *Dir) Write(name string, data []byte) error {
 	if err := checkName(name); err != nil {
 		return err
@@ -101,7 +110,8 @@ func (d *Dir) Write(name string, data []byte) error {
 	return atomicfile.WriteStaged(d.staging, d.File(name), data, 0o644)
 }
 
-// Remove deletes the file of name. A missing file is not an error.
+// Remove deletes the file of name. A missing file is not an error. An error
+// that wraps ErrNotDurable means the file is gone.
 func (d *Dir) Remove(name string) error {
 	if err := checkName(name); err != nil {
 		return err
@@ -109,31 +119,41 @@ func (d *Dir) Remove(name string) error {
 	return atomicfile.Remove(d.File(name))
 }
 
-// Names lists the names of the files the gateway writes in the folder:
-// <name>.yaml, not hidden. Traefik's file provider reads more than that
-// (subfolders, hidden files, .yml and .toml); Names leaves those out.
-func (d *Dir) Names() ([]string, error) {
-	entries, err := os.ReadDir(d.path)
-	if err != nil {
-		return nil, fmt.Errorf("listing %s: %w", d.path, err)
-	}
-	var names []string
-	for _, e := range entries {
-		n := e.Name()
-		if e.IsDir() || strings.HasPrefix(n, ".") || !strings.HasSuffix(n, FileExt) {
-			continue
-		}
-		names = append(names, strings.TrimSuffix(n, FileExt))
-	}
-	return names, nil
-}
+// maxFileBytes bounds what Read takes in: a route file is a few kilobytes.
+const maxFileBytes = 1 << 20
 
-// Read returns the content of the file of name.
+// Read returns the content of the file of name. Only a regular file is read:
+// not a link (it is not followed), nor a pipe or a device, nor anything
+// larger than a megabyte.
 func (d *Dir) Read(name string) ([]byte, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
-	return os.ReadFile(d.File(name))
+	path := d.File(name)
+	// O_NONBLOCK: opening a pipe planted there must not hang the caller.
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if err != nil {
+		if errors.Is(err, unix.ELOOP) {
+			return nil, fmt.Errorf("reading %s: a symbolic link", path)
+		}
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("reading %s: not a regular file (%s)", path, fi.Mode().Type())
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if len(data) > maxFileBytes {
+		return nil, fmt.Errorf("reading %s: larger than %d bytes", path, maxFileBytes)
+	}
+	return data, nil
 }
 
 // checkName guards the folder: a name is one path element that is not hidden.

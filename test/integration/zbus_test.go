@@ -213,7 +213,7 @@ func TestErrorsOverZbus(t *testing.T) {
 			_, err := n.stub.SetNamedProxy(c, "a", "a", many, false)
 			return err
 		}, "at most 16"},
-		{"name taken", func() error { _, err := n.stub.SetNamedProxy(c, "other", "taken", ok, false); return err }, "already registered by holder"},
+		{"name taken", func() error { _, err := n.stub.SetNamedProxy(c, "other", "taken", ok, false); return err }, "already registered by another workload"},
 		{"fqdn under domain", func() error { return n.stub.SetFQDNProxy(c, "a", "x.gw.test", ok, false) }, "gateway domain"},
 		{"fqdn wildcard", func() error { return n.stub.SetFQDNProxy(c, "a", "*.user.test", ok, false) }, "wildcards"},
 		{"fqdn unresolvable", func() error { return n.stub.SetFQDNProxy(c, "a", "nothing.test", ok, false) }, "no A or AAAA record"},
@@ -338,6 +338,7 @@ func TestMetricsOverZbus(t *testing.T) {
 		opts := defaults()
 		opts.metricsURL = srv.URL + "/metrics"
 		n := startNode(t, opts)
+		holdScrapedRoutes(t, n)
 		m, err := n.stub.Metrics(ctx(t))
 		if err != nil {
 			t.Fatal(err)
@@ -356,6 +357,7 @@ func TestMetricsOverZbus(t *testing.T) {
 		opts := defaults()
 		opts.metricsURL = srv.URL + "/metrics"
 		n := startNode(t, opts)
+		holdScrapedRoutes(t, n)
 		want, err := traefik.ParseServiceBytes(bytes.NewReader(scrape))
 		if err != nil {
 			t.Fatal(err)
@@ -430,5 +432,16 @@ func TestZosStub(t *testing.T) {
 	}
 	if list, err := stub.List(c); err != nil || len(list) != 0 {
 		t.Fatalf("List after delete = %+v, %v", list, err)
+	}
+}
+
+// holdScrapedRoutes sets the routes whose services testdata/metrics.txt
+// counts: Metrics reports only workloads the module holds.
+func holdScrapedRoutes(t testing.TB, n *node) {
+	t.Helper()
+	for _, id := range []string{"app", "probe"} {
+		if _, err := n.stub.SetNamedProxy(ctx(t), id, id, []string{"http://10.0.0.1"}, false); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
