@@ -441,6 +441,9 @@ func (s *stack) startGateway(ctx context.Context, throttle time.Duration, manage
 		"--traefik.websecure=" + g.websecure,
 		"--traefik.metrics=" + g.metrics,
 		"--traefik.throttle=" + throttle.String(),
+		// The floor measurements write route files into proxy/ by hand;
+		// the gateway's sweep would move them to quarantine meanwhile.
+		"--routes.sweep=24h",
 		"--dns.address=" + dnsAddr,
 		"--dns.api=" + dnsAPI,
 		// The gateway's own DNS server: the delegation check it runs at

@@ -23,6 +23,7 @@ type Configuration struct {
 	Workers    uint     `description:"Calls served in parallel." json:"workers,omitempty" toml:"workers,omitempty" yaml:"workers,omitempty"`
 	Resolver   string   `description:"DNS server (host[:port]) asked for the records of user domains. Default: the first name server of /etc/resolv.conf." json:"resolver,omitempty" toml:"resolver,omitempty" yaml:"resolver,omitempty"`
 	Public     Public   `description:"The node's public identity." json:"public,omitempty" toml:"public,omitempty" yaml:"public,omitempty"`
+	Routes     Routes   `description:"The routes folder."  json:"routes,omitempty" toml:"routes,omitempty" yaml:"routes,omitempty"`
 	Backends   Backends `description:"Backend policy." json:"backends,omitempty" toml:"backends,omitempty" yaml:"backends,omitempty"`
 	Traefik    Traefik  `description:"The Traefik process and its entry points." json:"traefik,omitempty" toml:"traefik,omitempty" yaml:"traefik,omitempty"`
 	ACME       ACME     `description:"Certificates." json:"acme,omitempty" toml:"acme,omitempty" yaml:"acme,omitempty"`
@@ -37,6 +38,11 @@ type Public struct {
 	IPv6   string `description:"Public IPv6 of the node." json:"ipv6,omitempty" toml:"ipv6,omitempty" yaml:"ipv6,omitempty"`
 }
 
+// Routes configures the routes folder.
+type Routes struct {
+	Sweep ptypes.Duration `description:"How often proxy/ is swept: whatever appeared there that the gateway did not write is moved to proxy-quarantine/." json:"sweep,omitempty" toml:"sweep,omitempty" yaml:"sweep,omitempty"`
+}
+
 // Backends is the backend policy.
 type Backends struct {
 	Allow []string `description:"Networks (CIDR, comma separated) admitted as backends although the default policy refuses them (loopback, link-local, the node's own IPs...)." json:"allow,omitempty" toml:"allow,omitempty" yaml:"allow,omitempty"`
@@ -44,12 +50,13 @@ type Backends struct {
 
 // Traefik configures the Traefik process.
 type Traefik struct {
-	Binary    string          `description:"Traefik binary to run." json:"binary,omitempty" toml:"binary,omitempty" yaml:"binary,omitempty"`
-	Managed   bool            `description:"Run and supervise Traefik. False leaves it to an outside supervisor (see zinit/traefik.yaml)." json:"managed,omitempty" toml:"managed,omitempty" yaml:"managed,omitempty"`
-	Web       string          `description:"Address of the plain HTTP entry point; it redirects to HTTPS." json:"web,omitempty" toml:"web,omitempty" yaml:"web,omitempty"`
-	WebSecure string          `description:"Address of the HTTPS entry point." json:"websecure,omitempty" toml:"websecure,omitempty" yaml:"websecure,omitempty"`
-	Metrics   string          `description:"Address of the Prometheus metrics and ping entry point; never public." json:"metrics,omitempty" toml:"metrics,omitempty" yaml:"metrics,omitempty"`
-	Throttle  ptypes.Duration `description:"Traefik's providersThrottleDuration: how long it waits after a change before reloading." json:"throttle,omitempty" toml:"throttle,omitempty" yaml:"throttle,omitempty"`
+	Binary      string          `description:"Traefik binary to run." json:"binary,omitempty" toml:"binary,omitempty" yaml:"binary,omitempty"`
+	Managed     bool            `description:"Run and supervise Traefik. False leaves it to an outside supervisor (see zinit/traefik.yaml)." json:"managed,omitempty" toml:"managed,omitempty" yaml:"managed,omitempty"`
+	Web         string          `description:"Address of the plain HTTP entry point; it redirects to HTTPS." json:"web,omitempty" toml:"web,omitempty" yaml:"web,omitempty"`
+	WebSecure   string          `description:"Address of the HTTPS entry point." json:"websecure,omitempty" toml:"websecure,omitempty" yaml:"websecure,omitempty"`
+	Metrics     string          `description:"Address of the Prometheus metrics and ping entry point; never public." json:"metrics,omitempty" toml:"metrics,omitempty" yaml:"metrics,omitempty"`
+	Throttle    ptypes.Duration `description:"Traefik's providersThrottleDuration: how long it waits after a change before reloading." json:"throttle,omitempty" toml:"throttle,omitempty" yaml:"throttle,omitempty"`
+	ReadTimeout ptypes.Duration `description:"readTimeout of the web and websecure entry points: the time a client has to send its TLS ClientHello and request head, and each whole request, body included. It bounds slow or silent clients, and uploads too: a request body still streaming at its end is cut (Traefik has no timeout of the head alone). Server-sent events, websockets and passthrough routes are not cut. 0: no timeout, and slow clients hold connections forever." json:"readtimeout,omitempty" toml:"readtimeout,omitempty" yaml:"readtimeout,omitempty"`
 }
 
 // ACME configures certificates.
@@ -80,13 +87,15 @@ func defaultConfiguration() *Configuration {
 		Broker:  gateway.DefaultBroker,
 		Root:    gateway.DefaultRoot,
 		Workers: gateway.DefaultWorkers,
+		Routes:  Routes{Sweep: ptypes.Duration(gateway.DefaultSweepInterval)},
 		Traefik: Traefik{
-			Binary:    traefik.DefaultBinary,
-			Managed:   true,
-			Web:       traefik.DefaultWebAddress,
-			WebSecure: traefik.DefaultWebSecureAddress,
-			Metrics:   traefik.DefaultMetricsAddress,
-			Throttle:  ptypes.Duration(traefik.DefaultThrottle),
+			Binary:      traefik.DefaultBinary,
+			Managed:     true,
+			Web:         traefik.DefaultWebAddress,
+			WebSecure:   traefik.DefaultWebSecureAddress,
+			Metrics:     traefik.DefaultMetricsAddress,
+			Throttle:    ptypes.Duration(traefik.DefaultThrottle),
+			ReadTimeout: ptypes.Duration(traefik.DefaultReadTimeout),
 		},
 		ACME: ACME{CAServer: traefik.DefaultACMECAServer},
 		DNS:  DNS{Address: acmedns.DefaultAddress, API: acmedns.DefaultAPIAddress},
@@ -148,6 +157,12 @@ func (c *Configuration) check() (settings, error) {
 	}
 	if c.Traefik.Throttle < 0 {
 		return s, fmt.Errorf("--traefik.throttle must not be negative")
+	}
+	if c.Routes.Sweep <= 0 {
+		return s, fmt.Errorf("--routes.sweep must be positive")
+	}
+	if c.Traefik.ReadTimeout < 0 {
+		return s, fmt.Errorf("--traefik.readtimeout must not be negative (0 means no timeout)")
 	}
 	return s, nil
 }

@@ -15,7 +15,8 @@ import (
 func TestFlagsAndEnvironment(t *testing.T) {
 	cfg := defaultConfiguration()
 	args := []string{"--broker=tcp://secret@127.0.0.1:6379", "--public.domain=gw.example", "--public.ipv4=198.51.100.7",
-		"--backends.allow=127.0.0.0/8,10.0.0.0/8", "--traefik.throttle=50ms", "--traefik.managed=false", "--workers=8"}
+		"--backends.allow=127.0.0.0/8,10.0.0.0/8", "--traefik.throttle=50ms", "--traefik.managed=false", "--workers=8",
+		"--traefik.readtimeout=0"}
 	if err := flag.Decode(args, cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -30,12 +31,40 @@ func TestFlagsAndEnvironment(t *testing.T) {
 	switch {
 	case cfg.Broker != "tcp://secret@127.0.0.1:6379", cfg.Public.Domain != "gw.example", cfg.Workers != 8,
 		time.Duration(cfg.Traefik.Throttle) != 50*time.Millisecond, cfg.Traefik.Managed, cfg.ACME.Email != "ops@example.com",
+		cfg.Traefik.ReadTimeout != 0,
 		len(s.allow) != 2, len(s.publicIPs) != 1:
 		t.Fatalf("decoded %+v %+v", cfg, s)
 	}
 	// Defaults the flags left alone.
 	if cfg.Root != "/var/cache/modules/gateway" || cfg.Traefik.WebSecure != ":443" || cfg.DNS.Address != ":53" {
 		t.Fatalf("defaults lost: %+v", cfg)
+	}
+}
+
+// The read timeout is on unless turned off: zero left slow clients holding
+// Traefik's connections forever.
+func TestReadTimeoutFlag(t *testing.T) {
+	tests := []struct {
+		args []string
+		want time.Duration
+	}{
+		{nil, 60 * time.Second},
+		{[]string{"--traefik.readtimeout=0"}, 0},
+		{[]string{"--traefik.readtimeout=5m"}, 5 * time.Minute},
+		// paerser reads a bare number as seconds, like Traefik.
+		{[]string{"--traefik.readtimeout=90"}, 90 * time.Second},
+	}
+	for _, tt := range tests {
+		cfg := defaultConfiguration()
+		if err := flag.Decode(tt.args, cfg); err != nil {
+			t.Fatalf("%v: %v", tt.args, err)
+		}
+		if _, err := cfg.check(); err != nil {
+			t.Fatalf("%v: %v", tt.args, err)
+		}
+		if got := time.Duration(cfg.Traefik.ReadTimeout); got != tt.want {
+			t.Errorf("%v: read timeout %s, want %s", tt.args, got, tt.want)
+		}
 	}
 }
 
@@ -53,6 +82,7 @@ func TestBadFlagValues(t *testing.T) {
 		{"allow", []string{"--backends.allow=127.0.0.1"}, "--backends.allow"},
 		{"websecure", []string{"--traefik.websecure=443"}, "--traefik.websecure"},
 		{"dns address", []string{"--dns.address=localhost"}, "--dns.address"},
+		{"negative read timeout", []string{"--traefik.readtimeout=-1s"}, "--traefik.readtimeout"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -74,8 +104,8 @@ func TestHelpListsEveryFlag(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"--broker", "--root", "--workers", "--resolver", "--public.domain", "--public.ipv4", "--public.ipv6",
-		"--backends.allow", "--traefik.binary", "--traefik.managed", "--traefik.web", "--traefik.websecure", "--traefik.metrics",
-		"--traefik.throttle", "--acme.email", "--acme.caserver", "--acme.cacertificates", "--dns.address", "--dns.api", "--log.level", "--configfile"} {
+		"--routes.sweep", "--backends.allow", "--traefik.readtimeout", "--traefik.binary", "--traefik.managed", "--traefik.web", "--traefik.websecure", "--traefik.metrics",
+		"--traefik.throttle", "--traefik.readtimeout", "--acme.email", "--acme.caserver", "--acme.cacertificates", "--dns.address", "--dns.api", "--log.level", "--configfile"} {
 		if !strings.Contains(out.String(), name+" ") {
 			t.Errorf("--help does not list %s", name)
 		}

@@ -114,6 +114,7 @@ func run(cfg *Configuration) error {
 		WebSecureAddress:   cfg.Traefik.WebSecure,
 		MetricsAddress:     cfg.Traefik.Metrics,
 		Throttle:           time.Duration(cfg.Traefik.Throttle),
+		ReadTimeout:        new(time.Duration(cfg.Traefik.ReadTimeout)),
 		ACMEEmail:          cfg.ACME.Email,
 		ACMECAServer:       cfg.ACME.CAServer,
 		ACMECACertificates: caFiles,
@@ -129,20 +130,21 @@ func run(cfg *Configuration) error {
 	}
 
 	module, err := gateway.New(gateway.Config{
-		Routes:     routes,
-		Domain:     cfg.Public.Domain,
-		PublicIPs:  s.publicIPs,
-		Allow:      s.allow,
-		Resolver:   gateway.DNSResolver{Server: resolver},
-		MetricsURL: traefik.MetricsURL(cfg.Traefik.Metrics),
-		Workers:    cfg.Workers,
-		Logger:     log,
+		Routes:        routes,
+		Domain:        cfg.Public.Domain,
+		PublicIPs:     s.publicIPs,
+		Allow:         s.allow,
+		Resolver:      gateway.DNSResolver{Server: resolver},
+		Workers:       cfg.Workers,
+		SweepInterval: time.Duration(cfg.Routes.Sweep),
+		MetricsURL:    traefik.MetricsURL(cfg.Traefik.Metrics),
+		Logger:        log,
 	})
 	if err != nil {
 		return err
 	}
-
 	parts = append(parts, tasks.Task{Name: "route sweep", Run: module.Run})
+
 	if cfg.Traefik.Managed {
 		proc, err := traefik.NewProcess(traefik.ProcessConfig{
 			Binary:     cfg.Traefik.Binary,

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -31,41 +33,103 @@ type instance struct {
 	done  chan struct{}
 
 	// For an adopted Traefik: a pidfd pinning its identity, -1 when the
-	// kernel offers none; argv to re-check before signalling without one.
+	// kernel offers none; argv, our command line, to identify it again
+	// before signalling without one.
 	pidfd int
 	argv  []string
 
 	closeOnce sync.Once
 }
 
-// openVerified returns the process pid when it is alive and runs the
-// configuration file of argv, our command line, with how its command line
-// matches ours; nil otherwise. A recycled pid never matches.
-func openVerified(pid int, argv []string) (*instance, cmdlineMatch) {
+// openVerified returns the process pid when it is alive and a Traefik of
+// ours (see identify), with how it matches argv, our command line; nil
+// otherwise. A recycled pid never matches. notOurs is set when the process
+// claims our command line but identify found it is not ours: it must be
+// neither adopted nor signalled, and the log should say why.
+func openVerified(pid int, argv []string) (inst *instance, match cmdlineMatch, notOurs error) {
 	if pid <= 1 || pid == os.Getpid() {
-		return nil, cmdlineForeign
+		return nil, cmdlineForeign, nil
 	}
 	fd, err := unix.PidfdOpen(pid, 0)
 	if errors.Is(err, unix.ESRCH) {
-		return nil, cmdlineForeign
+		return nil, cmdlineForeign, nil
 	}
 	if err != nil {
 		fd = -1 // no pidfd (old kernel): fall back to kill(pid, 0)
 	}
-	inst := &instance{pid: pid, since: time.Now(), pidfd: fd, argv: argv}
+	inst = &instance{pid: pid, since: time.Now(), pidfd: fd, argv: argv}
+	match, notOurs = identify(pid, argv)
+	// The pidfd was opened before /proc was read: if the process it pins is
+	// still alive, what was read was its own.
+	if inst.exited() {
+		inst.close()
+		return nil, cmdlineForeign, nil
+	}
+	if match == cmdlineForeign {
+		inst.close()
+		return nil, cmdlineForeign, notOurs
+	}
+	return inst, match, nil
+}
+
+// deletedSuffix ends the target of /proc/<pid>/exe when the file the
+// process runs was removed or replaced since it started.
+const deletedSuffix = " (deleted)"
+
+// identify tells how process pid compares to our Traefik, whose command line
+// is argv (argv[0] the binary, absolute, symbolic links resolved). The
+// command line alone proves nothing: any program can be started with ours
+// (exec -a). A process is ours only when its arguments are ours, it runs as
+// the gateway's user (real and effective uid: a Traefik we start inherits
+// both) and its executable is the file its argv[0] names. Then it is
+// cmdlineSame when that file is our binary, as it is on disk now, even when
+// its argv[0] reached it through a symbolic link (a Traefik an earlier
+// gateway started), and cmdlineSameConfig otherwise: another binary, or ours
+// replaced on disk since (an upgrade), to be replaced. notOurs says why a
+// process with our arguments is foreign; it is nil for the others.
+func identify(pid int, argv []string) (match cmdlineMatch, notOurs error) {
 	cmdline, err := readCmdline(pid)
 	if err != nil {
-		inst.close()
-		return nil, cmdlineForeign
+		return cmdlineForeign, nil
 	}
-	match := matchCmdline(cmdline, argv)
-	// The pidfd was opened before the command line was read: if the process
-	// it pins is still alive, the command line was its own.
-	if match == cmdlineForeign || inst.exited() {
-		inst.close()
-		return nil, cmdlineForeign
+	if match = matchCmdline(cmdline, argv); match == cmdlineForeign {
+		return cmdlineForeign, nil
 	}
-	return inst, match
+	// The owner first: another user's executable is not ours to read.
+	uid, euid, err := procUIDs(pid)
+	if err != nil {
+		return cmdlineForeign, fmt.Errorf("reading its user: %w", err)
+	}
+	if uid != os.Getuid() || euid != os.Geteuid() {
+		return cmdlineForeign, fmt.Errorf("it runs as uid %d (effective %d), the gateway as uid %d (effective %d)", uid, euid, os.Getuid(), os.Geteuid())
+	}
+	link, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return cmdlineForeign, fmt.Errorf("reading its executable: %w", err)
+	}
+	exe, deleted := strings.CutSuffix(link, deletedSuffix)
+	if !namesFile(cmdline[0], exe) {
+		return cmdlineForeign, fmt.Errorf("its command line names %s but it runs %s", quote.Short(cmdline[0]), quote.Short(link))
+	}
+	if deleted || exe != argv[0] {
+		return cmdlineSameConfig, nil
+	}
+	// Our binary, whatever path its command line took to it.
+	return cmdlineSame, nil
+}
+
+// namesFile tells whether argv0, a command line's program, names exe, the
+// absolute path of the file a process runs. A Traefik started by an earlier
+// gateway may name it through a symbolic link.
+func namesFile(argv0, exe string) bool {
+	if argv0 == exe {
+		return true
+	}
+	if !filepath.IsAbs(argv0) {
+		return false
+	}
+	resolved, err := filepath.EvalSymlinks(argv0)
+	return err == nil && resolved == exe
 }
 
 // exited tells whether the process is gone (a zombie counts as gone).
@@ -96,8 +160,8 @@ func (inst *instance) exited() bool {
 		return true
 	}
 	// Without a pidfd, the pid may have been reused since.
-	cmdline, err := readCmdline(inst.pid)
-	return err != nil || matchCmdline(cmdline, inst.argv) == cmdlineForeign
+	match, _ := identify(inst.pid, inst.argv)
+	return match == cmdlineForeign
 }
 
 // wait waits for the process to exit; false when ctx ended first.
@@ -130,7 +194,7 @@ func (inst *instance) signal(sig syscall.Signal) error {
 		return inst.child.Process.Signal(sig)
 	case inst.pidfd >= 0:
 		return unix.PidfdSendSignal(inst.pidfd, sig, nil, 0)
-	case inst.exited(): // re-checks the command line
+	case inst.exited(): // identifies the process again
 		return os.ErrProcessDone
 	default:
 		return unix.Kill(inst.pid, sig)
@@ -182,6 +246,38 @@ func parseProcState(stat []byte) (byte, error) {
 	return stat[i+2], nil
 }
 
+// procUIDs reads the real and effective user ids of process pid.
+func procUIDs(pid int) (uid, euid int, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	return parseStatusUIDs(b)
+}
+
+// parseStatusUIDs reads the real and effective user ids from the content of
+// /proc/<pid>/status, the first two fields of its line
+// "Uid:\t<real>\t<effective>\t<saved>\t<filesystem>".
+func parseStatusUIDs(status []byte) (uid, euid int, err error) {
+	for line := range bytes.Lines(status) {
+		rest, ok := bytes.CutPrefix(line, []byte("Uid:"))
+		if !ok {
+			continue
+		}
+		f := strings.Fields(string(rest))
+		if len(f) != 4 {
+			break
+		}
+		realID, err1 := strconv.ParseUint(f[0], 10, 32)
+		effectiveID, err2 := strconv.ParseUint(f[1], 10, 32)
+		if err1 != nil || err2 != nil {
+			break
+		}
+		return int(realID), int(effectiveID), nil
+	}
+	return 0, 0, errors.New("parsing /proc status: no Uid line of four user ids")
+}
+
 // cmdlineMatch is how a process's command line compares to ours.
 type cmdlineMatch int
 
@@ -189,7 +285,8 @@ const (
 	// cmdlineForeign is another program: never adopted nor signalled.
 	cmdlineForeign cmdlineMatch = iota
 	// cmdlineSameConfig runs our configuration file with another Traefik
-	// binary (an upgrade): ours, to be replaced.
+	// binary, or ours replaced on disk since (an upgrade): ours, to be
+	// replaced.
 	cmdlineSameConfig
 	// cmdlineSame is exactly our command line.
 	cmdlineSame

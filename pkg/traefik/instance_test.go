@@ -1,6 +1,9 @@
 package traefik
 
 import (
+	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -92,4 +95,96 @@ func FuzzMatchCmdline(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestParseStatusUIDs(t *testing.T) {
+	tests := []struct {
+		name      string
+		status    string
+		uid, euid int
+		ok        bool
+	}{
+		{"root", "Name:\ttraefik\nUmask:\t0022\nState:\tS (sleeping)\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\n", 0, 0, true},
+		// setuid: real and effective differ; both must be ours.
+		{"setuid", "Uid:\t1000\t0\t0\t0\n", 1000, 0, true},
+		{"nobody", "Uid:\t65534\t65534\t65534\t65534\n", 65534, 65534, true},
+		{"no trailing newline", "Uid:\t7\t8\t9\t10", 7, 8, true},
+		{"no Uid line", "Name:\ttraefik\nGid:\t0\t0\t0\t0\n", 0, 0, false},
+		{"Uid inside another line", "Name:\tUid:\t0\t0\t0\t0\n", 0, 0, false},
+		{"three ids", "Uid:\t0\t0\t0\n", 0, 0, false},
+		{"not a number", "Uid:\tx\t0\t0\t0\n", 0, 0, false},
+		{"negative", "Uid:\t-1\t0\t0\t0\n", 0, 0, false},
+		{"beyond 32 bits", "Uid:\t4294967296\t0\t0\t0\n", 0, 0, false},
+		{"empty", "", 0, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			uid, euid, err := parseStatusUIDs([]byte(tt.status))
+			if (err == nil) != tt.ok || uid != tt.uid || euid != tt.euid {
+				t.Errorf("parseStatusUIDs = %d, %d, %v; want %d, %d, ok=%v", uid, euid, err, tt.uid, tt.euid, tt.ok)
+			}
+		})
+	}
+}
+
+func FuzzParseStatusUIDs(f *testing.F) {
+	f.Add([]byte("Name:\ttraefik\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\n"))
+	f.Add([]byte("Uid:\t1000\t0\t0\t0"))
+	f.Add([]byte("Uid:\t4294967295\t4294967295\t0\t0\n"))
+	f.Add([]byte("Uid:\t-0\t+1\t0\t0\n"))
+	f.Add([]byte("Uid:\n"))
+	f.Add([]byte("Uid:Uid:\t0\t0\t0\t0\n"))
+	f.Fuzz(func(t *testing.T, status []byte) {
+		uid, euid, err := parseStatusUIDs(status)
+		if err != nil {
+			if uid != 0 || euid != 0 {
+				t.Fatalf("ids %d, %d with an error", uid, euid)
+			}
+			return
+		}
+		// The ids come from a line starting "Uid:" and are uint32.
+		if !strings.HasPrefix(string(status), "Uid:") && !strings.Contains(string(status), "\nUid:") {
+			t.Fatalf("ids %d, %d read from %q without a Uid line", uid, euid, status)
+		}
+		if uid < 0 || euid < 0 || uid > math.MaxUint32 || euid > math.MaxUint32 {
+			t.Fatalf("ids %d, %d out of range", uid, euid)
+		}
+	})
+}
+
+// /proc/<pid>/exe is the file a process runs, symbolic links resolved; its
+// command line may name it through one (a Traefik an older gateway started).
+func TestNamesFile(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "traefik-v3")
+	if err := os.WriteFile(bin, nil, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "traefik")
+	if err := os.Symlink(bin, link); err != nil {
+		t.Fatal(err)
+	}
+	// t.TempDir may itself sit behind a link.
+	exe, err := filepath.EvalSymlinks(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, argv0, exe string
+		want             bool
+	}{
+		{"the file itself", exe, exe, true},
+		{"through a link", link, exe, true},
+		{"another file", link, "/usr/bin/sleep", false},
+		// exec -a: the command line names our binary, another one runs.
+		{"claims our binary", exe, "/usr/bin/sleep", false},
+		// Resolved against our working folder, not the process's.
+		{"relative", "traefik", exe, false},
+		{"gone", filepath.Join(dir, "missing"), exe, false},
+	}
+	for _, tt := range tests {
+		if got := namesFile(tt.argv0, tt.exe); got != tt.want {
+			t.Errorf("%s: namesFile(%q, %q) = %v, want %v", tt.name, tt.argv0, tt.exe, got, tt.want)
+		}
+	}
 }

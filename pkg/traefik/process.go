@@ -55,7 +55,8 @@ var errStopped = errors.New("traefik process stopped")
 // ProcessConfig configures the supervision of Traefik.
 type ProcessConfig struct {
 	// Binary is the Traefik executable, a path or a name looked up on PATH.
-	// Default "traefik".
+	// Default "traefik". Traefik runs it by its absolute path, symbolic
+	// links resolved.
 	Binary string
 	// ConfigFile is the static configuration file Traefik runs with, the
 	// one WriteState returns. Required.
@@ -64,9 +65,11 @@ type ProcessConfig struct {
 	// LogFileName (stdout and stderr, appended to, so an adopted Traefik
 	// keeps logging after the gateway restarted). Required; created 0755.
 	StateDir string
-	// Env is extra environment for Traefik ("KEY=value", e.g. the HTTPREQ_*
-	// settings of lego), added to the gateway's own. Only Env, not the
-	// gateway's environment, counts as a change that restarts Traefik.
+	// Env is Traefik's environment ("KEY=value", e.g. the HTTPREQ_*
+	// settings of lego). Of the gateway's own environment Traefik only gets
+	// the few variables inheritedEnv names; Env wins over them. Only Env,
+	// not the gateway's environment, counts as a change that restarts
+	// Traefik.
 	Env []string
 	// BackoffMin is the wait before restarting a Traefik that exited.
 	// Default 100ms. It doubles after each quick exit, up to BackoffMax, and
@@ -122,12 +125,58 @@ func NewProcess(cfg ProcessConfig) (*Process, error) {
 		cfg:     cfg,
 		log:     cfg.Logger.With().Str("component", "traefik").Logger(),
 		argv:    traefikArgv(cfg.Binary, cfg.ConfigFile),
-		env:     append(os.Environ(), cfg.Env...),
+		env:     traefikEnv(os.Environ(), cfg.Env),
 		pidFile: filepath.Join(cfg.StateDir, PIDFileName),
 		logFile: filepath.Join(cfg.StateDir, LogFileName),
 		started: make(chan struct{}),
 		wake:    make(chan struct{}, 1),
 	}, nil
+}
+
+// inheritedEnv names the variables of the gateway's environment that Traefik
+// gets besides ProcessConfig.Env; a name ending in "_" stands for every
+// variable it begins. Nothing else is passed on: the gateway's environment
+// holds secrets Traefik has no use for (GATEWAY_BROKER with the broker's
+// password, the node's REDIS_*), which a flaw in Traefik, or anything that
+// reads its /proc/<pid>/environ, would leak.
+//   - PATH: the search path a program expects to find.
+//   - TZ: the time zone of Traefik's log.
+//   - SSL_CERT_FILE, SSL_CERT_DIR: where Go finds the system's roots, which
+//     Traefik trusts for the ACME server and https backends.
+//   - LEGO_: the operator's settings of lego, the ACME client inside Traefik
+//     (LEGO_CA_CERTIFICATES, LEGO_CA_SERVER_NAME, LEGO_DISABLE_CNAME_SUPPORT).
+//
+// Left out on purpose: HTTP_PROXY, HTTPS_PROXY and NO_PROXY, which Traefik
+// applies to its backends too and would send private traffic to a proxy;
+// GODEBUG, which can turn on HTTP/2 websockets (http2xconnect=1) that the
+// entry points' read timeout cuts; TRAEFIK_*, static configuration Traefik
+// ignores beside a configuration file.
+var inheritedEnv = []string{"PATH", "TZ", "SSL_CERT_FILE", "SSL_CERT_DIR", "LEGO_"}
+
+// traefikEnv is Traefik's environment: the entries of environ, the gateway's,
+// that inheritedEnv names and env does not set, then env.
+func traefikEnv(environ, env []string) []string {
+	set := make(map[string]bool, len(env))
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		set[k] = true
+	}
+	var out []string
+	for _, kv := range environ {
+		k, _, ok := strings.Cut(kv, "=")
+		if !ok || set[k] {
+			continue
+		}
+		if slices.ContainsFunc(inheritedEnv, func(name string) bool {
+			if strings.HasSuffix(name, "_") {
+				return strings.HasPrefix(k, name) && len(k) > len(name)
+			}
+			return k == name
+		}) {
+			out = append(out, kv)
+		}
+	}
+	return append(out, env...)
 }
 
 // provision fills the defaults of the fields left zero.
@@ -148,11 +197,17 @@ func (c *ProcessConfig) provision() {
 
 // validate checks a provisioned c and makes its paths absolute: the command
 // line Traefik runs with is how the next gateway recognises it, so it must
-// not depend on PATH or the working folder.
+// not depend on PATH or the working folder. Binary also loses its symbolic
+// links: the next gateway checks that the file a Traefik runs,
+// /proc/<pid>/exe, is the one its command line names, and a link moved to
+// another Traefik (an upgrade) must not make ours look foreign.
 func (c *ProcessConfig) validate() error {
 	bin, err := exec.LookPath(c.Binary)
 	if err == nil {
 		bin, err = filepath.Abs(bin)
+	}
+	if err == nil {
+		bin, err = filepath.EvalSymlinks(bin)
 	}
 	if err != nil {
 		return fmt.Errorf("process option Binary %s: %w", quote.Short(c.Binary), err)
@@ -375,8 +430,9 @@ func (p *Process) acquire() (*instance, error) {
 
 // adopt takes over the Traefik of the pidfile when it runs our binary with
 // our configuration file and the same hash. It stops it when it runs our
-// configuration file with another hash or binary. It returns nil, nil when
-// there is nothing to adopt.
+// configuration file with another hash or binary. A process that only
+// looks like ours (identify) is left alone. It returns nil, nil when there
+// is nothing to adopt.
 func (p *Process) adopt(hash string) (*instance, error) {
 	rec, err := readPidFile(p.pidFile)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -386,8 +442,15 @@ func (p *Process) adopt(hash string) (*instance, error) {
 		p.log.Warn().Err(err).Msg("ignoring the pidfile")
 		return nil, nil
 	}
-	inst, match := openVerified(rec.PID, p.argv)
+	inst, match, notOurs := openVerified(rec.PID, p.argv)
 	switch {
+	case notOurs != nil:
+		// Neither adopted nor signalled. Ours starts next; it cannot bind
+		// the ports if that process holds them, and exits, and the log
+		// says so at each restart.
+		p.log.Warn().Int("pid", rec.PID).Err(notOurs).
+			Msg("the pidfile names a process with our command line that is not our traefik; leaving it alone")
+		return nil, nil
 	case inst == nil:
 		p.mu.Lock()
 		lost := p.lost
@@ -413,7 +476,7 @@ func (p *Process) adopt(hash string) (*instance, error) {
 		return inst, nil
 	default:
 		p.log.Info().Int("pid", inst.pid).Bool("same_binary", match == cmdlineSame).
-			Msg("running traefik has another configuration, replacing it")
+			Msg("running traefik has another configuration or binary, replacing it")
 		err := p.terminate(context.Background(), inst)
 		inst.close()
 		if err != nil {
@@ -437,12 +500,17 @@ func (p *Process) stopStrays() {
 		if err != nil {
 			continue
 		}
-		// A cheap look first; openVerified then pins the process.
+		// A cheap look first; openVerified then pins and identifies the
+		// process.
 		cmdline, err := readCmdline(pid)
 		if err != nil || matchCmdline(cmdline, p.argv) == cmdlineForeign {
 			continue
 		}
-		inst, _ := openVerified(pid, p.argv)
+		inst, _, notOurs := openVerified(pid, p.argv)
+		if notOurs != nil {
+			p.log.Warn().Int("pid", pid).Err(notOurs).
+				Msg("a process with our command line is not our traefik; leaving it alone")
+		}
 		if inst == nil {
 			continue
 		}
@@ -555,7 +623,7 @@ func (p *Process) Stop(ctx context.Context) error {
 	if inst == nil {
 		rec, err := readPidFile(p.pidFile)
 		if err == nil {
-			inst, _ = openVerified(rec.PID, p.argv)
+			inst, _, _ = openVerified(rec.PID, p.argv)
 		}
 	}
 	var err error

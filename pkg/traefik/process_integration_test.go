@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -100,10 +101,17 @@ func (s *traefikSetup) writeStatic(t testing.TB) {
 // process returns a Process for s, stopped at the end of the test.
 func (s *traefikSetup) process(t testing.TB) *Process {
 	t.Helper()
+	return s.processWithEnv(t, nil)
+}
+
+// processWithEnv is process with ProcessConfig.Env env.
+func (s *traefikSetup) processWithEnv(t testing.TB, env []string) *Process {
+	t.Helper()
 	p, err := NewProcess(ProcessConfig{
 		Binary:      traefikBinary(t),
 		ConfigFile:  s.configFile,
 		StateDir:    s.opts.StateDir,
+		Env:         env,
 		StopTimeout: 5 * time.Second,
 		Logger:      testLogger(t),
 	})
@@ -416,5 +424,38 @@ func TestTraefikForeignPidFileIgnored(t *testing.T) {
 	s.waitPing(t, 10*time.Second)
 	if !alive(sleep.Process.Pid) {
 		t.Error("the sleep process was signalled")
+	}
+}
+
+// Traefik gets ProcessConfig.Env and the few variables of the gateway's
+// environment it needs, never the rest: before, it inherited the whole
+// environment, the broker's password included.
+func TestTraefikEnvironment(t *testing.T) {
+	t.Setenv("GATEWAY_BROKER", "tcp://s3cret-broker@127.0.0.1:6379")
+	t.Setenv("REDIS_PASSWORD", "s3cret-redis")
+	t.Setenv("LEGO_DISABLE_CNAME_SUPPORT", "false")
+	env := []string{"HTTPREQ_ENDPOINT=http://127.0.0.1:1", "HTTPREQ_USERNAME=traefik", "HTTPREQ_PASSWORD=its-own"}
+
+	s := newTraefikSetup(t)
+	p := s.processWithEnv(t, env)
+	pid, _ := s.run(t, p)
+	s.waitPing(t, 10*time.Second)
+
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	environ := strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
+	for _, kv := range append(env, "LEGO_DISABLE_CNAME_SUPPORT=false", "PATH="+os.Getenv("PATH")) {
+		if !slices.Contains(environ, kv) {
+			t.Errorf("traefik's environment lacks %s", kv)
+		}
+	}
+	allowed := []string{"PATH", "TZ", "SSL_CERT_FILE", "SSL_CERT_DIR", "HTTPREQ_ENDPOINT", "HTTPREQ_USERNAME", "HTTPREQ_PASSWORD"}
+	for _, kv := range environ {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.Contains(kv, "s3cret") || !slices.Contains(allowed, k) && !strings.HasPrefix(k, "LEGO_") {
+			t.Errorf("traefik's environment holds %s", kv)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -105,8 +106,14 @@ func fakeProcess(t testing.TB, dir string, env ...string) (*Process, ProcessConf
 	if err != nil {
 		t.Fatal(err)
 	}
+	return fakeProcessOf(t, exe, dir, env...)
+}
+
+// fakeProcessOf is fakeProcess running binary, a copy of the test binary.
+func fakeProcessOf(t testing.TB, binary, dir string, env ...string) (*Process, ProcessConfig) {
+	t.Helper()
 	cfg := ProcessConfig{
-		Binary:      exe,
+		Binary:      binary,
 		ConfigFile:  filepath.Join(dir, "traefik.yaml"),
 		StateDir:    dir,
 		Env:         append([]string{fakeTraefikEnv + "=1"}, env...),
@@ -326,6 +333,248 @@ func TestProcessIgnoresForeignPidFile(t *testing.T) {
 	}
 	if got, _ := readPidFile(filepath.Join(dir, PIDFileName)); got.PID != pid {
 		t.Errorf("pidfile names %d, want %d", got.PID, pid)
+	}
+}
+
+// copyTestBinary copies the test binary, a fake Traefik, into a new folder
+// every user may read and returns its path. The folder is removed at the end
+// of the test.
+func copyTestBinary(t testing.TB) string {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Not t.TempDir: its folders are 0700, and one test runs the copy as
+	// another user.
+	dir, err := os.MkdirTemp("", "fake-traefik-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "traefik")
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// startImpostor starts cmd, a fake Traefik the Process under test did not
+// start, and kills it at the end of the test. It returns once the process
+// runs with cmd's command line.
+func startImpostor(t testing.TB, cmd *exec.Cmd) int {
+	t.Helper()
+	cmd.Env = append(os.Environ(), fakeTraefikEnv+"=1")
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting the impostor: %v", err)
+	}
+	pid := cmd.Process.Pid
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	// Until it execs, the child is a copy of the test process.
+	waitFor(t, 5*time.Second, "impostor started", func() bool {
+		cmdline, err := readCmdline(pid)
+		return err == nil && slices.Equal(cmdline, cmd.Args)
+	})
+	return pid
+}
+
+// A process whose command line is exactly our Traefik's is not ours unless it
+// runs our binary as our user: never adopted, never signalled (before, the
+// command line alone decided, and any program started with ours was taken
+// over, or killed as a stray).
+func TestProcessLeavesImpostorsAlone(t *testing.T) {
+	testBinary, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		// impostor returns the command of a process with our command line,
+		// argv, our binary being bin.
+		impostor func(t *testing.T, bin string, argv []string) *exec.Cmd
+		// pidFile writes a pidfile naming the impostor, with our hash.
+		pidFile bool
+	}{
+		{"another program started with our command line, named by the pidfile", func(t *testing.T, bin string, argv []string) *exec.Cmd {
+			// exec -a: Path is what runs, Args what /proc shows.
+			return &exec.Cmd{Path: testBinary, Args: argv}
+		}, true},
+		{"another program started with our command line, no pidfile", func(t *testing.T, bin string, argv []string) *exec.Cmd {
+			return &exec.Cmd{Path: testBinary, Args: argv}
+		}, false},
+		{"our binary run by another user, named by the pidfile", func(t *testing.T, bin string, argv []string) *exec.Cmd {
+			if os.Geteuid() != 0 {
+				t.Skip("starting a process as another user needs root")
+			}
+			return &exec.Cmd{Path: bin, Args: argv, SysProcAttr: &syscall.SysProcAttr{
+				Credential: &syscall.Credential{Uid: 65534, Gid: 65534},
+			}}
+		}, true},
+		{"our binary run by another user, no pidfile", func(t *testing.T, bin string, argv []string) *exec.Cmd {
+			if os.Geteuid() != 0 {
+				t.Skip("starting a process as another user needs root")
+			}
+			return &exec.Cmd{Path: bin, Args: argv, SysProcAttr: &syscall.SysProcAttr{
+				Credential: &syscall.Credential{Uid: 65534, Gid: 65534},
+			}}
+		}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			bin := copyTestBinary(t)
+			p, cfg := fakeProcessOf(t, bin, dir)
+			argv := traefikArgv(p.cfg.Binary, cfg.ConfigFile)
+			impostor := startImpostor(t, tt.impostor(t, bin, argv))
+			if tt.pidFile {
+				config, err := os.ReadFile(cfg.ConfigFile)
+				if err != nil {
+					t.Fatal(err)
+				}
+				rec := pidRecord{PID: impostor, Hash: configHash(config, cfg.Env)}
+				if err := writePidFile(filepath.Join(dir, PIDFileName), rec); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			t.Cleanup(func() { _ = p.Stop(context.Background()) })
+			runProcess(t, p)
+			// Started: adopt and stopStrays are done, and a Traefik they
+			// stopped would be gone, since they wait for its exit.
+			pid := p.pid()
+			killAtCleanup(t, pid, argv)
+			if pid == impostor {
+				t.Fatalf("adopted the impostor %d", impostor)
+			}
+			if !alive(impostor) {
+				t.Fatalf("the impostor %d was signalled", impostor)
+			}
+			if rec, err := readPidFile(filepath.Join(dir, PIDFileName)); err != nil || rec.PID != pid {
+				t.Errorf("pidfile %+v, %v; want our pid %d", rec, err, pid)
+			}
+			// Stop signals ours only.
+			if err := p.Stop(context.Background()); err != nil {
+				t.Fatalf("Stop: %v", err)
+			}
+			if alive(pid) || !alive(impostor) {
+				t.Errorf("after Stop: ours %d alive %v, the impostor %d alive %v", pid, alive(pid), impostor, alive(impostor))
+			}
+		})
+	}
+}
+
+// A Traefik whose binary was replaced on disk (an upgrade) is ours, but
+// runs the old binary: it is replaced, not adopted.
+func TestProcessReplacesTraefikOfAReplacedBinary(t *testing.T) {
+	dir := t.TempDir()
+	bin := copyTestBinary(t)
+	p, cfg := fakeProcessOf(t, bin, dir)
+	argv := traefikArgv(p.cfg.Binary, cfg.ConfigFile)
+	t.Cleanup(func() { _ = p.Stop(context.Background()) })
+	cancel := runProcess(t, p)
+	first := p.pid()
+	killAtCleanup(t, first, argv)
+	cancel()
+
+	// The upgrade: a new file renamed over the binary.
+	b, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin+".new", b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(bin+".new", bin); err != nil {
+		t.Fatal(err)
+	}
+
+	p2, _ := fakeProcessOf(t, bin, dir)
+	t.Cleanup(func() { _ = p2.Stop(context.Background()) })
+	runProcess(t, p2)
+	second := p2.pid()
+	killAtCleanup(t, second, argv)
+	if second == first {
+		t.Fatalf("pid %d adopted although its binary was replaced", first)
+	}
+	waitFor(t, 3*time.Second, "old traefik gone", func() bool { return !alive(first) })
+}
+
+// A Traefik an earlier gateway started through a symbolic link to our binary
+// runs our binary: adopted, not replaced.
+func TestProcessAdoptsTraefikStartedThroughALink(t *testing.T) {
+	dir := t.TempDir()
+	bin := copyTestBinary(t)
+	link := filepath.Join(filepath.Dir(bin), "traefik-link")
+	if err := os.Symlink(bin, link); err != nil {
+		t.Fatal(err)
+	}
+	p, cfg := fakeProcessOf(t, link, dir)
+	if p.cfg.Binary != bin {
+		t.Fatalf("Binary %q, want the link resolved to %q", p.cfg.Binary, bin)
+	}
+	// As the earlier gateway did: the link on the command line.
+	old := startImpostor(t, &exec.Cmd{Path: link, Args: traefikArgv(link, cfg.ConfigFile)})
+	config, err := os.ReadFile(cfg.ConfigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writePidFile(filepath.Join(dir, PIDFileName), pidRecord{PID: old, Hash: configHash(config, cfg.Env)}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Stop(context.Background()) })
+	runProcess(t, p)
+	if got := p.pid(); got != old {
+		killAtCleanup(t, got, p.argv)
+		t.Fatalf("runs pid %d, want the running %d adopted", got, old)
+	}
+}
+
+// Traefik gets its own environment and the allow-listed variables of the
+// gateway's, never the rest: the gateway's environment holds the broker's
+// password.
+func TestTraefikEnv(t *testing.T) {
+	environ := []string{
+		"PATH=/usr/bin:/bin",
+		"TZ=Europe/Brussels",
+		"SSL_CERT_FILE=/etc/ssl/ca.pem",
+		"SSL_CERT_DIR=/etc/ssl/certs",
+		"LEGO_CA_CERTIFICATES=/etc/gateway/ca.pem",
+		"GATEWAY_BROKER=tcp://s3cret@127.0.0.1:6379",
+		"REDIS_PASSWORD=s3cret",
+		"HOME=/root",
+		"HTTPS_PROXY=http://proxy:3128",
+		"GODEBUG=http2xconnect=1",
+		"TRAEFIK_LOG_LEVEL=DEBUG",
+		"LEGO_=empty suffix",
+		"LEGOX=not the prefix",
+		"PATHX=not PATH",
+		"HTTPREQ_ENDPOINT=http://the-gateway-env",
+		"not a variable",
+	}
+	env := []string{"HTTPREQ_ENDPOINT=http://127.0.0.1:8053", "HTTPREQ_USERNAME=traefik", "TZ=UTC"}
+	got := traefikEnv(environ, env)
+	want := []string{
+		"PATH=/usr/bin:/bin",
+		"SSL_CERT_FILE=/etc/ssl/ca.pem",
+		"SSL_CERT_DIR=/etc/ssl/certs",
+		"LEGO_CA_CERTIFICATES=/etc/gateway/ca.pem",
+		// Env last, and alone for the keys it sets.
+		"HTTPREQ_ENDPOINT=http://127.0.0.1:8053",
+		"HTTPREQ_USERNAME=traefik",
+		"TZ=UTC",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("traefikEnv =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
 

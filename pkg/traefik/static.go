@@ -47,6 +47,11 @@ const (
 	DefaultMetricsAddress = "127.0.0.1:8082"
 	// DefaultThrottle is the default StaticOptions.Throttle.
 	DefaultThrottle = 100 * time.Millisecond
+	// DefaultReadTimeout is the default StaticOptions.ReadTimeout: Traefik's
+	// own default, and long enough for a slow link to send a TLS ClientHello
+	// and a request head many times over. It also bounds request bodies: an
+	// upload must be complete within it.
+	DefaultReadTimeout = 60 * time.Second
 	// DefaultACMECAServer is the default StaticOptions.ACMECAServer: Let's
 	// Encrypt production.
 	DefaultACMECAServer = "https://acme-v02.api.letsencrypt.org/directory"
@@ -81,6 +86,17 @@ type StaticOptions struct {
 	// for more changes before applying the dynamic configuration. Default
 	// 100ms (Traefik's own default is 2s).
 	Throttle time.Duration
+	// ReadTimeout is the readTimeout of entry points "web" and "websecure":
+	// how long a client may take, from its connection, to send the TLS
+	// ClientHello and the request head, and then, from the start of each
+	// request, the whole request with its body. Nil means
+	// DefaultReadTimeout, 60s; zero means no timeout. Traefik v3.6 has no
+	// timeout of the head alone: a bound on silent or slow clients is also
+	// a bound on uploads and on streamed request bodies (gRPC streams
+	// included) on the routes Traefik terminates. Responses are never
+	// bounded: server-sent events and HTTP/1.1 websockets outlive it, and so
+	// do passthrough connections once routed.
+	ReadTimeout *time.Duration
 	// ACMEEmail is the contact address of the ACME account. Optional.
 	ACMEEmail string
 	// ACMECAServer is the ACME directory URL (https). Default Let's Encrypt
@@ -138,14 +154,21 @@ func buildStatic(opts StaticOptions) (*StaticConfiguration, error) {
 		return nil, err
 	}
 
-	// Zero disables the timeout. Traefik v3 defaults readTimeout to 60s and
-	// it bounds reading the whole request, body included: a request whose
-	// body is still streaming after 60s (a long upload, a gRPC client or
-	// bidirectional stream over HTTP/2) gets a 504. Measured on v3.6.12:
+	// Traefik v3.6 reads a connection under one deadline, readTimeout: set at
+	// accept, it bounds the ClientHello (or the first bytes of a plain
+	// request) and, as http.Server.ReadTimeout, the TLS handshake, each
+	// request head and each whole request, body included; it has no
+	// readHeaderTimeout. Zero leaves a connection that sends nothing, or half
+	// a ClientHello, open forever, and enough of them exhaust Traefik's
+	// descriptors for every route. A bound also cuts the request bodies still
+	// streaming at its end (uploads, gRPC streams). Measured on v3.6.12:
 	// server-sent events and HTTP/1.1 websockets are not cut (Go clears the
-	// read deadline once the body is read, or on hijack), streaming request
-	// bodies are, on HTTP/1.1 and HTTP/2 alike. The price of zero: nothing
-	// bounds a client that connects and sends its request slowly, or nothing.
+	// read deadline once the request body is read, or on hijack), nor are
+	// passthrough connections (Traefik clears the deadline once it routed
+	// the ClientHello); streamed request bodies are, over HTTP/1.1 and
+	// HTTP/2, with a 504 or a 499. WriteTimeout stays zero on websecure: it
+	// would bound whole responses, downloads and streams included.
+	readTimeout := Duration(*opts.ReadTimeout)
 	noTimeout := Duration(0)
 	// A Traefik being replaced (its static configuration changed) drains
 	// for this long before it exits and its successor can start: Traefik's
@@ -168,7 +191,10 @@ func buildStatic(opts StaticOptions) (*StaticConfiguration, error) {
 			EntryPointWeb: {
 				Address:   opts.WebAddress,
 				AsDefault: true,
-				Transport: &EntryPointsTransport{LifeCycle: &LifeCycle{GraceTimeOut: &grace}},
+				Transport: &EntryPointsTransport{
+					LifeCycle:          &LifeCycle{GraceTimeOut: &grace},
+					RespondingTimeouts: &RespondingTimeouts{ReadTimeout: &readTimeout},
+				},
 				// Without it Traefik's own challenge router (priority
 				// MaxInt) takes every /.well-known/acme-challenge/ path, and
 				// passthrough backends could never answer theirs.
@@ -188,7 +214,7 @@ func buildStatic(opts StaticOptions) (*StaticConfiguration, error) {
 				Transport: &EntryPointsTransport{
 					LifeCycle: &LifeCycle{GraceTimeOut: &grace},
 					RespondingTimeouts: &RespondingTimeouts{
-						ReadTimeout:  &noTimeout,
+						ReadTimeout:  &readTimeout,
 						WriteTimeout: &noTimeout,
 					},
 				},
@@ -260,6 +286,9 @@ func (o *StaticOptions) provision() {
 	if o.Throttle == 0 {
 		o.Throttle = DefaultThrottle
 	}
+	if o.ReadTimeout == nil {
+		o.ReadTimeout = new(DefaultReadTimeout)
+	}
 	if o.ACMECAServer == "" {
 		o.ACMECAServer = DefaultACMECAServer
 	}
@@ -305,6 +334,9 @@ func (o StaticOptions) validate() error {
 
 	if o.Throttle < 0 {
 		return fmt.Errorf("static option Throttle %s: must not be negative", o.Throttle)
+	}
+	if *o.ReadTimeout < 0 {
+		return fmt.Errorf("static option ReadTimeout %s: must not be negative (zero means no timeout)", *o.ReadTimeout)
 	}
 
 	if o.ACMEEmail != "" {

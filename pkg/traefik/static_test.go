@@ -94,8 +94,12 @@ func TestRenderStaticDefaults(t *testing.T) {
 		// challenge routers of passthrough backends.
 		{[]string{"entryPoints", "web", "http", "redirections", "entryPoint", "priority"}, 1},
 		{[]string{"entryPoints", "web", "allowACMEByPass"}, true},
-		// Traefik v3 cuts streams at readTimeout, 60s by default.
-		{[]string{"entryPoints", "websecure", "transport", "respondingTimeouts", "readTimeout"}, "0s"},
+		// Zero left slow and silent clients connected forever; the bound
+		// also cuts request bodies still streaming at its end.
+		{[]string{"entryPoints", "websecure", "transport", "respondingTimeouts", "readTimeout"}, "1m0s"},
+		{[]string{"entryPoints", "web", "transport", "respondingTimeouts", "readTimeout"}, "1m0s"},
+		// A write timeout would bound whole responses: downloads, SSE.
+		{[]string{"entryPoints", "websecure", "transport", "respondingTimeouts", "writeTimeout"}, "0s"},
 		{[]string{"providers", "providersThrottleDuration"}, "100ms"},
 		{[]string{"providers", "file", "directory"}, "/p"},
 		{[]string{"providers", "file", "watch"}, true},
@@ -115,6 +119,40 @@ func TestRenderStaticDefaults(t *testing.T) {
 	}
 	if _, ok := lookup(t, doc, "entryPoints", "metrics").(map[string]any)["asDefault"]; ok {
 		t.Errorf("metrics entry point is a default entry point: routers without entry points would be reachable on it")
+	}
+}
+
+func TestRenderStaticReadTimeout(t *testing.T) {
+	tests := []struct {
+		name    string
+		timeout *time.Duration
+		want    string
+	}{
+		{"default", nil, "1m0s"},
+		// --traefik.readtimeout=0: long uploads live, slow clients too.
+		{"zero disables it", new(time.Duration(0)), "0s"},
+		{"custom", new(5 * time.Minute), "5m0s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := goldenOptions()
+			o.ReadTimeout = tt.timeout
+			out, err := RenderStatic(o)
+			if err != nil {
+				t.Fatalf("RenderStatic: %v", err)
+			}
+			var doc map[string]any
+			if err := yaml.Unmarshal(out, &doc); err != nil {
+				t.Fatalf("rendered YAML does not parse: %v", err)
+			}
+			// Both public entry points: web serves redirects and HTTP-01
+			// challenges, and would hold slow clients just the same.
+			for _, ep := range []string{EntryPointWeb, EntryPointWebSecure} {
+				if got := lookup(t, doc, "entryPoints", ep, "transport", "respondingTimeouts", "readTimeout"); got != tt.want {
+					t.Errorf("%s readTimeout = %v, want %s", ep, got, tt.want)
+				}
+			}
+		})
 	}
 }
 
@@ -165,6 +203,7 @@ func TestRenderStaticRejects(t *testing.T) {
 			o.WebSecureAddress = "127.0.0.1:8443"
 		}, "both listen on port 8443"},
 		{"negative throttle", func(o *StaticOptions) { o.Throttle = -time.Second }, "Throttle"},
+		{"negative read timeout", func(o *StaticOptions) { o.ReadTimeout = new(-time.Second) }, "ReadTimeout"},
 		{"e-mail with a name", func(o *StaticOptions) { o.ACMEEmail = "Ops <ops@example.com>" }, "ACMEEmail"},
 		{"e-mail without domain", func(o *StaticOptions) { o.ACMEEmail = "ops" }, "ACMEEmail"},
 		{"plain http CA", func(o *StaticOptions) { o.ACMECAServer = "http://ca.example/dir" }, "ACMECAServer"},
