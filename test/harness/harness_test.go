@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -100,5 +101,69 @@ func TestBackends(t *testing.T) {
 	var echo string
 	if err := websocket.Message.Receive(ws, &echo); err != nil || echo != "ping" {
 		t.Fatalf("echo %q, %v", echo, err)
+	}
+}
+
+// TestBackendRestart checks that a stopped backend refuses connections at
+// once, and that another one starts on its address: the health tests kill
+// and revive backends where routes point.
+func TestBackendRestart(t *testing.T) {
+	addr := Addr(t)
+	b := StartHTTPBackendAt(t, "first", addr)
+	if b.Addr != addr {
+		t.Fatalf("backend listens on %s, want %s", b.Addr, addr)
+	}
+	get := func() (*http.Response, error) { return HTTPClient(addr).Get("http://whatever.test/") }
+	resp, err := get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+
+	b.Stop()
+	b.Stop() // idempotent, and cleanup calls it again
+	if resp, err := get(); err == nil {
+		resp.Body.Close()
+		t.Fatalf("stopped backend on %s still answers: %s", addr, resp.Status)
+	}
+
+	again := StartHTTPBackendAt(t, "second", addr)
+	resp, err = get()
+	if err != nil {
+		t.Fatalf("backend started again on %s: %v", addr, err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get(HeaderBackend); got != "second" || again.Hits() != 1 || b.Hits() != 1 {
+		t.Errorf("answer from %q; hits: first %d, second %d; want second, 1 each", got, b.Hits(), again.Hits())
+	}
+}
+
+// TestTLSBackendIPv6 checks a TLS backend on ::1 and its count of requests
+// that came over TLS.
+func TestTLSBackendIPv6(t *testing.T) {
+	tb := StartTLSBackendAt(t, "six", "[::1]:0", "six.example.test")
+	ap, err := netip.ParseAddrPort(tb.Addr)
+	if err != nil || ap.Addr() != netip.IPv6Loopback() {
+		t.Fatalf("backend listens on %q, want [::1]:port", tb.Addr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	a, err := TLSGet(ctx, tb.Addr, "six.example.test", "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Backend != "six" || !bytes.Equal(a.Leaf, tb.Cert.Raw) || tb.TLSHits() != 1 || tb.Hits() != 1 {
+		t.Errorf("answer from %q (own certificate %v), %d hits, %d over TLS; want six, its certificate, 1 and 1",
+			a.Backend, bytes.Equal(a.Leaf, tb.Cert.Raw), tb.Hits(), tb.TLSHits())
+	}
+
+	h := StartHTTPBackendAt(t, "plain-six", "[::1]:0")
+	resp, err := HTTPClient(h.Addr).Get("http://whatever.test/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if h.Hits() != 1 || h.TLSHits() != 0 || h.URL() != "http://"+h.Addr || !strings.HasPrefix(h.Addr, "[::1]:") {
+		t.Errorf("plain backend %s (%s): %d hits, %d over TLS; want 1 and 0", h.Addr, h.URL(), h.Hits(), h.TLSHits())
 	}
 }
