@@ -8,12 +8,15 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -143,4 +146,27 @@ func (e *env) findRoute(t testing.TB, wlID string) (gateway.Proxy, bool) {
 		return gateway.Proxy{}, false
 	}
 	return list[i], true
+}
+
+// sseEvents sends the number of every "data: <n>" event of body to events (-1
+// for one that is not a number) until body ends or ctx does, then closes
+// events.
+func sseEvents(ctx context.Context, body io.Reader, events chan<- int) {
+	defer close(events)
+	sc := bufio.NewScanner(body)
+	for sc.Scan() {
+		v, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok {
+			continue
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			n = -1
+		}
+		select {
+		case events <- n:
+		case <-ctx.Done():
+			return
+		}
+	}
 }

@@ -19,8 +19,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -378,25 +376,7 @@ func readSSE(client *http.Client, host string, length time.Duration) (int, error
 		return 0, fmt.Errorf("status %d", resp.StatusCode)
 	}
 	events := make(chan int)
-	go func() {
-		defer close(events)
-		sc := bufio.NewScanner(resp.Body)
-		for sc.Scan() {
-			v, ok := strings.CutPrefix(sc.Text(), "data: ")
-			if !ok {
-				continue
-			}
-			n, err := strconv.Atoi(v)
-			if err != nil {
-				n = -1
-			}
-			select {
-			case events <- n:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	go sseEvents(ctx, resp.Body, events)
 	start := time.Now()
 	want := 1
 	for time.Since(start) < length {

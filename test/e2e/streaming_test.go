@@ -3,11 +3,9 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -88,25 +86,7 @@ func testStreaming(t *testing.T, e *env) {
 			t.Fatalf("status %d, content type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
 		}
 		events := make(chan int, 16)
-		go func() {
-			defer close(events)
-			sc := bufio.NewScanner(resp.Body)
-			for sc.Scan() {
-				v, ok := strings.CutPrefix(sc.Text(), "data: ")
-				if !ok {
-					continue
-				}
-				n, err := strconv.Atoi(v)
-				if err != nil {
-					n = -1
-				}
-				select {
-				case events <- n:
-				case <-ctx.Done():
-					return
-				}
-			}
-		}()
+		go sseEvents(ctx, resp.Body, events)
 		start := time.Now()
 		last := start
 		want := 1
