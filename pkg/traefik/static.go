@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/mail"
+	"net/netip"
 	"net/url"
 	"path/filepath"
 	"slices"
@@ -13,11 +14,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rs/zerolog"
 	"gopkg.in/yaml.v3"
 
+	"github.com/threefoldtech/gateway/internal/dnsname"
 	"github.com/threefoldtech/gateway/internal/quote"
-
-	"github.com/rs/zerolog"
 )
 
 // Names the gateway's routers refer to.
@@ -383,13 +384,32 @@ func checkAbsOption(field, dir string) error {
 var errNotEntryPointAddress = errors.New(`not a "[host]:port" listening address`)
 
 // splitEntryPointAddress splits a Traefik entry-point address. Traefik would also
-// take a "/udp" suffix and port 0; the gateway wants neither.
+// take a "/udp" suffix and port 0; the gateway wants neither. The host is
+// empty, an IP address or a host name: anything else, a newline say, could
+// be read back by Traefik as another address than the one checked.
 func splitEntryPointAddress(addr string) (host, port string, err error) {
 	host, port, err = net.SplitHostPort(addr)
-	if err != nil || !portValid(port) || strings.ContainsAny(host, "/ ") {
+	if err != nil || !portValid(port) || !hostValid(host) {
 		return "", "", errNotEntryPointAddress
 	}
 	return host, port, nil
+}
+
+// hostValid tells whether host is empty, an IP address (with a zone, for a
+// link-local one) or a host name of letters, digits and hyphens.
+func hostValid(host string) bool {
+	if host == "" {
+		return true
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return true
+	}
+	for _, label := range strings.Split(host, ".") {
+		if _, err := dnsname.NormalizeLabel(label); err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 func portValid(port string) bool {

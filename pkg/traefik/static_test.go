@@ -193,6 +193,10 @@ func TestRenderStaticRejects(t *testing.T) {
 		{"metrics on every address, empty host", func(o *StaticOptions) { o.MetricsAddress = ":8082" }, "MetricsAddress"},
 		{"metrics on every IPv4 address", func(o *StaticOptions) { o.MetricsAddress = "0.0.0.0:8082" }, "MetricsAddress"},
 		{"metrics on every IPv6 address", func(o *StaticOptions) { o.MetricsAddress = "[::]:8082" }, "MetricsAddress"},
+		// Found by FuzzRenderStatic: the YAML of "\n:1" reads back as ":1",
+		// every address, while the check saw the host "\n".
+		{"metrics host with a newline", func(o *StaticOptions) { o.MetricsAddress = "\n:8082" }, "MetricsAddress"},
+		{"host with a space", func(o *StaticOptions) { o.WebAddress = "a b:80" }, "WebAddress"},
 		{"address without port", func(o *StaticOptions) { o.WebAddress = "80" }, "WebAddress"},
 		{"port zero", func(o *StaticOptions) { o.WebSecureAddress = ":0" }, "WebSecureAddress"},
 		{"port out of range", func(o *StaticOptions) { o.WebSecureAddress = ":70000" }, "WebSecureAddress"},
