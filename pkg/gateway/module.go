@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net/http"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -336,7 +337,14 @@ func (m *Module) commit(r route) error {
 		m.log.Info().Str("wlID", r.id).Str("fqdn", r.fqdn).Str("holder", holder).Msg("domain refused: held by another workload")
 		return fmt.Errorf("domain %q already registered by another workload", r.fqdn)
 	}
-	if _, held := m.idx.byID[r.id]; !held {
+	if old, held := m.idx.byID[r.id]; held && reflect.DeepEqual(old, r) {
+		// A node re-applies every workload when it boots: a Set that
+		// changes nothing writes nothing, and costs Traefik no reload.
+		// The file is checked all the same, in case it was removed by hand.
+		if ok, err := m.routes.Published(r.id); err == nil && ok {
+			return nil
+		}
+	} else if !held {
 		// A file the module did not write is never overwritten.
 		q, err := m.routes.Quarantine(r.id, "found where a route the gateway was setting goes; the gateway did not write it")
 		if err != nil {

@@ -759,3 +759,64 @@ traefik_service_responses_bytes_total{code="200",method="GET",protocol="http",se
 		t.Fatalf("Response = %v, Sent = %v, want %v", got.Response, got.Sent, want)
 	}
 }
+
+// TestSetThatChangesNothingWritesNothing guards the boot storm: a node
+// re-applies every workload when it boots, and each rewrite would cost
+// Traefik a reload of every route.
+func TestSetThatChangesNothingWritesNothing(t *testing.T) {
+	root := t.TempDir()
+	m, recs := newModule(t, root)
+	recs.set("user.example", "198.51.100.7")
+	file := func(id string) string { return filepath.Join(root, "proxy", id+".yaml") }
+	inode := func(id string) uint64 {
+		t.Helper()
+		fi, err := os.Stat(file(id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Sys().(*syscall.Stat_t).Ino
+	}
+	set := func(m *Module) {
+		t.Helper()
+		if _, err := m.SetNamedProxy("a", "App", []string{"http://10.0.0.1", "https://10.0.0.2:8443"}, false); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.SetNamedProxy("b", "b", []string{"https://10.0.0.3:443"}, true); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.SetFQDNProxy("c", "USER.example.", []string{"http://[2001:db8::1]:8080"}, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set(m)
+	before := map[string]uint64{"a": inode("a"), "b": inode("b"), "c": inode("c")}
+
+	// The same calls, to the same module and to one that rebuilt its index
+	// from the files after a restart: no file is written again.
+	set(m)
+	m2, recs2 := newModule(t, root)
+	recs2.set("user.example", "198.51.100.7")
+	set(m2)
+	for id, ino := range before {
+		if got := inode(id); got != ino {
+			t.Errorf("route %s was rewritten by a Set that changed nothing", id)
+		}
+	}
+
+	// A change is written; so is a file removed by hand.
+	if _, err := m2.SetNamedProxy("a", "app", []string{"http://10.0.0.9"}, false); err != nil {
+		t.Fatal(err)
+	}
+	if inode("a") == before["a"] {
+		t.Error("a changed route was not written")
+	}
+	if err := os.Remove(file("b")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m2.SetNamedProxy("b", "b", []string{"https://10.0.0.3:443"}, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(file("b")); err != nil {
+		t.Errorf("a route removed by hand was not written again: %v", err)
+	}
+}

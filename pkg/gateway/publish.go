@@ -32,6 +32,8 @@ type Publisher interface {
 	// Locate says where route id is published, for log lines an operator
 	// follows.
 	Locate(id string) string
+	// Published tells whether route id is published now.
+	Published(id string) (bool, error)
 }
 
 var _ Publisher = (*traefik.Routes)(nil)

@@ -112,6 +112,21 @@ func (r *Routes) Load(fn func(id string, cfg *Configuration, err error)) error {
 // Locate returns where route id is published, for an operator to look at.
 func (r *Routes) Locate(id string) string { return r.dir.File(id) }
 
+// Published tells whether the file of route id is in the folder.
+func (r *Routes) Published(id string) (bool, error) {
+	if err := checkName(id); err != nil {
+		return false, err
+	}
+	_, err := os.Lstat(r.dir.File(id))
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	}
+	return false, fmt.Errorf("looking at %s: %w", r.dir.File(id), err)
+}
+
 // Quarantined is an entry moved, or to be moved, out of the routes folder.
 type Quarantined struct {
 	// Name is the entry's name in the routes folder.
