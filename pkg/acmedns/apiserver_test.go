@@ -18,26 +18,7 @@ func startAPIServer(tb testing.TB, h http.Handler) *APIServer {
 	if err != nil {
 		tb.Fatalf("NewAPIServer: %v", err)
 	}
-	done := make(chan struct{})
-	var runErr error
-	go func() {
-		defer close(done)
-		runErr = srv.Run(context.Background())
-	}()
-	tb.Cleanup(func() {
-		srv.Close()
-		<-done
-		if runErr != nil {
-			tb.Errorf("Run: %v", runErr)
-		}
-	})
-	select {
-	case <-srv.Ready():
-	case <-done:
-		tb.Fatalf("Run returned before ready: %v", runErr)
-	case <-time.After(waitTimeout):
-		tb.Fatal("api server not ready in time")
-	}
+	runUntilCleanup(tb, "api server", srv)
 	return srv
 }
 

@@ -91,6 +91,21 @@ func startServerConfig(tb testing.TB, cfg Config) *Server {
 	if err != nil {
 		tb.Fatalf("New: %v", err)
 	}
+	runUntilCleanup(tb, "dns server", srv)
+	return srv
+}
+
+// runner is the lifecycle Server and APIServer share.
+type runner interface {
+	Run(ctx context.Context) error
+	Ready() <-chan struct{}
+	Close() error
+}
+
+// runUntilCleanup runs srv until the test ends, and returns once it is
+// ready.
+func runUntilCleanup(tb testing.TB, what string, srv runner) {
+	tb.Helper()
 	done := make(chan struct{})
 	var runErr error
 	go func() {
@@ -109,11 +124,10 @@ func startServerConfig(tb testing.TB, cfg Config) *Server {
 	select {
 	case <-srv.Ready():
 	case <-done:
-		tb.Fatalf("Run returned before ready: %v", runErr)
+		tb.Fatalf("%s: Run returned before ready: %v", what, runErr)
 	case <-time.After(waitTimeout):
-		tb.Fatal("dns server not ready in time")
+		tb.Fatalf("%s not ready in time", what)
 	}
-	return srv
 }
 
 // exchange sends m to addr over network ("udp" or "tcp") and returns the
