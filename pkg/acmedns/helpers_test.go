@@ -230,3 +230,16 @@ func serve(tb testing.TB, h dns.Handler, r *dns.Msg, udp bool) *dns.Msg {
 	}
 	return resp
 }
+
+// waitRun returns what a Run sent to errs, failing the test when it does not
+// return in time.
+func waitRun(tb testing.TB, errs <-chan error) error {
+	tb.Helper()
+	select {
+	case err := <-errs:
+		return err
+	case <-time.After(waitTimeout):
+		tb.Fatal("Run did not return")
+		return nil
+	}
+}

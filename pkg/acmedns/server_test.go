@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/miekg/dns"
 	"github.com/rs/zerolog"
@@ -64,16 +63,6 @@ func TestServerLifecycle(t *testing.T) {
 		go func() { errs <- srv.Run(ctx) }()
 		return errs
 	}
-	wait := func(t *testing.T, errs <-chan error) error {
-		t.Helper()
-		select {
-		case err := <-errs:
-			return err
-		case <-time.After(waitTimeout):
-			t.Fatal("Run did not return")
-			return nil
-		}
-	}
 
 	t.Run("UDP and TCP share the port", func(t *testing.T) {
 		srv := startServer(t, newTestStore(t, nil))
@@ -91,7 +80,7 @@ func TestServerLifecycle(t *testing.T) {
 		<-srv.Ready()
 		addr := srv.Addr()
 		cancel()
-		if err := wait(t, errs); err != nil {
+		if err := waitRun(t, errs); err != nil {
 			t.Errorf("Run: %v", err)
 		}
 		// The port is free again.
@@ -111,7 +100,7 @@ func TestServerLifecycle(t *testing.T) {
 				t.Errorf("Close: %v", err)
 			}
 		}
-		if err := wait(t, errs); err != nil {
+		if err := waitRun(t, errs); err != nil {
 			t.Errorf("Run: %v", err)
 		}
 	})
@@ -120,7 +109,7 @@ func TestServerLifecycle(t *testing.T) {
 		if err := srv.Close(); err != nil {
 			t.Fatal(err)
 		}
-		if err := wait(t, runAsync(context.Background(), srv)); err != nil {
+		if err := waitRun(t, runAsync(context.Background(), srv)); err != nil {
 			t.Errorf("Run: %v", err)
 		}
 	})
@@ -140,7 +129,7 @@ func TestServerLifecycle(t *testing.T) {
 		}
 		t.Cleanup(func() { l.Close() })
 		srv := newServer(t, l.Addr().String())
-		err = wait(t, runAsync(context.Background(), srv))
+		err = waitRun(t, runAsync(context.Background(), srv))
 		if err == nil || !strings.Contains(err.Error(), "listening on tcp") {
 			t.Errorf("Run error %v, want a tcp listen error", err)
 		}

@@ -218,16 +218,6 @@ func TestServiceTCPLimits(t *testing.T) {
 }
 
 func TestServiceLifecycle(t *testing.T) {
-	wait := func(t *testing.T, errs <-chan error) error {
-		t.Helper()
-		select {
-		case err := <-errs:
-			return err
-		case <-time.After(waitTimeout):
-			t.Fatal("Run did not return")
-			return nil
-		}
-	}
 	t.Run("ending the context stops both servers", func(t *testing.T) {
 		svc, err := NewService(testServiceConfig(t))
 		if err != nil {
@@ -239,7 +229,7 @@ func TestServiceLifecycle(t *testing.T) {
 		<-svc.Ready()
 		dnsAddr, apiAddr := svc.dns.Addr(), svc.api.Addr()
 		cancel()
-		if err := wait(t, errs); err != nil {
+		if err := waitRun(t, errs); err != nil {
 			t.Errorf("Run: %v", err)
 		}
 		for _, addr := range []string{dnsAddr, apiAddr} {
@@ -264,7 +254,7 @@ func TestServiceLifecycle(t *testing.T) {
 		}
 		errs := make(chan error, 1)
 		go func() { errs <- svc.Run(context.Background()) }()
-		if err := wait(t, errs); err != nil {
+		if err := waitRun(t, errs); err != nil {
 			t.Errorf("Run: %v", err)
 		}
 	})
@@ -284,7 +274,7 @@ func TestServiceLifecycle(t *testing.T) {
 		}
 		errs := make(chan error, 1)
 		go func() { errs <- svc.Run(context.Background()) }()
-		if err := wait(t, errs); err == nil || !strings.Contains(err.Error(), "running api server") {
+		if err := waitRun(t, errs); err == nil || !strings.Contains(err.Error(), "running api server") {
 			t.Errorf("Run error %v, want the api server's", err)
 		}
 		select {

@@ -97,6 +97,19 @@ func (e *env) get(host, path string) (answer, error) {
 	return e.request(ctx, http.MethodGet, host, path, nil)
 }
 
+// getOK sends GET https://host/ through websecure and returns the backend
+// that answered; an answer other than 200 is an error.
+func (e *env) getOK(host string) (string, error) {
+	a, err := e.get(host, "/")
+	if err != nil {
+		return "", err
+	}
+	if a.status != http.StatusOK {
+		return a.backend, fmt.Errorf("status %d from backend %q", a.status, a.backend)
+	}
+	return a.backend, nil
+}
+
 // waitHTTP waits until host answers 200 from backend over HTTPS.
 func (e *env) waitHTTP(t testing.TB, host, backend string) {
 	t.Helper()

@@ -228,16 +228,7 @@ func setHealthHTTP(t *testing.T, e *env) func(*testing.T) {
 	}
 	host := e.gw.SetNamedProxy(t, wlID, "health", urls, false)
 	checkHealthRendered(t, e, wlID, len(urls), false)
-	one := func() (string, error) {
-		a, err := e.get(host, "/")
-		if err != nil {
-			return "", err
-		}
-		if a.status != http.StatusOK {
-			return a.backend, fmt.Errorf("status %d from backend %q", a.status, a.backend)
-		}
-		return a.backend, nil
-	}
+	one := func() (string, error) { return e.getOK(host) }
 	waitAllReached(t, host, names, one)
 	return func(t *testing.T) { killHTTPBackend(t, backends, one) }
 }
@@ -339,16 +330,7 @@ func testHealthHTTPDeadBackend(t *testing.T, e *env) {
 	if first.status != http.StatusOK || !slices.Contains(names, first.backend) {
 		t.Errorf("first answer through the route: status %d from backend %q, want 200 from a live backend", first.status, first.backend)
 	}
-	one := func() (string, error) {
-		a, err := e.get(host, "/")
-		if err != nil {
-			return "", err
-		}
-		if a.status != http.StatusOK {
-			return a.backend, fmt.Errorf("status %d from backend %q", a.status, a.backend)
-		}
-		return a.backend, nil
-	}
+	one := func() (string, error) { return e.getOK(host) }
 	tr := startTraffic(t, one)
 	tr.wait(t, time.Time{}, deadRequests, "requests to flow")
 	tr.stop()
