@@ -74,7 +74,8 @@ func TestServerLifecycle(t *testing.T) {
 		}
 	})
 	t.Run("ending the context stops Run", func(t *testing.T) {
-		srv := newServer(t, "127.0.0.1:0")
+		// An address no other test binds: see privateLoopback.
+		srv := newServer(t, net.JoinHostPort(privateLoopback(), "0"))
 		ctx, cancel := context.WithCancel(context.Background())
 		errs := runAsync(ctx, srv)
 		<-srv.Ready()

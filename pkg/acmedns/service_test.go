@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -219,7 +221,13 @@ func TestServiceTCPLimits(t *testing.T) {
 
 func TestServiceLifecycle(t *testing.T) {
 	t.Run("ending the context stops both servers", func(t *testing.T) {
-		svc, err := NewService(testServiceConfig(t))
+		// A loopback address of this test's own, so that no other
+		// test or process listening on 127.0.0.1:0 takes a port in
+		// the moment between its release and the check below.
+		cfg := testServiceConfig(t)
+		own := privateLoopback()
+		cfg.Address, cfg.APIAddress = net.JoinHostPort(own, "0"), net.JoinHostPort(own, "0")
+		svc, err := NewService(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -350,4 +358,10 @@ func TestServiceChecksDelegationOnceListening(t *testing.T) {
 			t.Fatal("no delegation check logged in time")
 		}
 	}
+}
+
+// privateLoopback returns a random address of 127.0.0.0/8 other than
+// 127.0.0.1, so that a test can bind ports no other test binds.
+func privateLoopback() string {
+	return fmt.Sprintf("127.%d.%d.%d", 1+rand.IntN(254), rand.IntN(256), 1+rand.IntN(254))
 }
