@@ -1,0 +1,552 @@
+//go:build linux
+
+package meter
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+)
+
+// payload is what each test connection moves each way.
+const payload = 4 << 20
+
+// openKernel opens a Kernel on a table in ns, closed when the test ends.
+func openKernel(t testing.TB, ns *netns, log zerolog.Logger) *Kernel {
+	t.Helper()
+	k, err := OpenKernel(KernelConfig{Table: "meter_test", NetNS: ns.fd, Logger: log})
+	if err != nil {
+		t.Fatalf("opening the kernel meter (the kernel tests need root and nf_tables): %v", err)
+	}
+	t.Cleanup(func() { k.Close() })
+	return k
+}
+
+// listen opens a TCP listener in ns on addr ("127.0.0.1:0", "[::1]:0").
+func listen(t testing.TB, ns *netns, addr string) (net.Listener, netip.AddrPort) {
+	t.Helper()
+	var ln net.Listener
+	var err error
+	ns.do(func() { ln, err = net.Listen("tcp", addr) })
+	if err != nil {
+		t.Fatalf("listening on %s: %v", addr, err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln, netip.MustParseAddrPort(ln.Addr().String())
+}
+
+// exchange moves n bytes to the server of ln and n bytes back, over a
+// connection made in ns, and returns once both sides read everything. The
+// connection stays open until the test ends, so that sent can be asked.
+func exchange(t testing.TB, ns *netns, ln net.Listener, n int) (client, server net.Conn) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	type accepted struct {
+		c   net.Conn
+		err error
+	}
+	served := make(chan accepted, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			served <- accepted{err: err}
+			return
+		}
+		c.SetDeadline(deadline)
+		if _, err := io.CopyN(io.Discard, c, int64(n)); err != nil {
+			served <- accepted{c, fmt.Errorf("server reading: %w", err)}
+			return
+		}
+		_, err = c.Write(make([]byte, n))
+		served <- accepted{c, err}
+	}()
+	var err error
+	ns.do(func() { client, err = net.DialTimeout("tcp", ln.Addr().String(), time.Until(deadline)) })
+	if err != nil {
+		t.Fatalf("dialing %s: %v", ln.Addr(), err)
+	}
+	t.Cleanup(func() { client.Close() })
+	client.SetDeadline(deadline)
+	if _, err := client.Write(make([]byte, n)); err != nil {
+		t.Fatalf("client writing: %v", err)
+	}
+	if _, err := io.CopyN(io.Discard, client, int64(n)); err != nil {
+		t.Fatalf("client reading: %v", err)
+	}
+	s := <-served
+	if s.c != nil {
+		t.Cleanup(func() { s.c.Close() })
+	}
+	if s.err != nil {
+		t.Fatalf("server: %v", s.err)
+	}
+	return client, s.c
+}
+
+// sent is the number of payload bytes c sent, retransmissions included.
+func sent(t testing.TB, c net.Conn) uint64 {
+	t.Helper()
+	raw, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info *unix.TCPInfo
+	err = raw.Control(func(fd uintptr) {
+		info, err = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+	})
+	if err != nil {
+		t.Fatalf("reading TCP_INFO: %v", err)
+	}
+	return info.Bytes_sent
+}
+
+// pairs reads the counters with their packet counts.
+func pairs(t testing.TB, k *Kernel) map[netip.AddrPort]*pair {
+	t.Helper()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	conn, err := k.connection()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := k.counters(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(map[netip.AddrPort]*pair)
+	for a, ps := range c {
+		if len(ps) != 1 {
+			t.Fatalf("%d pairs of counters for %s, want 1", len(ps), a)
+		}
+		out[a] = ps[0]
+	}
+	return out
+}
+
+// checkBytes checks that p counted at least the n bytes of payload that
+// went each way over client and server, and no more than the payload they
+// sent (retransmissions included, as loopback drops when its backlog is
+// full) plus the headers its packets can carry. Call it after reading p:
+// the payload sent only grows.
+func checkBytes(t testing.TB, p *pair, n uint64, client, server net.Conn) {
+	t.Helper()
+	overhead := uint64(MaxHeaderOverhead6)
+	if p.addr.Addr().Is4() {
+		overhead = MaxHeaderOverhead4
+	}
+	payload := [2]uint64{tx: sent(t, client), rx: sent(t, server)}
+	for _, d := range directions {
+		if max := payload[d] + p.packets[d]*overhead; p.bytes[d] < n || p.bytes[d] > max {
+			t.Errorf("%s %s: %d bytes in %d packets, want %d to %d (%d bytes of payload sent)", p.addr, d, p.bytes[d], p.packets[d], n, max, payload[d])
+		}
+	}
+}
+
+func TestKernelCountsBothWays(t *testing.T) {
+	ns := newNetNS(t)
+	k := openKernel(t, ns, zerolog.Nop())
+	ln4, a4 := listen(t, ns, "127.0.0.1:0")
+	ln6, a6 := listen(t, ns, "[::1]:0")
+	lnOther, other := listen(t, ns, "127.0.0.1:0")
+
+	final, err := k.Sync([]netip.AddrPort{a4, a6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(final) != 0 {
+		t.Errorf("Sync of new addresses returned final readings %v", final)
+	}
+	before, err := k.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(before) != 2 || before[a4].Instance == "" || before[a4].Instance == before[a6].Instance {
+		t.Fatalf("readings of two new addresses: %v", before)
+	}
+	for a, r := range before {
+		if r.Tx != 0 || r.Rx != 0 {
+			t.Errorf("new counters of %s: %+v, want zero", a, r)
+		}
+	}
+
+	c4, s4 := exchange(t, ns, ln4, payload)
+	c6, s6 := exchange(t, ns, ln6, payload)
+	exchange(t, ns, lnOther, payload)
+
+	ps := pairs(t, k)
+	if len(ps) != 2 {
+		t.Errorf("counters for %d addresses, want 2 (%s is not synced and must not count)", len(ps), other)
+	}
+	checkBytes(t, ps[a4], payload, c4, s4)
+	checkBytes(t, ps[a6], payload, c6, s6)
+	after, err := k.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []netip.AddrPort{a4, a6} {
+		if after[a].Instance != before[a].Instance {
+			t.Errorf("instance of %s changed from %q to %q while counting", a, before[a].Instance, after[a].Instance)
+		}
+		if after[a].Tx != ps[a].bytes[tx] || after[a].Rx < ps[a].bytes[rx] {
+			t.Errorf("Read of %s: %+v, want what the dump said: %d and %d", a, after[a], ps[a].bytes[tx], ps[a].bytes[rx])
+		}
+	}
+}
+
+func TestKernelSyncReturnsFinalReadings(t *testing.T) {
+	ns := newNetNS(t)
+	k := openKernel(t, ns, zerolog.Nop())
+	ln4, a4 := listen(t, ns, "127.0.0.1:0")
+	_, a6 := listen(t, ns, "[::1]:0")
+	if _, err := k.Sync([]netip.AddrPort{a4, a6}); err != nil {
+		t.Fatal(err)
+	}
+	exchange(t, ns, ln4, payload)
+	counted := pairs(t, k)[a4]
+	was, err := k.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	final, err := k.Sync([]netip.AddrPort{a6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok := final[a4]
+	if len(final) != 1 || !ok {
+		t.Fatalf("final readings %v, want one for %s", final, a4)
+	}
+	// Nothing moved since the dump but maybe a late ACK or FIN.
+	if got.Instance != was[a4].Instance || got.Tx < counted.bytes[tx] || got.Rx < counted.bytes[rx] ||
+		got.Tx > counted.bytes[tx]+3*MaxHeaderOverhead4 || got.Rx > counted.bytes[rx]+3*MaxHeaderOverhead4 {
+		t.Errorf("final reading of %s: %+v, want instance %q, %d and %d bytes", a4, got, was[a4].Instance, counted.bytes[tx], counted.bytes[rx])
+	}
+
+	// The address no longer counts, and its counters are gone.
+	exchange(t, ns, ln4, payload)
+	now, err := k.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := now[a4]; ok || len(now) != 1 {
+		t.Errorf("readings after dropping %s: %v", a4, now)
+	}
+	if final, err := k.Sync([]netip.AddrPort{a6}); err != nil || len(final) != 0 {
+		t.Errorf("second Sync: %v, %v; want no final reading twice", final, err)
+	}
+
+	// Counted again, it starts from zero under another instance.
+	if _, err := k.Sync([]netip.AddrPort{a4, a6}); err != nil {
+		t.Fatal(err)
+	}
+	again, err := k.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := again[a4]; r.Instance == got.Instance || r.Tx != 0 || r.Rx != 0 {
+		t.Errorf("reading of %s counted again: %+v, want zero under an instance other than %q", a4, r, got.Instance)
+	}
+}
+
+func TestKernelReopenKeepsCounting(t *testing.T) {
+	ns := newNetNS(t)
+	k := openKernel(t, ns, zerolog.Nop())
+	ln, a := listen(t, ns, "127.0.0.1:0")
+	if _, err := k.Sync([]netip.AddrPort{a}); err != nil {
+		t.Fatal(err)
+	}
+	exchange(t, ns, ln, payload)
+	before, err := k.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Read(); err == nil {
+		t.Error("Read after Close succeeded")
+	}
+
+	// The gateway is down: the kernel counts on.
+	exchange(t, ns, ln, payload)
+
+	var logs bytes.Buffer
+	k = openKernel(t, ns, zerolog.New(&logs))
+	after, err := k.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after[a].Instance != before[a].Instance || after[a].Tx < before[a].Tx+payload || after[a].Rx < before[a].Rx+payload {
+		t.Errorf("reading after reopening: %+v, want %+v plus %d bytes each way", after[a], before[a], payload)
+	}
+	if strings.Contains(logs.String(), "replacing") {
+		t.Errorf("a table of the right shape was replaced: %s", logs.String())
+	}
+	if final, err := k.Sync([]netip.AddrPort{a}); err != nil || len(final) != 0 {
+		t.Errorf("Sync of the same address after reopening: %v, %v", final, err)
+	}
+	if r, _ := k.Read(); r[a].Instance != before[a].Instance {
+		t.Errorf("Sync of the same address changed its instance from %q to %q", before[a].Instance, r[a].Instance)
+	}
+}
+
+// A Sync that dies between its two batches leaves counters that no longer
+// count; the next Sync must return them, or count on with them.
+func TestKernelSyncRecoversUnwiredCounters(t *testing.T) {
+	tests := []struct {
+		name  string
+		again bool // whether the next Sync lists the address again
+	}{
+		{name: "address dropped: final reading", again: false},
+		{name: "address back: counts on", again: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := newNetNS(t)
+			k := openKernel(t, ns, zerolog.Nop())
+			ln, a := listen(t, ns, "127.0.0.1:0")
+			if _, err := k.Sync([]netip.AddrPort{a}); err != nil {
+				t.Fatal(err)
+			}
+			exchange(t, ns, ln, payload)
+			was, err := k.Read()
+			if err != nil {
+				t.Fatal(err)
+			}
+			unwireOnly(t, k, a)
+			exchange(t, ns, ln, payload) // not counted
+			if r, err := k.Read(); err != nil || r[a] != was[a] {
+				t.Fatalf("reading of unwired counters: %+v, %v; want %+v", r[a], err, was[a])
+			}
+
+			var want []netip.AddrPort
+			if tc.again {
+				want = append(want, a)
+			}
+			final, err := k.Sync(want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.again {
+				if len(final) != 0 {
+					t.Errorf("final readings %v, want none", final)
+				}
+				exchange(t, ns, ln, payload)
+				r, err := k.Read()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r[a].Instance != was[a].Instance || r[a].Tx < was[a].Tx+payload {
+					t.Errorf("reading after rewiring: %+v, want %+v plus %d bytes", r[a], was[a], payload)
+				}
+				return
+			}
+			if final[a] != was[a] || len(final) != 1 {
+				t.Errorf("final readings %v, want %s: %+v", final, a, was[a])
+			}
+			if r, err := k.Read(); err != nil || len(r) != 0 {
+				t.Errorf("readings after the final one: %v, %v", r, err)
+			}
+		})
+	}
+}
+
+// unwireOnly does what the first batch of a Sync dropping a does, and not
+// the second: as if the gateway died in between.
+func unwireOnly(t testing.TB, k *Kernel, a netip.AddrPort) {
+	t.Helper()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	conn, err := k.connection()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := k.wiring(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b batch
+	k.unwire(&b, a, w[a])
+	if err := k.flush(&b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestKernelReplacesTableOfAnotherShape(t *testing.T) {
+	ns := newNetNS(t)
+	conn, err := nftables.New(nftables.WithNetNSFd(ns.fd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := conn.AddTable(&nftables.Table{Name: "meter_test", Family: nftables.TableFamilyINet})
+	accept := nftables.ChainPolicyAccept
+	conn.AddChain(&nftables.Chain{Name: "tx", Table: table, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityFilter, Policy: &accept})
+	if err := conn.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	var logs bytes.Buffer
+	k := openKernel(t, ns, zerolog.New(&logs))
+	if !strings.Contains(logs.String(), "replacing a table of an unexpected shape") {
+		t.Errorf("no log line about replacing the table: %q", logs.String())
+	}
+	ln, a := listen(t, ns, "[::1]:0")
+	if _, err := k.Sync([]netip.AddrPort{a}); err != nil {
+		t.Fatal(err)
+	}
+	c, srv := exchange(t, ns, ln, payload)
+	checkBytes(t, pairs(t, k)[a], payload, c, srv)
+}
+
+func TestKernelSyncNormalizesAndRejects(t *testing.T) {
+	ns := newNetNS(t)
+	k := openKernel(t, ns, zerolog.Nop())
+	for _, bad := range []netip.AddrPort{{}, netip.MustParseAddrPort("10.0.0.1:0")} {
+		if _, err := k.Sync([]netip.AddrPort{bad}); err == nil {
+			t.Errorf("Sync(%s) succeeded", bad)
+		}
+	}
+	mapped := netip.MustParseAddrPort("[::ffff:10.0.0.1]:80")
+	if _, err := k.Sync([]netip.AddrPort{mapped, netip.MustParseAddrPort("[fe80::1%lo]:80")}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := k.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"10.0.0.1:80", "[fe80::1]:80"} {
+		if _, ok := r[netip.MustParseAddrPort(want)]; !ok || len(r) != 2 {
+			t.Errorf("readings %v, want one for %s", r, want)
+		}
+	}
+}
+
+// Thousands of addresses go in and out in one batch each, and cost two
+// rules per base chain whatever their number. BenchmarkKernelSync times
+// 10,000.
+func TestKernelSyncScales(t *testing.T) {
+	ns := newNetNS(t)
+	k := openKernel(t, ns, zerolog.Nop())
+	addrs := manyAddrs(1000)
+	start := time.Now()
+	if _, err := k.Sync(addrs); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("Sync of %d new addresses: %v", len(addrs), time.Since(start))
+	start = time.Now()
+	r, err := k.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("Read of %d addresses: %v", len(r), time.Since(start))
+	if len(r) != len(addrs) {
+		t.Errorf("%d readings, want %d", len(r), len(addrs))
+	}
+	for _, c := range k.baseChains() {
+		rules, err := k.conn.GetRules(k.table, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rules) != 2 {
+			t.Errorf("chain %s has %d rules, want 2", c.Name, len(rules))
+		}
+	}
+	start = time.Now()
+	final, err := k.Sync(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("Sync dropping %d addresses: %v", len(final), time.Since(start))
+	if len(final) != len(addrs) {
+		t.Errorf("%d final readings, want %d", len(final), len(addrs))
+	}
+}
+
+// manyAddrs returns n addresses, half IPv4, half IPv6.
+func manyAddrs(n int) []netip.AddrPort {
+	var addrs []netip.AddrPort
+	for i := range n {
+		ip := netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)})
+		if i%2 == 1 {
+			ip = netip.AddrFrom16([16]byte{0xfd, 0, 14: byte(i >> 8), 15: byte(i)})
+		}
+		addrs = append(addrs, netip.AddrPortFrom(ip, 443))
+	}
+	return addrs
+}
+
+// BenchmarkKernelSync times adding 10,000 addresses in one Sync, reading
+// them, and dropping them in one Sync.
+func BenchmarkKernelSync(b *testing.B) {
+	ns := newNetNS(b)
+	k := openKernel(b, ns, zerolog.Nop())
+	addrs := manyAddrs(10000)
+	for b.Loop() {
+		if _, err := k.Sync(addrs); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := k.Read(); err != nil {
+			b.Fatal(err)
+		}
+		if final, err := k.Sync(nil); err != nil || len(final) != len(addrs) {
+			b.Fatalf("%d final readings, %v", len(final), err)
+		}
+	}
+}
+
+func TestKernelRemove(t *testing.T) {
+	ns := newNetNS(t)
+	k := openKernel(t, ns, zerolog.Nop())
+	if err := k.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	tables, err := k.conn.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tables) != 0 {
+		t.Errorf("tables left after Remove: %v", tables)
+	}
+}
+
+func TestObjNameRoundTrip(t *testing.T) {
+	for _, s := range []string{"10.0.0.1:80", "[fd00::1]:443", "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535"} {
+		a := netip.MustParseAddrPort(s)
+		for _, d := range directions {
+			name := objName(d, a, "0123456789abcdef")
+			if len(name) > 67 {
+				t.Errorf("name %q is longer than the 67 bytes documented", name)
+			}
+			gd, ga, nonce, ok := parseName(name)
+			if !ok || gd != d || ga != a || nonce != "0123456789abcdef" {
+				t.Errorf("parseName(%q) = %v, %v, %q, %v", name, gd, ga, nonce, ok)
+			}
+		}
+	}
+}
+
+func FuzzParseName(f *testing.F) {
+	for _, s := range []string{
+		"tx/10.0.0.1:80/0123456789abcdef", "rx/[fd00::1]:443/0123456789abcdef", "tx", "tx/", "tx//",
+		"tx/[::ffff:10.0.0.1]:80/0123456789abcdef", "rx/[fe80::1%eth0]:80/0123456789abcdef",
+		"tx/10.0.0.1:80/0123456789ABCDEF", "xx/10.0.0.1:80/0123456789abcdef", "tx/10.0.0.1:80/0123",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		d, a, nonce, ok := parseName(name)
+		if ok && objName(d, a, nonce) != name {
+			t.Errorf("parseName(%q) gave %v %v %q, which name %q", name, d, a, nonce, objName(d, a, nonce))
+		}
+	})
+}
