@@ -12,7 +12,8 @@
 //
 // The server answers over TCP through miekg/dns's server and over UDP with
 // its own loop (batched reads and writes, a cache of packed answers), which
-// gives the same answers as the Handler at a dnsmasq-like rate.
+// gives the same answers as the Handler at a dnsmasq-like rate. Both count
+// every query, by question type and answer, in gateway_dns_queries_total.
 //
 // The server faces the Internet, and shares the gateway process and its
 // descriptors: an answer the system refuses to send (to a forged source) is

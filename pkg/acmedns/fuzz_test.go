@@ -98,13 +98,24 @@ func FuzzHandler(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// The UDP path of the Server: raw bytes in, raw bytes out.
-		wire := h.appendAnswer(nil, data, true)
+		wire, o := h.appendAnswer(nil, data, true)
+		if wire == nil && o.result != resultDropped {
+			t.Fatalf("no answer counted as %s", queryResultNames[o.result])
+		}
 		if wire != nil {
 			if len(wire) > maxUDPSize {
 				t.Fatalf("udp answer of %d bytes", len(wire))
 			}
-			if err := new(dns.Msg).Unpack(wire); err != nil {
+			m := new(dns.Msg)
+			if err := m.Unpack(wire); err != nil {
 				t.Fatalf("wire answer does not unpack: %v", err)
+			}
+			// Counted as answered, with the answer's rcode and question.
+			if o.result != resultOf(m.Rcode) {
+				t.Fatalf("answer %s counted as %s", dns.RcodeToString[m.Rcode], queryResultNames[o.result])
+			}
+			if o.qtype != typeNone && typeOfMsg(m) != o.qtype {
+				t.Fatalf("answer to %v counted as type %s", m.Question, queryTypeNames[o.qtype])
 			}
 		}
 

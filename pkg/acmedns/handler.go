@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 )
 
@@ -47,19 +48,23 @@ type HandlerConfig struct {
 	Store *Store
 	// Logger receives the few events worth logging; queries are not logged.
 	Logger zerolog.Logger
+	// Registry receives the query counter, gateway_dns_queries_total
+	// (labels type and result). Nil: no metrics are registered.
+	Registry prometheus.Registerer
 }
 
 // Handler is the authoritative dns.Handler of the _acme-challenge zone of
 // the gateway domain: SOA and NS at the apex, the Store's values as TXT
 // records, REFUSED outside the zone.
 type Handler struct {
-	zone  string // canonical, "_acme-challenge.gw.example."
-	store *Store
-	log   zerolog.Logger
-	soa   *dns.SOA
-	ns    *dns.NS
-	bufs  sync.Pool // *[]byte, for packing answers
-	cache answerCache
+	zone    string // canonical, "_acme-challenge.gw.example."
+	store   *Store
+	log     zerolog.Logger
+	soa     *dns.SOA
+	ns      *dns.NS
+	bufs    sync.Pool // *[]byte, for packing answers
+	cache   answerCache
+	metrics *queryMetrics
 }
 
 var _ dns.Handler = (*Handler)(nil)
@@ -69,12 +74,17 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	if err := validateZone(cfg.Domain, cfg.Store); err != nil {
 		return nil, fmt.Errorf("validating handler config: %w", err)
 	}
+	metrics, err := newQueryMetrics(cfg.Registry)
+	if err != nil {
+		return nil, err
+	}
 	domain := CanonicalName(cfg.Domain)
 	zone := ChallengeZone(cfg.Domain)
 	h := &Handler{
-		zone:  zone,
-		store: cfg.Store,
-		log:   cfg.Logger.With().Str("component", "acmedns").Logger(),
+		zone:    zone,
+		store:   cfg.Store,
+		metrics: metrics,
+		log:     cfg.Logger.With().Str("component", "acmedns").Logger(),
 		soa: &dns.SOA{
 			Hdr:     dns.RR_Header{Name: zone, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: soaTTL},
 			Ns:      domain,
@@ -110,21 +120,32 @@ func validateZone(domain string, store *Store) error {
 	return nil
 }
 
-// ServeDNS answers one query. It implements dns.Handler.
+// ServeDNS answers one query and counts it. It implements dns.Handler.
 func (h *Handler) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	bp := h.bufs.Get().(*[]byte)
-	out := h.appendPacked((*bp)[:0], h.answer(r, isUDP(w)), r)
-	if out == nil {
-		h.bufs.Put(bp)
-		return
-	}
-	if _, err := w.Write(out); err != nil {
-		h.log.Debug().Err(err).Msg("writing dns answer")
-	}
-	if cap(out) <= 64*1024 {
-		*bp = out[:0]
+	out, o := h.appendMsg((*bp)[:0], r, isUDP(w))
+	if out != nil {
+		if _, err := w.Write(out); err != nil {
+			h.log.Debug().Err(err).Msg("writing dns answer")
+			o.result = resultDropped
+		}
+		if cap(out) <= 64*1024 {
+			*bp = out[:0]
+		}
 	}
 	h.bufs.Put(bp)
+	h.metrics.count(o)
+}
+
+// appendMsg answers r and appends the packed answer to dst; nil when r gets
+// no answer. udp says whether the answer goes back over UDP.
+func (h *Handler) appendMsg(dst []byte, r *dns.Msg, udp bool) ([]byte, outcome) {
+	o := outcome{qtype: typeOfMsg(r), result: resultDropped}
+	out, rcode := h.appendPacked(dst, h.answer(r, udp), r)
+	if out != nil {
+		o.result = resultOf(rcode)
+	}
+	return out, o
 }
 
 // answer builds the answer to r, or nil when r gets no answer. udp says
@@ -303,6 +324,33 @@ func questionName(r *dns.Msg) string {
 	return r.Question[0].Name
 }
 
+// acceptCounted is acceptQuery for miekg/dns's server (TCP), counting the
+// queries it turns away: the server answers those itself, or drops them,
+// without calling the Handler.
+func (h *Handler) acceptCounted(dh dns.Header) dns.MsgAcceptAction {
+	action := acceptQuery(dh)
+	switch action {
+	case dns.MsgIgnore:
+		h.metrics.count(outcome{typeNone, resultDropped})
+	case dns.MsgReject:
+		h.metrics.count(outcome{typeNone, resultFormErr})
+	case dns.MsgRejectNotImplemented:
+		h.metrics.count(outcome{typeNone, resultNotImp})
+	}
+	return action
+}
+
+// invalidCounted counts, as miekg/dns's MsgInvalidFunc, the queries its
+// server could not unpack: it drops those without a whole header and
+// answers the others FORMERR, without calling the Handler.
+func (h *Handler) invalidCounted(m []byte, _ error) {
+	if len(m) < headerLen {
+		h.metrics.count(outcome{typeNone, resultDropped})
+		return
+	}
+	h.metrics.count(outcome{typeNone, resultFormErr})
+}
+
 // acceptQuery rejects, before unpacking, what the Handler would not answer
 // anyway: answers are ignored, opcodes other than QUERY get NOTIMP, and
 // queries with other than one question or with records in the answer or
@@ -324,14 +372,16 @@ func acceptQuery(dh dns.Header) dns.MsgAcceptAction {
 
 // appendAnswer answers the packed query and appends the packed answer to
 // dst. It returns nil when the query gets no answer (too short to answer,
-// or a response). udp says whether the answer goes back over UDP.
+// or a response). udp says whether the answer goes back over UDP. The
+// outcome is what the caller counts once the answer is sent, or not.
 //
 // It gives the same answers as ServeDNS, and checks the header the way the
 // Server's MsgAcceptFunc does before unpacking; for common UDP queries it
 // answers from a cache of packed answers.
-func (h *Handler) appendAnswer(dst, query []byte, udp bool) []byte {
+func (h *Handler) appendAnswer(dst, query []byte, udp bool) ([]byte, outcome) {
 	if len(query) < headerLen {
-		return nil // nothing to answer with, not even an ID
+		// Nothing to answer with, not even an ID.
+		return nil, outcome{typeNone, resultDropped}
 	}
 	var dh dns.Header
 	dh.Id = binary.BigEndian.Uint16(query[0:])
@@ -340,13 +390,15 @@ func (h *Handler) appendAnswer(dst, query []byte, udp bool) []byte {
 	dh.Ancount = binary.BigEndian.Uint16(query[6:])
 	dh.Nscount = binary.BigEndian.Uint16(query[8:])
 	dh.Arcount = binary.BigEndian.Uint16(query[10:])
+	// Answered on the header alone, like miekg/dns's server does for TCP:
+	// the question is not read.
 	switch acceptQuery(dh) {
 	case dns.MsgIgnore:
-		return nil
+		return nil, outcome{typeNone, resultDropped}
 	case dns.MsgReject:
-		return appendHeaderReply(dst, query, dns.RcodeFormatError)
+		return appendHeaderReply(dst, query, dns.RcodeFormatError), outcome{typeNone, resultFormErr}
 	case dns.MsgRejectNotImplemented:
-		return appendHeaderReply(dst, query, dns.RcodeNotImplemented)
+		return appendHeaderReply(dst, query, dns.RcodeNotImplemented), outcome{typeNone, resultNotImp}
 	}
 
 	var keyBuf [256 + 3]byte
@@ -355,32 +407,39 @@ func (h *Handler) appendAnswer(dst, query []byte, udp bool) []byte {
 			return h.appendCached(dst, query, q)
 		}
 	}
+	return h.appendUnpacked(dst, query, udp)
+}
+
+// appendUnpacked answers query the long way: unpacked, answered, packed.
+func (h *Handler) appendUnpacked(dst, query []byte, udp bool) ([]byte, outcome) {
 	req := new(dns.Msg)
 	if err := req.Unpack(query); err != nil {
-		return appendHeaderReply(dst, query, dns.RcodeFormatError)
+		return appendHeaderReply(dst, query, dns.RcodeFormatError), outcome{typeNone, resultFormErr}
 	}
-	return h.appendPacked(dst, h.answer(req, udp), req)
+	return h.appendMsg(dst, req, udp)
 }
 
 // appendPacked packs m (the answer to r) after dst, or SERVFAIL when it
-// does not pack; nil when m is.
-func (h *Handler) appendPacked(dst []byte, m, r *dns.Msg) []byte {
+// does not pack, and returns the rcode packed; nil when m is.
+func (h *Handler) appendPacked(dst []byte, m, r *dns.Msg) ([]byte, int) {
 	if m == nil {
-		return nil
+		return nil, 0
 	}
+	rcode := m.Rcode
 	out, err := m.PackBuffer(dst[len(dst):cap(dst)])
 	if err != nil {
 		// Nothing we build should fail to pack; answer something rather
 		// than let the client time out.
 		h.log.Warn().Err(err).Str("qname", questionName(r)).Msg("packing dns answer")
-		if out, err = reply(r, dns.RcodeServerFailure).PackBuffer(dst[len(dst):cap(dst)]); err != nil {
-			return nil
+		rcode = dns.RcodeServerFailure
+		if out, err = reply(r, rcode).PackBuffer(dst[len(dst):cap(dst)]); err != nil {
+			return nil, 0
 		}
 	}
 	if len(dst) == 0 {
-		return out
+		return out, rcode
 	}
-	return append(dst, out...)
+	return append(dst, out...), rcode
 }
 
 // maxCacheEntries bounds the answer cache: names in the zone that hold
@@ -399,13 +458,14 @@ type answerCache struct {
 
 type cachedAnswer struct {
 	wire    []byte
-	nameLen int       // length of the question name in wire form
-	until   time.Time // answer valid before this (zero: no limit)
+	nameLen int         // length of the question name in wire form
+	until   time.Time   // answer valid before this (zero: no limit)
+	result  queryResult // the rcode of wire, counted for each query
 }
 
 // appendCached answers the simple query q from the cache, filling the
 // cache on a miss.
-func (h *Handler) appendCached(dst, query []byte, q simpleQuery) []byte {
+func (h *Handler) appendCached(dst, query []byte, q simpleQuery) ([]byte, outcome) {
 	version := h.store.version.Load()
 	now := h.store.now()
 	h.cache.mu.RLock()
@@ -418,11 +478,7 @@ func (h *Handler) appendCached(dst, query []byte, q simpleQuery) []byte {
 	if e.wire == nil {
 		// Truncated at 512 bytes: answer the long way, for the size the
 		// client asked for.
-		req := new(dns.Msg)
-		if err := req.Unpack(query); err != nil {
-			return appendHeaderReply(dst, query, dns.RcodeFormatError)
-		}
-		return h.appendPacked(dst, h.answer(req, true), req)
+		return h.appendUnpacked(dst, query, true)
 	}
 	start := len(dst)
 	dst = append(dst, e.wire...)
@@ -433,7 +489,7 @@ func (h *Handler) appendCached(dst, query []byte, q simpleQuery) []byte {
 	// The question as asked: resolvers randomise the case of names and
 	// check that it comes back (the answer names point at it).
 	copy(out[headerLen:headerLen+q.nameLen], query[headerLen:headerLen+q.nameLen])
-	return dst
+	return dst, outcome{typeOf(q.qtype), e.result}
 }
 
 // fillCache builds the answer to the normalised form of q and returns it;
@@ -458,7 +514,7 @@ func (h *Handler) fillCache(q simpleQuery) cachedAnswer {
 	if err != nil {
 		return cachedAnswer{}
 	}
-	e := cachedAnswer{wire: wire, nameLen: q.nameLen, until: until}
+	e := cachedAnswer{wire: wire, nameLen: q.nameLen, until: until, result: resultOf(m.Rcode)}
 	if !m.Authoritative {
 		return e
 	}

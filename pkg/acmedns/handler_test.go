@@ -550,7 +550,7 @@ func TestWireMatchesHandler(t *testing.T) {
 			}
 			want := serve(t, h, tt.query, true)
 			for _, pass := range []string{"first", "cached"} {
-				out := h.appendAnswer(nil, raw, true)
+				out, o := h.appendAnswer(nil, raw, true)
 				got := new(dns.Msg)
 				if err := got.Unpack(out); err != nil {
 					t.Fatalf("%s: unpacking: %v", pass, err)
@@ -560,6 +560,11 @@ func TestWireMatchesHandler(t *testing.T) {
 				}
 				if got.Question[0].Name != tt.query.Question[0].Name {
 					t.Errorf("%s: question %q, want %q as asked", pass, got.Question[0].Name, tt.query.Question[0].Name)
+				}
+				// The cache keeps the rcode to count with its answer.
+				if want := (outcome{typeOf(tt.query.Question[0].Qtype), resultOf(want.Rcode)}); o != want {
+					t.Errorf("%s: counted as %s/%s, want %s/%s", pass, queryTypeNames[o.qtype], queryResultNames[o.result],
+						queryTypeNames[want.qtype], queryResultNames[want.result])
 				}
 				for _, rr := range got.Answer {
 					if rr.Header().Name != tt.query.Question[0].Name {
@@ -598,7 +603,16 @@ func TestWireHeaderChecks(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out := h.appendAnswer(nil, tt.query, true)
+			out, o := h.appendAnswer(nil, tt.query, true)
+			// The question is not read: every one counts as type none.
+			want := outcome{typeNone, resultDropped}
+			if tt.rcode != -1 {
+				want.result = resultOf(tt.rcode)
+			}
+			if o != want {
+				t.Errorf("counted as %s/%s, want %s/%s", queryTypeNames[o.qtype], queryResultNames[o.result],
+					queryTypeNames[want.qtype], queryResultNames[want.result])
+			}
 			if tt.rcode == -1 {
 				if out != nil {
 					t.Errorf("answered %x, want nothing", out)
@@ -632,9 +646,12 @@ func BenchmarkAppendAnswer(b *testing.B) {
 		b.Fatal(err)
 	}
 	out := make([]byte, 0, 2048)
+	var o outcome
 	b.ReportAllocs()
 	for b.Loop() {
-		out = h.appendAnswer(out[:0], raw, true)
+		// As the UDP loop does: answer, then count.
+		out, o = h.appendAnswer(out[:0], raw, true)
+		h.metrics.count(o)
 	}
 }
 

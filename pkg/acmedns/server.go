@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 )
 
@@ -49,6 +50,9 @@ type Config struct {
 	MaxTCPConnsPerSource int
 	// Logger receives the server's events; queries are not logged.
 	Logger zerolog.Logger
+	// Registry receives the query counter, gateway_dns_queries_total (see
+	// HandlerConfig.Registry). Nil: no metrics are registered.
+	Registry prometheus.Registerer
 }
 
 // Server is the authoritative DNS server of the _acme-challenge zone, over
@@ -80,7 +84,7 @@ func New(cfg Config) (*Server, error) {
 	if err := validateZone(cfg.Domain, cfg.Store); err != nil {
 		return nil, fmt.Errorf("validating dns server config: %w", err)
 	}
-	h, err := NewHandler(HandlerConfig{Domain: cfg.Domain, Store: cfg.Store, Logger: cfg.Logger})
+	h, err := NewHandler(HandlerConfig{Domain: cfg.Domain, Store: cfg.Store, Logger: cfg.Logger, Registry: cfg.Registry})
 	if err != nil {
 		return nil, fmt.Errorf("creating dns handler: %w", err)
 	}
@@ -130,7 +134,8 @@ func (s *Server) serve(ctx context.Context) error {
 	tcp := &dns.Server{
 		Listener:          newLimitListener(l, s.tcpLimits, s.log),
 		Handler:           s.handler,
-		MsgAcceptFunc:     acceptQuery,
+		MsgAcceptFunc:     s.handler.acceptCounted,
+		MsgInvalidFunc:    s.handler.invalidCounted,
 		ReadTimeout:       tcpReadTimeout,
 		IdleTimeout:       func() time.Duration { return tcpIdleTimeout },
 		NotifyStartedFunc: func() { close(started) },

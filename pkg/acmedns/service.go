@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 )
 
@@ -66,6 +67,10 @@ type ServiceConfig struct {
 	MaxTCPConnsPerSource int
 	// Logger receives the events of the service and of its servers.
 	Logger zerolog.Logger
+	// Registry receives the DNS server's query counter,
+	// gateway_dns_queries_total (see HandlerConfig.Registry). Nil: no
+	// metrics are registered.
+	Registry prometheus.Registerer
 }
 
 // Service is the challenge zone of a gateway domain put together: a Store,
@@ -105,7 +110,7 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	dnsServer, err := New(Config{
 		Domain: cfg.Domain, Address: cfg.Address, Store: store,
 		MaxTCPConns: cfg.MaxTCPConns, MaxTCPConnsPerSource: cfg.MaxTCPConnsPerSource,
-		Logger: cfg.Logger,
+		Logger: cfg.Logger, Registry: cfg.Registry,
 	})
 	if err != nil {
 		return nil, err

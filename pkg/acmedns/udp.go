@@ -82,10 +82,21 @@ func (s *udpServer) serve() error {
 		bc = ipv6.NewPacketConn(s.conn)
 	}
 	write := func(ms []ipv4.Message) (int, error) { return bc.WriteBatch(ms, 0) }
-	drop := s.dropped
 	in := make([]ipv4.Message, udpBatch)
 	out := make([]ipv4.Message, udpBatch)
 	bufs := make([][]byte, udpBatch) // answer buffers, reused
+	// outcomes[k] is counted once out[k] is sent, or dropped.
+	outcomes := make([]outcome, udpBatch)
+	drop := func(m *ipv4.Message, err error) {
+		s.dropped(m, err)
+		for k := range out {
+			if &out[k] == m {
+				outcomes[k].result = resultDropped
+				break
+			}
+		}
+	}
+	metrics := s.handler.metrics
 	for i := range in {
 		in[i].Buffers = [][]byte{make([]byte, udpReadSize)}
 		if s.pktinfo {
@@ -110,8 +121,9 @@ func (s *udpServer) serve() error {
 		k := 0
 		for i := range in[:n] {
 			q := &in[i]
-			resp := s.handler.appendAnswer(bufs[k][:0], q.Buffers[0][:q.N], true)
+			resp, o := s.handler.appendAnswer(bufs[k][:0], q.Buffers[0][:q.N], true)
 			if resp == nil {
+				metrics.count(o)
 				continue
 			}
 			if cap(resp) <= 2*maxUDPSize {
@@ -123,9 +135,13 @@ func (s *udpServer) serve() error {
 			if s.pktinfo {
 				out[k].OOB = src.oob(q.OOB[:q.NN])
 			}
+			outcomes[k] = o
 			k++
 		}
 		writeAll(out[:k], write, drop)
+		for _, o := range outcomes[:k] {
+			metrics.count(o)
+		}
 	}
 }
 

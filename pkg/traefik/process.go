@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/threefoldtech/gateway/internal/quote"
@@ -83,6 +84,10 @@ type ProcessConfig struct {
 	StopTimeout time.Duration
 	// Logger receives the supervision log, with component=traefik.
 	Logger zerolog.Logger
+	// Registry receives the supervision's metrics,
+	// gateway_traefik_starts_total and gateway_traefik_exits_total. Nil: no
+	// metrics are registered.
+	Registry prometheus.Registerer
 }
 
 // Process runs Traefik and keeps it running. Traefik outlives the gateway: it
@@ -93,6 +98,7 @@ type ProcessConfig struct {
 type Process struct {
 	cfg     ProcessConfig
 	log     zerolog.Logger
+	metrics *processMetrics
 	argv    []string
 	env     []string
 	pidFile string
@@ -120,10 +126,15 @@ func NewProcess(cfg ProcessConfig) (*Process, error) {
 		return nil, err
 	}
 	cfg.Env = slices.Clone(cfg.Env)
+	metrics, err := newProcessMetrics(cfg.Registry)
+	if err != nil {
+		return nil, err
+	}
 
 	return &Process{
 		cfg:     cfg,
 		log:     cfg.Logger.With().Str("component", "traefik").Logger(),
+		metrics: metrics,
 		argv:    traefikArgv(cfg.Binary, cfg.ConfigFile),
 		env:     traefikEnv(os.Environ(), cfg.Env),
 		pidFile: filepath.Join(cfg.StateDir, PIDFileName),
@@ -308,7 +319,7 @@ func (p *Process) Run(ctx context.Context) error {
 			return nil
 		case eventConfigChanged:
 			p.log.Info().Int("pid", inst.pid).Msg("static configuration changed, replacing traefik")
-			if err := p.terminate(context.Background(), inst); err != nil {
+			if err := p.end(context.Background(), inst, exitReplaced); err != nil {
 				p.log.Error().Err(err).Msg("stopping traefik")
 			}
 			p.forget(inst)
@@ -316,6 +327,10 @@ func (p *Process) Run(ctx context.Context) error {
 			// ctx ended meanwhile: the data plane must not stay down.
 			downSince = time.Now()
 		case eventExited:
+			// Unless Stop, which counts the exit it caused, raced the wake.
+			if !p.isStopped() {
+				p.metrics.exits[exitCrashed].Inc()
+			}
 			up := time.Since(inst.since)
 			if up >= stableAfter {
 				backoff = p.cfg.BackoffMin
@@ -414,7 +429,7 @@ func (p *Process) acquire() (*instance, error) {
 				return cur, nil
 			}
 			p.log.Info().Int("pid", cur.pid).Msg("static configuration changed, replacing traefik")
-			if err := p.terminate(context.Background(), cur); err != nil {
+			if err := p.end(context.Background(), cur, exitReplaced); err != nil {
 				return nil, err
 			}
 		}
@@ -471,13 +486,14 @@ func (p *Process) adopt(hash string) (*instance, error) {
 		}
 		p.cur = inst
 		p.mu.Unlock()
+		p.metrics.starts[startAdopted].Inc()
 		p.startedOnce.Do(func() { close(p.started) })
 		p.log.Info().Int("pid", inst.pid).Msg("adopted running traefik")
 		return inst, nil
 	default:
 		p.log.Info().Int("pid", inst.pid).Bool("same_binary", match == cmdlineSame).
 			Msg("running traefik has another configuration or binary, replacing it")
-		err := p.terminate(context.Background(), inst)
+		err := p.end(context.Background(), inst, exitReplaced)
 		inst.close()
 		if err != nil {
 			return nil, err
@@ -515,7 +531,7 @@ func (p *Process) stopStrays() {
 			continue
 		}
 		p.log.Warn().Int("pid", pid).Msg("stopping a stray traefik running our configuration")
-		if err := p.terminate(context.Background(), inst); err != nil {
+		if err := p.end(context.Background(), inst, exitReplaced); err != nil {
 			p.log.Error().Err(err).Msg("stopping stray traefik")
 		}
 		inst.close()
@@ -559,6 +575,7 @@ func (p *Process) start(hash string) (*instance, error) {
 		p.mu.Unlock()
 		return nil, fmt.Errorf("starting %s: %w", p.argv[0], err)
 	}
+	p.metrics.starts[startStarted].Inc()
 	inst := &instance{
 		pid:   cmd.Process.Pid,
 		hash:  hash,
@@ -580,7 +597,7 @@ func (p *Process) start(hash string) (*instance, error) {
 	if err != nil {
 		// Without a pidfile the next gateway would start a second Traefik
 		// that cannot bind the ports.
-		_ = p.terminate(context.Background(), inst)
+		_ = p.end(context.Background(), inst, exitReplaced)
 		p.forget(inst)
 		return nil, err
 	}
@@ -628,11 +645,20 @@ func (p *Process) Stop(ctx context.Context) error {
 	}
 	var err error
 	if inst != nil {
-		err = p.terminate(ctx, inst)
+		err = p.end(ctx, inst, exitStopped)
 		p.forget(inst)
 	}
 	if rmErr := os.Remove(p.pidFile); rmErr != nil && !errors.Is(rmErr, fs.ErrNotExist) && err == nil {
 		err = fmt.Errorf("removing traefik pidfile: %w", rmErr)
+	}
+	return err
+}
+
+// end terminates inst and counts its exit, for reason, once it exited.
+func (p *Process) end(ctx context.Context, inst *instance, reason exitReason) error {
+	err := p.terminate(ctx, inst)
+	if err == nil {
+		p.metrics.exits[reason].Inc()
 	}
 	return err
 }

@@ -9,11 +9,12 @@ package traefik
 
 import (
 	"context"
+	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"gopkg.in/yaml.v3"
 )
 
@@ -107,6 +109,12 @@ func (s *traefikSetup) process(t testing.TB) *Process {
 // processWithEnv is process with ProcessConfig.Env env.
 func (s *traefikSetup) processWithEnv(t testing.TB, env []string) *Process {
 	t.Helper()
+	return s.processWith(t, env, nil)
+}
+
+// processWith is process with ProcessConfig.Env env and Registry reg.
+func (s *traefikSetup) processWith(t testing.TB, env []string, reg prometheus.Registerer) *Process {
+	t.Helper()
 	p, err := NewProcess(ProcessConfig{
 		Binary:      traefikBinary(t),
 		ConfigFile:  s.configFile,
@@ -114,6 +122,7 @@ func (s *traefikSetup) processWithEnv(t testing.TB, env []string) *Process {
 		Env:         env,
 		StopTimeout: 5 * time.Second,
 		Logger:      testLogger(t),
+		Registry:    reg,
 	})
 	if err != nil {
 		t.Fatalf("NewProcess: %v", err)
@@ -167,7 +176,7 @@ func get(url, host string) (*http.Response, []byte, error) {
 	return resp, body, err
 }
 
-// waitPing waits for /ping on the metrics entry point to answer 200 and
+// waitPing waits for /ping on the internal entry point to answer 200 and
 // returns how long it took.
 func (s *traefikSetup) waitPing(t testing.TB, within time.Duration) time.Duration {
 	t.Helper()
@@ -193,9 +202,6 @@ func TestTraefikRunsRenderedStaticConfig(t *testing.T) {
 	}
 	if !strings.Contains(string(body), "traefik_config_reloads_total") {
 		t.Errorf("/metrics is not Traefik's:\n%s", body)
-	}
-	if _, err := ScrapeServiceBytes(context.Background(), testClient, s.metrics+"/metrics"); err != nil {
-		t.Errorf("ScrapeServiceBytes: %v", err)
 	}
 
 	// web redirects to websecure, including the paths of the metrics entry
@@ -236,94 +242,112 @@ func (s *traefikSetup) writeRoutes(t testing.TB, name string, cfg *Configuration
 	}
 }
 
-func TestTraefikCountsServiceBytes(t *testing.T) {
-	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		switch r.URL.Path {
-		case "/big":
-			_, _ = w.Write([]byte(strings.Repeat("x", 1000)))
-		case "/probe":
-			_, _ = w.Write([]byte("ok"))
-		default:
-			http.NotFound(w, r) // "404 page not found\n", 19 bytes
-		}
-	}))
-	t.Cleanup(backend.Close)
-
+// Traefik's API answers on the internal entry point only, Traefik runs no
+// entry point but the three of the file (with api.insecure and no entry
+// point named "traefik", it would add one on ":8080"), and RouterServed sees
+// a route file once Traefik serves it.
+func TestTraefikAPI(t *testing.T) {
 	s := newTraefikSetup(t)
+	s.opts.Debug = true
+	s.writeStatic(t)
 	p := s.process(t)
 	s.run(t, p)
 	s.waitPing(t, 10*time.Second)
+	api := API{Base: APIURL(s.opts.MetricsAddress), Client: testClient}
 
-	route := func(host string) *Router {
-		return &Router{EntryPoints: []string{EntryPointWeb}, Rule: "Host(`" + host + "`)", Service: strings.Split(host, ".")[0]}
+	resp, body, err := get(api.Base+"/entrypoints", "")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /api/entrypoints: %v %v", resp, err)
 	}
-	svc := &Service{LoadBalancer: &ServersLoadBalancer{Servers: []Server{{URL: backend.URL}}}}
-	s.writeRoutes(t, "routes", &Configuration{HTTP: &HTTPConfiguration{
-		Routers:  map[string]*Router{"app": route("app.test"), "probe": route("probe.test")},
-		Services: map[string]*Service{"app": svc, "probe": svc},
-	}})
-	written := time.Now()
-	waitFor(t, 5*time.Second, "route live", func() bool {
-		resp, body, err := get(s.web+"/probe", "probe.test")
-		return err == nil && resp.StatusCode == http.StatusOK && string(body) == "ok"
-	})
-	t.Logf("route live %s after its file was written", time.Since(written))
+	var eps []struct{ Name, Address string }
+	if err := json.Unmarshal(body, &eps); err != nil {
+		t.Fatalf("decoding /api/entrypoints: %v\n%s", err, body)
+	}
+	got := make(map[string]string)
+	for _, ep := range eps {
+		got[ep.Name] = ep.Address
+	}
+	want := map[string]string{
+		EntryPointWeb:       s.opts.WebAddress,
+		EntryPointWebSecure: s.opts.WebSecureAddress,
+		EntryPointInternal:  s.opts.MetricsAddress,
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("traefik runs entry points %v, want %v", got, want)
+	}
 
-	// app: 3 GET of 1000 bytes, 1 POST of 500 bytes answered 1000, 1 POST
-	// of 20 bytes answered 404.
-	for range 3 {
-		if resp, _, err := get(s.web+"/big", "app.test"); err != nil || resp.StatusCode != http.StatusOK {
-			t.Fatalf("GET /big: %v %v", resp, err)
-		}
+	// Debug: the profiles, on the internal entry point.
+	if resp, _, err := get(s.metrics+"/debug/pprof/", ""); err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /debug/pprof/ with Debug: %v %v", resp, err)
 	}
-	post := func(path string, n int) {
-		req, _ := http.NewRequest(http.MethodPost, s.web+path, strings.NewReader(strings.Repeat("y", n)))
-		req.Host = "app.test"
-		resp, err := testClient.Do(req)
+	// Neither the API nor the profiles on the public entry points (web
+	// redirects everything, as TestTraefikRunsRenderedStaticConfig checks).
+	insecure := &http.Client{
+		Timeout:   2 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}},
+	}
+	t.Cleanup(insecure.CloseIdleConnections)
+	for _, path := range []string{"/api/version", "/api/http/routers", "/debug/pprof/"} {
+		resp, err := insecure.Get(s.websecure + path)
 		if err != nil {
-			t.Fatalf("POST %s: %v", path, err)
+			t.Fatalf("GET websecure%s: %v", path, err)
 		}
-		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET websecure%s: %s, want 404", path, resp.Status)
+		}
 	}
-	post("/big", 500)
-	post("/missing", 20)
 
-	wantReq, wantResp := 520.0, 4019.0
-	var got ServiceBytes
-	waitFor(t, 3*time.Second, "app's bytes counted", func() bool {
-		var err error
-		got, err = ScrapeServiceBytes(context.Background(), testClient, s.metrics+"/metrics")
-		return err == nil && got.Requests["app"] == wantReq && got.Responses["app"] == wantResp
+	ctx := context.Background()
+	if served, err := api.RouterServed(ctx, "wl-api", false); err != nil || served {
+		t.Fatalf("RouterServed before the route file: %v, %v; want false", served, err)
+	}
+	s.writeRoutes(t, "routes", &Configuration{
+		HTTP: &HTTPConfiguration{
+			Routers: map[string]*Router{"wl-api": {EntryPoints: []string{EntryPointWeb}, Rule: "Host(`api.test`)", Service: "wl-api"}},
+			Services: map[string]*Service{"wl-api": {LoadBalancer: &ServersLoadBalancer{
+				Servers: []Server{{URL: "http://127.0.0.1:1"}},
+			}}},
+		},
+		TCP: &TCPConfiguration{
+			Routers: map[string]*TCPRouter{"wl-tcp": {
+				EntryPoints: []string{EntryPointWebSecure}, Rule: "HostSNI(`tcp.test`)", Service: "wl-tcp",
+				TLS: &RouterTCPTLSConfig{Passthrough: true},
+			}},
+			Services: map[string]*TCPService{"wl-tcp": {LoadBalancer: &TCPServersLoadBalancer{
+				Servers: []TCPServer{{Address: "127.0.0.1:1"}},
+			}}},
+		},
 	})
-	if got.Responses["probe"] < 2 {
-		t.Errorf("probe responses %v, want at least 2 bytes", got.Responses["probe"])
-	}
-	for name := range got.Responses {
-		if strings.Contains(name, "@") {
-			t.Errorf("service %q of another provider counted", name)
+	written := time.Now()
+	var lastErr error
+	waitFor(t, 5*time.Second, "routers served", func() bool {
+		httpServed, err := api.RouterServed(ctx, "wl-api", false)
+		if err != nil {
+			lastErr = err
+			return false
 		}
-	}
-
-	if updateGolden() {
-		resp, body, err := get(s.metrics+"/metrics", "")
-		if err != nil || resp.StatusCode != http.StatusOK {
-			t.Fatalf("GET /metrics: %v %v", resp, err)
+		tcpServed, err := api.RouterServed(ctx, "wl-tcp", true)
+		if err != nil {
+			lastErr = err
+			return false
 		}
-		if err := os.WriteFile(filepath.Join("testdata", "metrics.txt"), body, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		sb, _ := ParseServiceBytes(strings.NewReader(string(body)))
-		t.Logf("captured testdata/metrics.txt: requests %v responses %v", sb.Requests, sb.Responses)
+		return httpServed && tcpServed
+	})
+	t.Logf("routers served %s after the file was written (last error %v)", time.Since(written), lastErr)
+	// Kinds are apart: no TCP router wl-api.
+	if served, err := api.RouterServed(ctx, "wl-api", true); err != nil || served {
+		t.Errorf("RouterServed(wl-api, tcp): %v, %v; want false", served, err)
 	}
 }
 
 func TestTraefikRestartedAfterSIGKILL(t *testing.T) {
 	s := newTraefikSetup(t)
-	p := s.process(t)
+	reg := prometheus.NewRegistry()
+	p := s.processWith(t, nil, reg)
 	first, _ := s.run(t, p)
 	s.waitPing(t, 10*time.Second)
+	wantProcessCounts(t, reg, processCounts{started: 1})
 
 	killed := time.Now()
 	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
@@ -340,6 +364,12 @@ func TestTraefikRestartedAfterSIGKILL(t *testing.T) {
 	second := p.pid()
 	killAtCleanup(t, second, p.argv)
 	t.Logf("pid %d killed, pid %d answered ping %s later", first, second, time.Since(killed))
+	wantProcessCounts(t, reg, processCounts{started: 2, crashed: 1})
+
+	if err := p.Stop(context.Background()); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	wantProcessCounts(t, reg, processCounts{started: 2, crashed: 1, stopped: 1})
 }
 
 func TestTraefikAdoptedByNextGateway(t *testing.T) {

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 )
 
@@ -95,6 +97,61 @@ func TestNewProcessRejects(t *testing.T) {
 	if _, err := NewProcess(valid()); err != nil {
 		t.Errorf("NewProcess(valid): %v", err)
 	}
+
+	// The registry is an input: a clash is the caller's to see.
+	c := valid()
+	c.Registry = prometheus.NewRegistry()
+	if _, err := NewProcess(c); err != nil {
+		t.Fatalf("NewProcess with a registry: %v", err)
+	}
+	if _, err := NewProcess(c); err == nil || !strings.Contains(err.Error(), "registering") {
+		t.Errorf("second NewProcess on one registry: %v, want a registration error", err)
+	}
+}
+
+// processCounts reads the supervision counters of reg.
+type processCounts struct{ started, adopted, stopped, replaced, crashed float64 }
+
+func readProcessCounts(t testing.TB, reg *prometheus.Registry) processCounts {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gathering: %v", err)
+	}
+	var c processCounts
+	for _, mf := range families {
+		for _, m := range mf.GetMetric() {
+			label := m.GetLabel()[0].GetValue()
+			v := m.GetCounter().GetValue()
+			switch mf.GetName() + "/" + label {
+			case metricStarts + "/started":
+				c.started = v
+			case metricStarts + "/adopted":
+				c.adopted = v
+			case metricExits + "/stopped":
+				c.stopped = v
+			case metricExits + "/replaced":
+				c.replaced = v
+			case metricExits + "/crashed":
+				c.crashed = v
+			default:
+				t.Errorf("unexpected series %s{%s}", mf.GetName(), label)
+			}
+		}
+	}
+	return c
+}
+
+// wantProcessCounts checks the counters of reg, read with testutil as a
+// scrape would see them.
+func wantProcessCounts(t testing.TB, reg *prometheus.Registry, want processCounts) {
+	t.Helper()
+	if got := readProcessCounts(t, reg); got != want {
+		t.Errorf("counters %+v, want %+v", got, want)
+	}
+	if n := testutil.CollectAndCount(reg, metricStarts, metricExits); n != 5 {
+		t.Errorf("%d series, want 5, each created up front", n)
+	}
 }
 
 // fakeProcess returns a Process running the test binary as a fake Traefik on
@@ -112,7 +169,14 @@ func fakeProcess(t testing.TB, dir string, env ...string) (*Process, ProcessConf
 // fakeProcessOf is fakeProcess running binary, a copy of the test binary.
 func fakeProcessOf(t testing.TB, binary, dir string, env ...string) (*Process, ProcessConfig) {
 	t.Helper()
+	return fakeProcessMetered(t, binary, dir, nil, env...)
+}
+
+// fakeProcessMetered is fakeProcessOf with its metrics on reg.
+func fakeProcessMetered(t testing.TB, binary, dir string, reg prometheus.Registerer, env ...string) (*Process, ProcessConfig) {
+	t.Helper()
 	cfg := ProcessConfig{
+		Registry:    reg,
 		Binary:      binary,
 		ConfigFile:  filepath.Join(dir, "traefik.yaml"),
 		StateDir:    dir,
@@ -202,7 +266,12 @@ func alive(pid int) bool {
 
 func TestProcessSupervisesFake(t *testing.T) {
 	dir := t.TempDir()
-	p, cfg := fakeProcess(t, dir)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	p, cfg := fakeProcessMetered(t, exe, dir, reg)
 	argv := traefikArgv(p.cfg.Binary, cfg.ConfigFile)
 	t.Cleanup(func() { _ = p.Stop(context.Background()) })
 	cancel := runProcess(t, p)
@@ -216,6 +285,7 @@ func TestProcessSupervisesFake(t *testing.T) {
 	if err != nil || rec.PID != first {
 		t.Fatalf("pidfile %+v, %v; want pid %d", rec, err, first)
 	}
+	wantProcessCounts(t, reg, processCounts{started: 1})
 
 	// Killed: restarted with a new pid.
 	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
@@ -227,6 +297,7 @@ func TestProcessSupervisesFake(t *testing.T) {
 	})
 	second := p.pid()
 	killAtCleanup(t, second, argv)
+	wantProcessCounts(t, reg, processCounts{started: 2, crashed: 1})
 
 	// The gateway goes away: the fake keeps running, and a new Process
 	// adopts it.
@@ -234,12 +305,16 @@ func TestProcessSupervisesFake(t *testing.T) {
 	if !alive(second) {
 		t.Fatal("traefik did not outlive Run")
 	}
-	p2, _ := fakeProcess(t, dir)
+	// Leaving Traefik running is no exit.
+	wantProcessCounts(t, reg, processCounts{started: 2, crashed: 1})
+	reg2 := prometheus.NewRegistry()
+	p2, _ := fakeProcessMetered(t, exe, dir, reg2)
 	t.Cleanup(func() { _ = p2.Stop(context.Background()) })
 	cancel2 := runProcess(t, p2)
 	if got := p2.pid(); got != second {
 		t.Fatalf("second Process runs pid %d, want the adopted %d", got, second)
 	}
+	wantProcessCounts(t, reg2, processCounts{adopted: 1})
 
 	// Adopted, not our child: its death is noticed by polling.
 	if err := syscall.Kill(second, syscall.SIGKILL); err != nil {
@@ -251,6 +326,7 @@ func TestProcessSupervisesFake(t *testing.T) {
 	})
 	third := p2.pid()
 	killAtCleanup(t, third, argv)
+	wantProcessCounts(t, reg2, processCounts{adopted: 1, started: 1, crashed: 1})
 
 	// The static configuration changes under a running Process.
 	if err := os.WriteFile(cfg.ConfigFile, []byte("second: true\n"), 0o644); err != nil {
@@ -263,6 +339,7 @@ func TestProcessSupervisesFake(t *testing.T) {
 	fourth := p2.pid()
 	killAtCleanup(t, fourth, argv)
 	waitFor(t, 3*time.Second, "old traefik gone", func() bool { return !alive(third) })
+	wantProcessCounts(t, reg2, processCounts{adopted: 1, started: 2, crashed: 1, replaced: 1})
 
 	// Stop ends it for good and Run returns.
 	if err := p2.Stop(context.Background()); err != nil {
@@ -275,6 +352,8 @@ func TestProcessSupervisesFake(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, PIDFileName)); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("pidfile left after Stop: %v", err)
 	}
+	// Stop's exit is not a crash, even when Run saw it first.
+	wantProcessCounts(t, reg2, processCounts{adopted: 1, started: 2, crashed: 1, replaced: 1, stopped: 1})
 }
 
 func TestProcessReplacesOnConfigChangeBetweenRuns(t *testing.T) {

@@ -32,7 +32,7 @@ const quarantineTimeLayout = "20060102T150405.000000000Z"
 const maxQuarantineTries = 100
 
 // fileProviderSuffix ends the names Traefik gives the routers and services of
-// its file provider, in its API and its metrics.
+// its file provider in its API.
 const fileProviderSuffix = "@file"
 
 // Routes publishes the gateway's routes for Traefik's file provider: one
@@ -278,11 +278,4 @@ func routeID(e fs.DirEntry) (id, why string) {
 		return "", "not named <wlID>" + FileExt + ": the gateway never writes such a file"
 	}
 	return id, ""
-}
-
-// routeOfService returns the route a service of Traefik's metrics or API
-// belongs to; ok is false for services of other providers.
-func routeOfService(service string) (id string, ok bool) {
-	id, ok = strings.CutSuffix(service, fileProviderSuffix)
-	return id, ok && id != ""
 }

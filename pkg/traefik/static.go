@@ -28,8 +28,12 @@ const (
 	EntryPointWeb = "web"
 	// EntryPointWebSecure is the TLS entry point.
 	EntryPointWebSecure = "websecure"
-	// EntryPointMetrics serves /metrics and /ping, on loopback only.
-	EntryPointMetrics = "metrics"
+	// EntryPointInternal is the loopback-only entry point of Traefik's own
+	// endpoints: /metrics, /ping, the API under /api and, with
+	// StaticOptions.Debug, /debug/pprof. Its name is the one Traefik serves
+	// its API on (api.insecure); without an entry point of that name,
+	// Traefik would create one on ":8080", every address.
+	EntryPointInternal = "traefik"
 	// ResolverHTTP obtains certificates by HTTP-01 on EntryPointWeb.
 	ResolverHTTP = "resolver"
 	// ResolverDNS obtains certificates (wildcards included) by DNS-01
@@ -44,7 +48,7 @@ const (
 	// DefaultWebSecureAddress is the default StaticOptions.WebSecureAddress.
 	DefaultWebSecureAddress = ":443"
 	// DefaultMetricsAddress is the default StaticOptions.MetricsAddress:
-	// loopback, as the metrics entry point must be.
+	// loopback, as entry point "traefik" (metrics, ping, API) must be.
 	DefaultMetricsAddress = "127.0.0.1:8082"
 	// DefaultThrottle is the default StaticOptions.Throttle.
 	DefaultThrottle = 100 * time.Millisecond
@@ -78,10 +82,12 @@ type StaticOptions struct {
 	// WebSecureAddress is the listening address of entry point "websecure".
 	// Default ":443".
 	WebSecureAddress string
-	// MetricsAddress is the listening address of entry point "metrics", which
-	// serves Prometheus metrics at /metrics and the health check at /ping.
-	// Default "127.0.0.1:8082". It must not be public: an unspecified host
-	// (":8082", "0.0.0.0:8082", "[::]:8082") is refused.
+	// MetricsAddress is the listening address of entry point "traefik"
+	// (EntryPointInternal), which serves Prometheus metrics at /metrics, the
+	// health check at /ping and Traefik's API, read-only and
+	// unauthenticated, at /api (APIURL). Default "127.0.0.1:8082". It must
+	// not be public: an unspecified host (":8082", "0.0.0.0:8082",
+	// "[::]:8082") is refused.
 	MetricsAddress string
 	// Throttle is Traefik's providersThrottleDuration: how long Traefik waits
 	// for more changes before applying the dynamic configuration. Default
@@ -114,6 +120,10 @@ type StaticOptions struct {
 	// LogLevel is Traefik's log level: TRACE, DEBUG, INFO, WARN, ERROR,
 	// FATAL or PANIC. Default "INFO".
 	LogLevel string
+	// Debug turns on Traefik's api.debug: Go's profiles at /debug/pprof/
+	// and expvar at /debug/vars, on the loopback entry point only. Default
+	// false; meant for benchmarks, not for nodes.
+	Debug bool
 }
 
 // logLevels are the levels Traefik accepts (it lowercases them for zerolog).
@@ -222,7 +232,7 @@ func buildStatic(opts StaticOptions) (*StaticConfiguration, error) {
 			},
 			// Not a default entry point: a router that names no entry point
 			// must not become reachable on the metrics address.
-			EntryPointMetrics: {
+			EntryPointInternal: {
 				Address:   opts.MetricsAddress,
 				Transport: &EntryPointsTransport{LifeCycle: &LifeCycle{GraceTimeOut: &grace}},
 			},
@@ -231,15 +241,17 @@ func buildStatic(opts StaticOptions) (*StaticConfiguration, error) {
 			ProvidersThrottleDuration: Duration(opts.Throttle),
 			File:                      &FileProvider{Directory: filepath.Clean(opts.ProxyDir), Watch: true},
 		},
-		// The binary is built without the web UI; the API is only reachable
-		// through a router naming api@internal, and the gateway writes none.
-		API: &API{Dashboard: false},
+		// Insecure: Traefik routes /api (and /debug with Debug) to its API
+		// on the entry point named "traefik", EntryPointInternal, which
+		// listens on loopback only; the gateway asks it whether a route is
+		// served. No dashboard: the binary is built without the web UI.
+		API: &StaticAPI{Insecure: true, Dashboard: false, Debug: opts.Debug},
 		Metrics: &Metrics{Prometheus: &Prometheus{
-			EntryPoint:           EntryPointMetrics,
+			EntryPoint:           EntryPointInternal,
 			AddEntryPointsLabels: true,
 			AddServicesLabels:    true,
 		}},
-		Ping: &Ping{EntryPoint: EntryPointMetrics},
+		Ping: &Ping{EntryPoint: EntryPointInternal},
 		// Stdout: the supervisor appends it to its log file.
 		// validate accepts the level in any case; Traefik's own spelling is
 		// upper case.
@@ -323,7 +335,7 @@ func (o StaticOptions) validate() error {
 		hostports[i] = [2]string{host, port}
 	}
 	if host := hostports[2][0]; hostUnspecified(host) {
-		return fmt.Errorf("static option MetricsAddress %s: the metrics entry point must not listen on every address; give a loopback host such as 127.0.0.1", quote.Short(o.MetricsAddress))
+		return fmt.Errorf("static option MetricsAddress %s: entry point \"traefik\" serves metrics and Traefik's API unauthenticated and must not listen on every address; give a loopback host such as 127.0.0.1", quote.Short(o.MetricsAddress))
 	}
 	for i := range addrs {
 		for j := i + 1; j < len(addrs); j++ {

@@ -89,7 +89,7 @@ func TestRenderStaticDefaults(t *testing.T) {
 	}{
 		{[]string{"entryPoints", "web", "address"}, ":80"},
 		{[]string{"entryPoints", "websecure", "address"}, ":443"},
-		{[]string{"entryPoints", "metrics", "address"}, "127.0.0.1:8082"},
+		{[]string{"entryPoints", "traefik", "address"}, "127.0.0.1:8082"},
 		// Traefik's default redirect priority (MaxInt-1) would beat the
 		// challenge routers of passthrough backends.
 		{[]string{"entryPoints", "web", "http", "redirections", "entryPoint", "priority"}, 1},
@@ -105,6 +105,8 @@ func TestRenderStaticDefaults(t *testing.T) {
 		{[]string{"providers", "file", "watch"}, true},
 		// Traefik defaults both to true when the key is missing.
 		{[]string{"api", "dashboard"}, false},
+		// The API is served on entry point "traefik", loopback.
+		{[]string{"api", "insecure"}, true},
 		{[]string{"global", "checkNewVersion"}, false},
 		{[]string{"log", "level"}, "INFO"},
 		{[]string{"certificatesResolvers", "resolver", "acme", "caServer"}, DefaultACMECAServer},
@@ -117,8 +119,133 @@ func TestRenderStaticDefaults(t *testing.T) {
 			t.Errorf("%s = %v, want %v", strings.Join(tt.path, "."), got, tt.want)
 		}
 	}
-	if _, ok := lookup(t, doc, "entryPoints", "metrics").(map[string]any)["asDefault"]; ok {
-		t.Errorf("metrics entry point is a default entry point: routers without entry points would be reachable on it")
+	if _, ok := lookup(t, doc, "entryPoints", EntryPointInternal).(map[string]any)["asDefault"]; ok {
+		t.Errorf("internal entry point is a default entry point: routers without entry points would be reachable on it")
+	}
+	if _, ok := lookup(t, doc, "api").(map[string]any)["debug"]; ok {
+		t.Errorf("api.debug written although Debug is off")
+	}
+}
+
+// effectiveEntryPoints returns the entry points, name to address, Traefik
+// v3.6 runs with the static configuration doc: those of the file, plus the
+// ones its SetEffectiveConfiguration (pkg/config/static) adds: "http" on
+// ":80" when the file has none, and "traefik" on ":8080", every address,
+// when the API is insecure, or ping or Prometheus use the entry point
+// "traefik" (their default), or the REST provider is insecure, and no entry
+// point has that name.
+func effectiveEntryPoints(t testing.TB, doc map[string]any) map[string]string {
+	t.Helper()
+	eps := make(map[string]string)
+	declared, _ := doc["entryPoints"].(map[string]any)
+	for name, ep := range declared {
+		addr, _ := ep.(map[string]any)["address"].(string)
+		eps[name] = addr
+	}
+	if len(eps) == 0 {
+		eps["http"] = ":80"
+	}
+	section := func(keys ...string) (map[string]any, bool) {
+		var cur any = doc
+		for _, k := range keys {
+			m, ok := cur.(map[string]any)
+			if !ok {
+				return nil, false
+			}
+			if cur, ok = m[k]; !ok {
+				return nil, false
+			}
+		}
+		m, ok := cur.(map[string]any)
+		if !ok && cur == nil {
+			// A key with no value ("ping:") enables the section with
+			// Traefik's defaults.
+			return map[string]any{}, true
+		}
+		return m, ok
+	}
+	usesInternal := func(keys ...string) bool {
+		m, ok := section(keys...)
+		if !ok || m["manualRouting"] == true {
+			return false
+		}
+		ep, set := m["entryPoint"].(string)
+		return !set || ep == "traefik"
+	}
+	api, hasAPI := section("api")
+	rest, hasRest := section("providers", "rest")
+	if hasAPI && api["insecure"] == true || usesInternal("ping") || usesInternal("metrics", "prometheus") || hasRest && rest["insecure"] == true {
+		if _, ok := eps["traefik"]; !ok {
+			eps["traefik"] = ":8080"
+		}
+	}
+	return eps
+}
+
+// Traefik serves its API with api.insecure on the entry point named
+// "traefik" and, when no entry point has that name, creates one on ":8080",
+// every address: the API would then be public. The rendered configuration
+// must name its loopback entry point "traefik".
+func TestRenderStaticAPIOnLoopbackOnly(t *testing.T) {
+	tests := []struct {
+		name string
+		opts StaticOptions
+	}{
+		{"defaults", StaticOptions{ProxyDir: "/p", StateDir: "/s"}},
+		{"node", goldenOptions()},
+		{"debug", func() StaticOptions { o := goldenOptions(); o.Debug = true; return o }()},
+		{"IPv6 loopback", func() StaticOptions { o := goldenOptions(); o.MetricsAddress = "[::1]:9100"; return o }()},
+		// run.sh puts web on 127.0.0.1:8080: a Traefik-made ":8080" would
+		// not even start.
+		{"web on 8080", func() StaticOptions { o := goldenOptions(); o.WebAddress = "127.0.0.1:8080"; return o }()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, err := RenderStatic(tt.opts)
+			if err != nil {
+				t.Fatalf("RenderStatic: %v", err)
+			}
+			var doc map[string]any
+			if err := yaml.Unmarshal(out, &doc); err != nil {
+				t.Fatalf("rendered YAML does not parse: %v", err)
+			}
+			want := tt.opts.MetricsAddress
+			if want == "" {
+				want = DefaultMetricsAddress
+			}
+			eps := effectiveEntryPoints(t, doc)
+			if len(eps) != 3 || eps[EntryPointWeb] == "" || eps[EntryPointWebSecure] == "" || eps[EntryPointInternal] != want {
+				t.Errorf("Traefik would run entry points %v, want web, websecure and traefik on %s", eps, want)
+			}
+			for name, addr := range eps {
+				if addr == ":8080" {
+					t.Errorf("Traefik would create entry point %s on %s", name, addr)
+				}
+			}
+			host, _, err := splitEntryPointAddress(eps[EntryPointInternal])
+			if err != nil || hostUnspecified(host) {
+				t.Errorf("entry point traefik on %q, want a loopback host", eps[EntryPointInternal])
+			}
+			// The API only on entry point "traefik": insecure, no router of
+			// ours names api@internal, no dashboard, no REST provider.
+			if got := lookup(t, doc, "api", "insecure"); got != true {
+				t.Errorf("api.insecure = %v, want true", got)
+			}
+			if got := lookup(t, doc, "api", "dashboard"); got != false {
+				t.Errorf("api.dashboard = %v, want false", got)
+			}
+			if got, _ := lookup(t, doc, "api").(map[string]any)["debug"].(bool); got != tt.opts.Debug {
+				t.Errorf("api.debug = %v, want %v", got, tt.opts.Debug)
+			}
+			if _, ok := lookup(t, doc, "providers").(map[string]any)["rest"]; ok {
+				t.Errorf("REST provider configured")
+			}
+			for _, path := range [][]string{{"ping", "entryPoint"}, {"metrics", "prometheus", "entryPoint"}} {
+				if got := lookup(t, doc, path...); got != EntryPointInternal {
+					t.Errorf("%s = %v, want %s", strings.Join(path, "."), got, EntryPointInternal)
+				}
+			}
+		})
 	}
 }
 
@@ -189,7 +316,8 @@ func TestRenderStaticRejects(t *testing.T) {
 	}{
 		{"missing proxy dir", func(o *StaticOptions) { o.ProxyDir = "" }, "ProxyDir"},
 		{"relative state dir", func(o *StaticOptions) { o.StateDir = "traefik" }, "StateDir"},
-		// The metrics entry point serves /metrics and /ping unauthenticated.
+		// The internal entry point serves /metrics, /ping and the API
+		// unauthenticated.
 		{"metrics on every address, empty host", func(o *StaticOptions) { o.MetricsAddress = ":8082" }, "MetricsAddress"},
 		{"metrics on every IPv4 address", func(o *StaticOptions) { o.MetricsAddress = "0.0.0.0:8082" }, "MetricsAddress"},
 		{"metrics on every IPv6 address", func(o *StaticOptions) { o.MetricsAddress = "[::]:8082" }, "MetricsAddress"},
@@ -258,7 +386,7 @@ func FuzzRenderStatic(f *testing.F) {
 		if err := yaml.Unmarshal(out, &cfg); err != nil {
 			t.Fatalf("rendered YAML does not parse: %v\n%s", err, out)
 		}
-		addr := cfg.EntryPoints[EntryPointMetrics].Address
+		addr := cfg.EntryPoints[EntryPointInternal].Address
 		host, _, err := splitEntryPointAddress(addr)
 		if err != nil || hostUnspecified(host) {
 			t.Fatalf("accepted metrics address %q", addr)

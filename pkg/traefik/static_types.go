@@ -23,7 +23,7 @@ type StaticConfiguration struct {
 	ServersTransport      *ServersTransport               `yaml:"serversTransport,omitempty"`
 	EntryPoints           map[string]*EntryPoint          `yaml:"entryPoints,omitempty"`
 	Providers             *Providers                      `yaml:"providers,omitempty"`
-	API                   *API                            `yaml:"api,omitempty"`
+	API                   *StaticAPI                      `yaml:"api,omitempty"`
 	Metrics               *Metrics                        `yaml:"metrics,omitempty"`
 	Ping                  *Ping                           `yaml:"ping,omitempty"`
 	Log                   *TraefikLog                     `yaml:"log,omitempty"`
@@ -108,10 +108,16 @@ type FileProvider struct {
 	Watch     bool   `yaml:"watch"`
 }
 
-// API enables Traefik's API. Dashboard is written even when false: Traefik
-// defaults it to true.
-type API struct {
+// StaticAPI is the api section, Traefik's static.API (the name API is the
+// client of the API, in api.go). It enables Traefik's API. Insecure serves it, without a router of the
+// dynamic configuration, on the entry point named "traefik" (Traefik creates
+// one on ":8080" when none has that name). Dashboard is written even when
+// false: Traefik defaults it to true. Debug adds /debug/pprof and
+// /debug/vars beside /api.
+type StaticAPI struct {
+	Insecure  bool `yaml:"insecure,omitempty"`
 	Dashboard bool `yaml:"dashboard"`
+	Debug     bool `yaml:"debug,omitempty"`
 }
 
 // Metrics holds the metrics exporters.

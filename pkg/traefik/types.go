@@ -1,8 +1,9 @@
 // Package traefik holds the gateway's side of Traefik: a small typed model of
 // Traefik's dynamic and static configuration, its rendering to YAML, the
 // crash-consistent writer of the folder Traefik watches, the supervision of
-// the Traefik process and the scrape of its Prometheus metrics. It knows
-// nothing of zbus.
+// the Traefik process (with its own counters), the scrape of its Prometheus
+// metrics and the questions to its API, which it serves on loopback only. It
+// knows nothing of zbus.
 package traefik
 
 // The types below copy the names of Traefik's own dynamic configuration
