@@ -53,6 +53,7 @@ bin/gateway \
   --traefik.websecure "$WEBSECURE" \
   --traefik.metrics "$METRICS" \
   --traefik.throttle 100ms \
+  --metering.table gateway_meter_local \
   --dns.address "$DNS" \
   --dns.api "$DNS_API" \
   --acme.email "admin@$DOMAIN" \

@@ -11,6 +11,7 @@ import (
 	"github.com/threefoldtech/gateway/internal/dnsclient"
 	"github.com/threefoldtech/gateway/pkg/acmedns"
 	"github.com/threefoldtech/gateway/pkg/gateway"
+	"github.com/threefoldtech/gateway/pkg/meter"
 	"github.com/threefoldtech/gateway/pkg/traefik"
 )
 
@@ -28,7 +29,20 @@ type Configuration struct {
 	Traefik    Traefik  `description:"The Traefik process and its entry points." json:"traefik,omitempty" toml:"traefik,omitempty" yaml:"traefik,omitempty"`
 	ACME       ACME     `description:"Certificates." json:"acme,omitempty" toml:"acme,omitempty" yaml:"acme,omitempty"`
 	DNS        DNS      `description:"The embedded DNS server of the _acme-challenge zone." json:"dns,omitempty" toml:"dns,omitempty" yaml:"dns,omitempty"`
+	Metering   Metering `description:"Byte counting of every route, for billing." json:"metering,omitempty" toml:"metering,omitempty" yaml:"metering,omitempty"`
+	Metrics    Metrics  `description:"The gateway's own Prometheus endpoint." json:"metrics,omitempty" toml:"metrics,omitempty" yaml:"metrics,omitempty"`
 	Log        Log      `description:"Logging." json:"log,omitempty" toml:"log,omitempty" yaml:"log,omitempty"`
+}
+
+// Metering configures the byte counters of routes.
+type Metering struct {
+	Table    string          `description:"nftables table (family inet) that counts the bytes of each backend address; the gateway creates it and leaves it in place when it stops, so that counting goes on." json:"table,omitempty" toml:"table,omitempty" yaml:"table,omitempty"`
+	Interval ptypes.Duration `description:"How often the counters are read and the totals saved: at most this much traffic is lost if the node loses power." json:"interval,omitempty" toml:"interval,omitempty" yaml:"interval,omitempty"`
+}
+
+// Metrics configures the gateway's own Prometheus endpoint.
+type Metrics struct {
+	Address string `description:"Loopback address of the gateway's Prometheus endpoint (/metrics): per-workload byte totals and the module's health." json:"address,omitempty" toml:"address,omitempty" yaml:"address,omitempty"`
 }
 
 // Public is the node's public identity.
@@ -97,9 +111,11 @@ func defaultConfiguration() *Configuration {
 			Throttle:    ptypes.Duration(traefik.DefaultThrottle),
 			ReadTimeout: ptypes.Duration(traefik.DefaultReadTimeout),
 		},
-		ACME: ACME{CAServer: traefik.DefaultACMECAServer},
-		DNS:  DNS{Address: acmedns.DefaultAddress, API: acmedns.DefaultAPIAddress},
-		Log:  Log{Level: defaultLogLevel},
+		ACME:     ACME{CAServer: traefik.DefaultACMECAServer},
+		DNS:      DNS{Address: acmedns.DefaultAddress, API: acmedns.DefaultAPIAddress},
+		Metering: Metering{Table: meter.DefaultTable, Interval: ptypes.Duration(meter.DefaultInterval)},
+		Metrics:  Metrics{Address: gateway.DefaultMetricsAddress},
+		Log:      Log{Level: defaultLogLevel},
 	}
 }
 
@@ -147,6 +163,7 @@ func (c *Configuration) check() (settings, error) {
 	for flag, v := range map[string]string{
 		"--traefik.web": c.Traefik.Web, "--traefik.websecure": c.Traefik.WebSecure,
 		"--traefik.metrics": c.Traefik.Metrics, "--dns.address": c.DNS.Address, "--dns.api": c.DNS.API,
+		"--metrics.address": c.Metrics.Address,
 	} {
 		if _, _, err := net.SplitHostPort(v); err != nil {
 			return s, fmt.Errorf("%s %q: expected [host]:port", flag, v)
@@ -160,6 +177,12 @@ func (c *Configuration) check() (settings, error) {
 	}
 	if c.Routes.Sweep <= 0 {
 		return s, fmt.Errorf("--routes.sweep must be positive")
+	}
+	if c.Metering.Interval <= 0 {
+		return s, fmt.Errorf("--metering.interval must be positive")
+	}
+	if c.Metering.Table == "" {
+		return s, fmt.Errorf("--metering.table must not be empty")
 	}
 	if c.Traefik.ReadTimeout < 0 {
 		return s, fmt.Errorf("--traefik.readtimeout must not be negative (0 means no timeout)")

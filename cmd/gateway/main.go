@@ -6,12 +6,15 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
 	zlog "github.com/rs/zerolog/log"
 	"github.com/traefik/paerser/cli"
@@ -20,8 +23,12 @@ import (
 	"github.com/threefoldtech/gateway/internal/tasks"
 	"github.com/threefoldtech/gateway/pkg/acmedns"
 	"github.com/threefoldtech/gateway/pkg/gateway"
+	"github.com/threefoldtech/gateway/pkg/meter"
 	"github.com/threefoldtech/gateway/pkg/traefik"
 )
+
+// probeTimeout bounds one question to Traefik's API.
+const probeTimeout = 2 * time.Second
 
 func main() {
 	if err := cli.Execute(newCommand(run)); err != nil {
@@ -77,7 +84,13 @@ func run(cfg *Configuration) error {
 		}
 	}
 
-	var parts []tasks.Task
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metricsServer, err := gateway.NewMetricsServer(cfg.Metrics.Address, reg, log)
+	if err != nil {
+		return fmt.Errorf("--metrics.address: %w", err)
+	}
+	parts := []tasks.Task{{Name: "metrics", Run: metricsServer.Run}}
 	var traefikEnv, dnsResolvers []string
 	if cfg.Public.Domain != "" {
 		acme, err := acmedns.NewService(acmedns.ServiceConfig{
@@ -87,6 +100,7 @@ func run(cfg *Configuration) error {
 			CredentialsFile: filepath.Join(stateDir, acmedns.CredentialsFileName),
 			Resolver:        resolver,
 			NodeIPs:         s.publicIPs,
+			Registry:        reg,
 			Logger:          log,
 		})
 		if err != nil {
@@ -129,16 +143,35 @@ func run(cfg *Configuration) error {
 		return err
 	}
 
+	// A node without nftables still routes; Metrics then says why it
+	// cannot count.
+	var routeMeter gateway.Meter
+	bytesMeter, meterErr := meter.New(meter.Config{
+		Table:    cfg.Metering.Table,
+		Ledger:   filepath.Join(root, meter.LedgerDirName, meter.LedgerFileName),
+		Interval: time.Duration(cfg.Metering.Interval),
+		Logger:   log,
+	})
+	if meterErr != nil {
+		log.Error().Err(meterErr).Msg("metering is unavailable: traffic is routed but not counted, and Metrics fails until it is fixed (docs/OPERATIONS.md, Metering)")
+	} else {
+		routeMeter = bytesMeter
+		parts = append(parts, tasks.Task{Name: "metering", Run: bytesMeter.Run})
+	}
+
 	module, err := gateway.New(gateway.Config{
-		Routes:        routes,
-		Domain:        cfg.Public.Domain,
-		PublicIPs:     s.publicIPs,
-		Allow:         s.allow,
-		Resolver:      gateway.DNSResolver{Server: resolver},
-		Workers:       cfg.Workers,
-		SweepInterval: time.Duration(cfg.Routes.Sweep),
-		MetricsURL:    traefik.MetricsURL(cfg.Traefik.Metrics),
-		Logger:        log,
+		Routes:           routes,
+		Domain:           cfg.Public.Domain,
+		PublicIPs:        s.publicIPs,
+		Allow:            s.allow,
+		Resolver:         gateway.DNSResolver{Server: resolver},
+		Workers:          cfg.Workers,
+		SweepInterval:    time.Duration(cfg.Routes.Sweep),
+		Meter:            routeMeter,
+		MeterUnavailable: meterErr,
+		Probe:            traefik.API{Base: traefik.APIURL(cfg.Traefik.Metrics), Client: &http.Client{Timeout: probeTimeout}},
+		Registry:         reg,
+		Logger:           log,
 	})
 	if err != nil {
 		return err
@@ -151,6 +184,7 @@ func run(cfg *Configuration) error {
 			ConfigFile: configFile,
 			StateDir:   stateDir,
 			Env:        traefikEnv,
+			Registry:   reg,
 			Logger:     log,
 		})
 		if err != nil {

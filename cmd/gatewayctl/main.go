@@ -6,7 +6,13 @@
 //	gatewayctl [--broker URL] set-fqdn WLID FQDN BACKEND... [--passthrough]
 //	gatewayctl [--broker URL] delete WLID
 //	gatewayctl [--broker URL] list
-//	gatewayctl [--broker URL] metrics
+//	gatewayctl [--metrics URL] metrics
+//	gatewayctl [--broker URL] metrics --json
+//
+// metrics prints the byte totals of each workload as a table, read from the
+// gateway's own Prometheus endpoint; with --json it makes the bus call
+// Metrics, which hands out the last total of each workload deleted since
+// the previous call: on a node, that is the billing's to take.
 package main
 
 import (
@@ -19,6 +25,7 @@ import (
 
 	"github.com/threefoldtech/zbus"
 
+	"github.com/threefoldtech/gateway/pkg/gateway"
 	"github.com/threefoldtech/gateway/pkg/gateway/stubs"
 )
 
@@ -26,11 +33,26 @@ func main() {
 	broker := flag.String("broker", "unix:///var/run/redis.sock", "zbus broker")
 	passthrough := flag.Bool("passthrough", false, "pass TLS through to the backends (set-name, set-fqdn)")
 	timeout := flag.Duration("timeout", 30*time.Second, "how long to wait for the answer")
+	metricsURL := flag.String("metrics", gateway.DefaultMetricsURL, "the gateway's Prometheus endpoint (metrics)")
+	asJSON := flag.Bool("json", false, "metrics: make the bus call and print its answer as JSON")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: gatewayctl [flags] set-name WLID PREFIX BACKEND... | set-fqdn WLID FQDN BACKEND... | delete WLID | list | metrics")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
+	if len(flag.Args()) == 1 && flag.Arg(0) == "metrics" && !*asJSON {
+		ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+		defer cancel()
+		rows, err := scrapeWorkloadBytes(ctx, *metricsURL)
+		if err == nil {
+			err = printWorkloadBytes(os.Stdout, rows)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "gatewayctl:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*broker, *passthrough, *timeout, flag.Args()); err != nil {
 		fmt.Fprintln(os.Stderr, "gatewayctl:", err)
 		os.Exit(1)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/http"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -13,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/threefoldtech/gateway/internal/dnsname"
@@ -56,10 +56,16 @@ type Config struct {
 	// among the published routes without the module writing it. Default
 	// DefaultSweepInterval.
 	SweepInterval time.Duration
-	// MetricsURL is Traefik's Prometheus endpoint.
-	MetricsURL string
-	// HTTPClient scrapes MetricsURL. Default: a client with a 5s timeout.
-	HTTPClient *http.Client
+	// Meter counts the bytes of each route. Nil when the node cannot
+	// meter: Metrics then fails with MeterUnavailable.
+	Meter Meter
+	// MeterUnavailable says why Meter is nil.
+	MeterUnavailable error
+	// Probe, when set, tells when Traefik serves a new route, for the
+	// gateway_route_publish_seconds metric.
+	Probe RouteProbe
+	// Registry receives the module's metrics. Nil registers none.
+	Registry prometheus.Registerer
 	// Logger receives the module's logs.
 	Logger zerolog.Logger
 }
@@ -77,14 +83,17 @@ const DefaultSweepInterval = 5 * time.Second
 // taken.
 var ErrChecksBusy = errors.New("too many domain checks in flight, try again")
 
-// metricsTimeout bounds one scrape of Traefik's metrics.
-const metricsTimeout = 5 * time.Second
+// ErrNoMeter is what Metrics returns without a Meter and a reason.
+var ErrNoMeter = errors.New("no meter configured")
 
 // Module is the gateway object served on zbus.
 type Module struct {
 	cfg    Config
 	routes Publisher
+	meter  Meter
 	log    zerolog.Logger
+	t      *telemetry
+	seen   *observer
 
 	// checks holds a token per domain check in flight.
 	checks chan struct{}
@@ -129,15 +138,24 @@ func New(cfg Config) (*Module, error) {
 	if cfg.SweepInterval < 0 || cfg.LookupTimeout < 0 {
 		return nil, fmt.Errorf("the sweep interval and the lookup timeout must not be negative")
 	}
-	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: metricsTimeout}
+	if cfg.Meter == nil && cfg.MeterUnavailable == nil {
+		cfg.MeterUnavailable = ErrNoMeter
 	}
+	t := newTelemetry()
 	m := &Module{
 		cfg:     cfg,
 		routes:  cfg.Routes,
+		meter:   cfg.Meter,
 		log:     cfg.Logger.With().Str("component", "gateway").Logger(),
+		t:       t,
+		seen:    newObserver(cfg.Probe, t),
 		checks:  make(chan struct{}, max(1, int(cfg.Workers)-1)),
 		failing: make(map[string]bool),
+	}
+	if cfg.Registry != nil {
+		if err := t.register(cfg.Registry, m); err != nil {
+			return nil, err
+		}
 	}
 	policy, err := m.policy()
 	if err != nil {
@@ -148,14 +166,27 @@ func New(cfg Config) (*Module, error) {
 		return nil, err
 	}
 	m.idx = idx
+	if m.meter != nil {
+		routes := make(map[string][]netip.AddrPort, len(idx.byID))
+		for id, r := range idx.byID {
+			routes[id] = r.meterAddrs()
+		}
+		if err := m.meter.Reset(routes); err != nil {
+			return nil, fmt.Errorf("metering the routes found at start: %w", err)
+		}
+	}
 	m.sweep(rejected)
 	m.log.Info().Int("routes", len(idx.byID)).Msg("index loaded")
 	return m, nil
 }
 
 // Run moves to quarantine, every SweepInterval, whatever appeared among the
-// published routes that the module did not write, until ctx ends.
+// published routes that the module did not write, and watches new routes
+// until Traefik serves them, until ctx ends.
 func (m *Module) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { m.seen.run(ctx) })
 	t := time.NewTicker(m.cfg.SweepInterval)
 	defer t.Stop()
 	for {
@@ -205,6 +236,7 @@ func (m *Module) logQuarantined(q traefik.Quarantined) {
 			Msg("cannot move an entry that is not a route of the gateway out of the routes folder; Traefik still reads it")
 		return
 	}
+	m.t.quarantined.Inc()
 	m.log.Error().Str("entry", q.Name).Str("reason", q.Reason).Str("moved_to", q.Path).Int("in_quarantine", q.Count).
 		Msg("moved an entry that is not a route of the gateway to quarantine")
 }
@@ -231,7 +263,8 @@ func (m *Module) parseBackends(values []string, passthrough bool) ([]Backend, er
 }
 
 // SetNamedProxy publishes backends at prefix.<domain> and returns that name.
-func (m *Module) SetNamedProxy(wlID string, prefix string, backends []string, TLSPassthrough bool) (string, error) {
+func (m *Module) SetNamedProxy(wlID string, prefix string, backends []string, TLSPassthrough bool) (fqdn string, err error) {
+	defer func() { m.t.called(methodSetNamedProxy, err) }()
 	if m.cfg.Domain == "" {
 		return "", ErrNoDomain
 	}
@@ -261,7 +294,8 @@ func (m *Module) SetNamedProxy(wlID string, prefix string, backends []string, TL
 
 // SetFQDNProxy publishes backends at fqdn. The domain must resolve to the
 // node's public IPs only: a record elsewhere would make HTTP-01 fail later.
-func (m *Module) SetFQDNProxy(wlID string, fqdn string, backends []string, TLSPassthrough bool) error {
+func (m *Module) SetFQDNProxy(wlID string, fqdn string, backends []string, TLSPassthrough bool) (err error) {
+	defer func() { m.t.called(methodSetFQDNProxy, err) }()
 	if len(m.cfg.PublicIPs) == 0 {
 		return ErrNoPublicIP
 	}
@@ -337,7 +371,8 @@ func (m *Module) commit(r route) error {
 		m.log.Info().Str("wlID", r.id).Str("fqdn", r.fqdn).Str("holder", holder).Msg("domain refused: held by another workload")
 		return fmt.Errorf("domain %q already registered by another workload", r.fqdn)
 	}
-	if old, held := m.idx.byID[r.id]; held && reflect.DeepEqual(old, r) {
+	old, held := m.idx.byID[r.id]
+	if held && reflect.DeepEqual(old, r) {
 		// A node re-applies every workload when it boots: a Set that
 		// changes nothing writes nothing, and costs Traefik no reload.
 		// The file is checked all the same, in case it was removed by hand.
@@ -354,11 +389,27 @@ func (m *Module) commit(r route) error {
 			m.logQuarantined(*q)
 		}
 	}
+	// Counting starts before traffic can flow: a byte is never carried
+	// unmetered.
+	addrs := r.meterAddrs()
+	metered := m.meter != nil && (!held || !slices.Equal(addrs, old.meterAddrs()))
+	if metered {
+		if err := m.meter.Assign(r.id, addrs); err != nil {
+			return fmt.Errorf("metering route %q: %w", r.id, err)
+		}
+	}
+	written := time.Now()
 	err := m.routes.Publish(r.id, cfg)
 	if err != nil && !errors.Is(err, traefik.ErrNotDurable) {
+		if metered {
+			m.unmeter(r.id, old, held)
+		}
 		return fmt.Errorf("writing route %q: %w", r.id, err)
 	}
 	m.idx.put(r)
+	if !held {
+		m.seen.created(r.id, r.passthrough, written)
+	}
 	if err != nil {
 		m.log.Error().Err(err).Str("wlID", r.id).Str("fqdn", r.fqdn).Msg("route set, but not durably")
 		return fmt.Errorf("route %q is live: %w", r.id, err)
@@ -367,10 +418,25 @@ func (m *Module) commit(r route) error {
 	return nil
 }
 
+// unmeter gives the metering of id back what it was before a Set that
+// could not write: old's addresses if it was held, none otherwise.
+func (m *Module) unmeter(id string, old route, held bool) {
+	var err error
+	if held {
+		err = m.meter.Assign(id, old.meterAddrs())
+	} else {
+		err = m.meter.Remove(id)
+	}
+	if err != nil {
+		m.log.Error().Err(err).Str("wlID", id).Msg("setting back the metering of a route that could not be written")
+	}
+}
+
 // DeleteNamedProxy removes the route of wlID, of either kind, and frees its
 // domain. An unknown wlID is not an error; a file published under it that
 // the module did not write is moved to quarantine, not deleted.
-func (m *Module) DeleteNamedProxy(wlID string) error {
+func (m *Module) DeleteNamedProxy(wlID string) (err error) {
+	defer func() { m.t.called(methodDeleteNamedProxy, err) }()
 	if err := ValidateWorkloadID(wlID); err != nil {
 		return err
 	}
@@ -386,11 +452,18 @@ func (m *Module) DeleteNamedProxy(wlID string) error {
 		}
 		return nil
 	}
-	err := m.routes.Unpublish(wlID)
+	err = m.routes.Unpublish(wlID)
 	if err != nil && !errors.Is(err, traefik.ErrNotDurable) {
 		return fmt.Errorf("deleting route %q: %w", wlID, err)
 	}
 	m.idx.remove(wlID)
+	m.seen.deleted(wlID)
+	if m.meter != nil {
+		// Its bytes so far stay for the next Metrics call.
+		if merr := m.meter.Remove(wlID); merr != nil {
+			m.log.Error().Err(merr).Str("wlID", wlID).Msg("route deleted, but its metering could not end; the next start ends it")
+		}
+	}
 	if err != nil {
 		m.log.Error().Err(err).Str("wlID", wlID).Msg("route deleted, but not durably")
 		return fmt.Errorf("route %q is deleted: %w", wlID, err)
@@ -401,31 +474,31 @@ func (m *Module) DeleteNamedProxy(wlID string) error {
 
 // List returns every route, sorted by workload ID.
 func (m *Module) List() ([]Proxy, error) {
+	m.t.called(methodList, nil)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.idx.list(), nil
 }
 
-// Metrics returns the bytes Traefik counted per workload the module holds:
-// Traefik keeps counting a deleted one until it restarts. Passthrough
-// traffic is not counted: Traefik has no byte counters for TCP routers.
-func (m *Module) Metrics() (GatewayMetrics, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), metricsTimeout)
-	defer cancel()
-	bytes, err := traefik.ScrapeServiceBytes(ctx, m.cfg.HTTPClient, m.cfg.MetricsURL)
-	if err != nil {
-		m.mu.Lock()
-		empty := len(m.idx.byID) == 0
-		m.mu.Unlock()
-		if empty {
-			return newMetrics(nil, nil), nil
-		}
-		return GatewayMetrics{}, fmt.Errorf("reading traefik metrics from %s: %w", m.cfg.MetricsURL, err)
+// Metrics returns, per workload, the bytes its route carried since the
+// workload was first set, and those of each workload deleted since the last
+// call, for the last time. Totals never go backwards (docs/API.md).
+func (m *Module) Metrics() (out GatewayMetrics, err error) {
+	defer func() { m.t.called(methodMetrics, err) }()
+	if m.meter == nil {
+		return GatewayMetrics{}, fmt.Errorf("metering is unavailable on this node: %w", m.cfg.MeterUnavailable)
 	}
-	// Traefik keeps the counters of a deleted route until it restarts.
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return newMetrics(m.idx.only(bytes.Requests), m.idx.only(bytes.Responses)), nil
+	totals, err := m.meter.Report()
+	if err != nil {
+		return GatewayMetrics{}, fmt.Errorf("reading the byte counters: %w", err)
+	}
+	requests := make(map[string]float64, len(totals))
+	responses := make(map[string]float64, len(totals))
+	for id, t := range totals {
+		requests[id] = float64(t.Tx)
+		responses[id] = float64(t.Rx)
+	}
+	return newMetrics(requests, responses), nil
 }
 
 // newMetrics fills both names of each direction, each with its own map: the

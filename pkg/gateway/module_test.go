@@ -4,10 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -93,12 +90,11 @@ func newModuleWith(t testing.TB, root string, edit func(*Config)) (*Module, *dns
 	t.Helper()
 	recs, addr := startDNS(t)
 	cfg := Config{
-		Routes:     openRoutes(t, root),
-		Domain:     "gw.example",
-		PublicIPs:  []netip.Addr{nodeIP, netip.MustParseAddr("2001:db8::7")},
-		Resolver:   DNSResolver{Server: addr},
-		MetricsURL: "http://127.0.0.1:1/metrics",
-		Logger:     zerolog.Nop(),
+		Routes:    openRoutes(t, root),
+		Domain:    "gw.example",
+		PublicIPs: []netip.Addr{nodeIP, netip.MustParseAddr("2001:db8::7")},
+		Resolver:  DNSResolver{Server: addr},
+		Logger:    zerolog.Nop(),
 	}
 	if edit != nil {
 		edit(&cfg)
@@ -722,41 +718,6 @@ func TestLongPrefix(t *testing.T) {
 	m2, _ := newModuleWith(t, root, func(c *Config) { c.Domain = long })
 	if list, _ := m2.List(); len(list) != 1 || list[0].WorkloadID != "fits" {
 		t.Fatalf("after a restart List = %v", list)
-	}
-}
-
-// TestMetricsOnlyHeldWorkloads guards billing: Traefik keeps the counters of
-// a deleted route until it restarts; they are no workload's any more.
-func TestMetricsOnlyHeldWorkloads(t *testing.T) {
-	scrape := `# TYPE traefik_service_requests_bytes_total counter
-traefik_service_requests_bytes_total{code="200",method="GET",protocol="http",service="live@file"} 10
-traefik_service_requests_bytes_total{code="200",method="GET",protocol="http",service="gone@file"} 20
-# TYPE traefik_service_responses_bytes_total counter
-traefik_service_responses_bytes_total{code="200",method="GET",protocol="http",service="live@file"} 30
-traefik_service_responses_bytes_total{code="200",method="GET",protocol="http",service="gone@file"} 40
-`
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, scrape) }))
-	t.Cleanup(srv.Close)
-	m, _ := newModuleWith(t, t.TempDir(), func(c *Config) { c.MetricsURL = srv.URL + "/metrics" })
-	for _, id := range []string{"live", "gone"} {
-		if _, err := m.SetNamedProxy(id, id, []string{"http://10.0.0.1"}, false); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := m.DeleteNamedProxy("gone"); err != nil {
-		t.Fatal(err)
-	}
-	got, err := m.Metrics()
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[string]float64{"live": 10}
-	if fmt.Sprint(got.Request) != fmt.Sprint(want) || fmt.Sprint(got.Received) != fmt.Sprint(want) {
-		t.Fatalf("Request = %v, Received = %v, want %v", got.Request, got.Received, want)
-	}
-	want = map[string]float64{"live": 30}
-	if fmt.Sprint(got.Response) != fmt.Sprint(want) || fmt.Sprint(got.Sent) != fmt.Sprint(want) {
-		t.Fatalf("Response = %v, Sent = %v, want %v", got.Response, got.Sent, want)
 	}
 }
 

@@ -14,6 +14,10 @@ import (
 // acmeChallengePath is where HTTP-01 challenges are answered.
 const acmeChallengePath = "/.well-known/acme-challenge/"
 
+// challengePort is the port of a passthrough backend that receives the
+// HTTP-01 challenges for its name.
+const challengePort = 80
+
 // Health checking of routes with several backends (docs/API.md). A route
 // with one backend has none: there is no other server to send traffic to.
 const (
@@ -72,7 +76,7 @@ func (r route) render(domain string) *traefik.Configuration {
 		httpServers := make([]traefik.Server, len(r.backends))
 		for i, b := range r.backends {
 			tcpServers[i] = traefik.TCPServer{Address: b.Addr.String()}
-			httpServers[i] = traefik.Server{URL: "http://" + netip.AddrPortFrom(b.Addr.Addr(), 80).String()}
+			httpServers[i] = traefik.Server{URL: "http://" + netip.AddrPortFrom(b.Addr.Addr(), challengePort).String()}
 		}
 		var health *traefik.TCPHealthCheck
 		if len(r.backends) > 1 {

@@ -68,6 +68,10 @@ type Gateway struct {
 	// WebAddr, WebSecureAddr and MetricsAddr are Traefik's entry points
 	// (127.0.0.1:port).
 	WebAddr, WebSecureAddr, MetricsAddr string
+	// OwnMetricsAddr is the gateway's own Prometheus endpoint.
+	OwnMetricsAddr string
+	// MeterTable is the nftables table of the gateway's byte counters.
+	MeterTable string
 	// DNSAddr and DNSAPIAddr are the embedded DNS server and its httpreq
 	// endpoint.
 	DNSAddr, DNSAPIAddr string
@@ -105,18 +109,20 @@ func StartGateway(t testing.TB, opts GatewayOptions) *Gateway {
 		traefikBin = LookBinary(t, "TRAEFIK_BIN", "traefik", "scripts/install-traefik.sh")
 	}
 	g := &Gateway{
-		Root:          opts.Root,
-		Domain:        opts.Domain,
-		WebAddr:       Addr(t),
-		WebSecureAddr: Addr(t),
-		MetricsAddr:   Addr(t),
-		DNSAddr:       Addr(t),
-		DNSAPIAddr:    Addr(t),
-		Redis:         opts.Redis,
-		owner:         t,
-		bin:           bin,
-		env:           opts.Env,
-		timeout:       opts.ReadyTimeout,
+		Root:           opts.Root,
+		Domain:         opts.Domain,
+		WebAddr:        Addr(t),
+		WebSecureAddr:  Addr(t),
+		MetricsAddr:    Addr(t),
+		OwnMetricsAddr: Addr(t),
+		MeterTable:     MeterTable(t),
+		DNSAddr:        Addr(t),
+		DNSAPIAddr:     Addr(t),
+		Redis:          opts.Redis,
+		owner:          t,
+		bin:            bin,
+		env:            opts.Env,
+		timeout:        opts.ReadyTimeout,
 	}
 	if g.Root == "" {
 		g.Root = t.TempDir()
@@ -160,6 +166,8 @@ func StartGateway(t testing.TB, opts GatewayOptions) *Gateway {
 		"--acme.caserver=" + caServer,
 		"--dns.address=" + g.DNSAddr,
 		"--dns.api=" + g.DNSAPIAddr,
+		"--metrics.address=" + g.OwnMetricsAddr,
+		"--metering.table=" + g.MeterTable,
 		"--log.level=debug",
 	}
 	if opts.Resolver != "" {

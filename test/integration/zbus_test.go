@@ -8,9 +8,10 @@ package integration
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -25,6 +26,7 @@ import (
 	"github.com/threefoldtech/gateway/pkg/gateway"
 	"github.com/threefoldtech/gateway/pkg/gateway/stubs"
 	"github.com/threefoldtech/gateway/pkg/gateway/zos"
+	"github.com/threefoldtech/gateway/pkg/meter"
 	"github.com/threefoldtech/gateway/pkg/traefik"
 	"github.com/threefoldtech/gateway/test/harness"
 )
@@ -38,21 +40,24 @@ type node struct {
 	client zbus.Client
 	cancel context.CancelFunc
 	done   chan struct{}
+	// table is the nftables table of the node's byte counters.
+	table string
 }
 
 type nodeOptions struct {
-	domain     string
-	publicIPs  []netip.Addr
-	metricsURL string
-	workers    uint
+	domain    string
+	publicIPs []netip.Addr
+	workers   uint
+	// unmetered runs the module without a meter, as on a node without
+	// nftables.
+	unmetered bool
 }
 
 func defaults() nodeOptions {
 	return nodeOptions{
-		domain:     "gw.test",
-		publicIPs:  []netip.Addr{netip.MustParseAddr("198.51.100.7")},
-		metricsURL: "http://127.0.0.1:1/metrics",
-		workers:    4,
+		domain:    "gw.test",
+		publicIPs: []netip.Addr{netip.MustParseAddr("198.51.100.7")},
+		workers:   4,
 	}
 }
 
@@ -77,14 +82,28 @@ func (n *node) serve(t testing.TB, opts nodeOptions) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := gateway.New(gateway.Config{
-		Routes:     routes,
-		Domain:     opts.domain,
-		PublicIPs:  opts.publicIPs,
-		Resolver:   gateway.DNSResolver{Server: n.dns.Addr},
-		MetricsURL: opts.metricsURL,
-		Logger:     zerolog.Nop(),
-	})
+	cfg := gateway.Config{
+		Routes:    routes,
+		Domain:    opts.domain,
+		PublicIPs: opts.publicIPs,
+		// Backends are the test's own, on loopback.
+		Allow:    []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+		Resolver: gateway.DNSResolver{Server: n.dns.Addr},
+		Logger:   zerolog.Nop(),
+	}
+	if opts.unmetered {
+		cfg.MeterUnavailable = errors.New("creating nftables table: operation not permitted")
+	} else {
+		if n.table == "" {
+			n.table = harness.MeterTable(t)
+		}
+		bytesMeter, err := meter.New(meter.Config{Table: n.table, Ledger: filepath.Join(n.root, meter.LedgerDirName, meter.LedgerFileName)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Meter = bytesMeter
+	}
+	m, err := gateway.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +254,7 @@ func TestErrorsOverZbus(t *testing.T) {
 }
 
 func TestMissingDomainAndIPs(t *testing.T) {
-	n := startNode(t, nodeOptions{metricsURL: "http://127.0.0.1:1/metrics", workers: 1})
+	n := startNode(t, nodeOptions{workers: 1})
 	c := ctx(t)
 	if _, err := n.stub.SetNamedProxy(c, "a", "a", []string{"http://10.0.0.1"}, false); err == nil || !strings.Contains(err.Error(), "name proxies need a gateway domain") {
 		t.Fatalf("err = %v", err)
@@ -326,56 +345,36 @@ func TestRedisRestart(t *testing.T) {
 	t.Logf("answered again %s after the Redis restart", time.Since(start).Round(time.Millisecond))
 }
 
+// TestMetricsOverZbus meters real loopback traffic with the kernel's
+// counters and reads it back over zbus.
 func TestMetricsOverZbus(t *testing.T) {
-	scrape, err := os.ReadFile(filepath.Join(harness.RepoRoot(t), "pkg", "traefik", "testdata", "metrics.txt"))
-	if err != nil {
-		t.Fatal(err)
+	const up, down = 300_000, 700_000
+	// Each count is of whole packets: the payload and at most 80 bytes of
+	// IPv4 and TCP headers a packet (pkg/meter); loopback packets carry
+	// up to 64 KiB, and a few more for the handshake and ACKs.
+	within := func(got float64, payload int) bool {
+		return got >= float64(payload) && got <= float64(payload)*1.02+4096
 	}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(scrape) }))
-	t.Cleanup(srv.Close)
 
-	t.Run("scraped", func(t *testing.T) {
-		opts := defaults()
-		opts.metricsURL = srv.URL + "/metrics"
-		n := startNode(t, opts)
-		holdScrapedRoutes(t, n)
-		m, err := n.stub.Metrics(ctx(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, err := traefik.ParseServiceBytes(bytes.NewReader(scrape))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(want.Requests) == 0 || fmt.Sprint(m.Request) != fmt.Sprint(want.Requests) || fmt.Sprint(m.Response) != fmt.Sprint(want.Responses) {
-			t.Fatalf("Metrics over zbus = %+v, want what the scrape holds: %+v", m, want)
-		}
-	})
-	// zbus decodes by field name: a caller whose GatewayMetrics has other
-	// names than ours would silently read empty maps, and bill nothing.
-	t.Run("every caller's field names", func(t *testing.T) {
-		opts := defaults()
-		opts.metricsURL = srv.URL + "/metrics"
-		n := startNode(t, opts)
-		holdScrapedRoutes(t, n)
-		want, err := traefik.ParseServiceBytes(bytes.NewReader(scrape))
-		if err != nil {
-			t.Fatal(err)
-		}
-		// zos's callers of the first contract.
-		var old struct{ Sent, Received map[string]float64 }
-		// Later ones, and this module's own stub.
-		var later struct{ Request, Response map[string]float64 }
+	t.Run("every byte, under every caller's field names", func(t *testing.T) {
+		n := startNode(t, defaults())
+		busy, idle := holdMeteredRoutes(t, n)
+		post(t, busy, up, down)
+		// zbus decodes by field name: a caller whose GatewayMetrics has
+		// other names than ours would silently read empty maps, and bill
+		// nothing.
+		var old struct{ Sent, Received map[string]float64 }      // zos's callers of the first contract
+		var later struct{ Request, Response map[string]float64 } // later ones, and this module's stub
 		for _, object := range []string{gateway.ObjectName, gateway.ZosObjectName} {
 			id := zbus.ObjectID{Name: object, Version: gateway.ObjectVersion}
+			resp, err := n.client.RequestContext(ctx(t), gateway.ModuleName, id, "Metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.Error != nil {
+				t.Fatalf("%s: %s", id, *resp.Error)
+			}
 			for _, out := range []any{&old, &later} {
-				resp, err := n.client.RequestContext(ctx(t), gateway.ModuleName, id, "Metrics")
-				if err != nil {
-					t.Fatal(err)
-				}
-				if resp.Error != nil {
-					t.Fatalf("%s: %s", id, *resp.Error)
-				}
 				loader := zbus.Loader{out}
 				if err := resp.Unmarshal(&loader); err != nil {
 					t.Fatalf("%s: decoding into %T: %v", id, out, err)
@@ -384,31 +383,111 @@ func TestMetricsOverZbus(t *testing.T) {
 					t.Fatalf("%s: %v", id, err)
 				}
 			}
-			if len(want.Requests) == 0 || fmt.Sprint(old.Received) != fmt.Sprint(want.Requests) || fmt.Sprint(old.Sent) != fmt.Sprint(want.Responses) {
-				t.Fatalf("%s: Sent/Received = %+v, want what the scrape holds: %+v", id, old, want)
+			if !within(later.Request["busy"], up) || !within(later.Response["busy"], down) {
+				t.Errorf("%s: busy counts %v bytes in, %v out; moved %d and %d", id, later.Request["busy"], later.Response["busy"], up, down)
 			}
-			if fmt.Sprint(later.Request) != fmt.Sprint(want.Requests) || fmt.Sprint(later.Response) != fmt.Sprint(want.Responses) {
-				t.Fatalf("%s: Request/Response = %+v, want what the scrape holds: %+v", id, later, want)
+			if later.Request["idle"] != 0 || later.Response["idle"] != 0 {
+				t.Errorf("%s: idle counts %v and %v bytes; it carried none", id, later.Request["idle"], later.Response["idle"])
+			}
+			if fmt.Sprint(old.Received) != fmt.Sprint(later.Request) || fmt.Sprint(old.Sent) != fmt.Sprint(later.Response) {
+				t.Errorf("%s: Received/Sent %v %v differ from Request/Response %v %v", id, old.Received, old.Sent, later.Request, later.Response)
 			}
 		}
+		_ = idle
 	})
-	t.Run("no traefik and no routes", func(t *testing.T) {
+
+	t.Run("a deleted workload is reported once, a new one starts at zero", func(t *testing.T) {
+		n := startNode(t, defaults())
+		busy, _ := holdMeteredRoutes(t, n)
+		post(t, busy, up, down)
+		c := ctx(t)
+		if err := n.stub.DeleteNamedProxy(c, "busy"); err != nil {
+			t.Fatal(err)
+		}
+		m, err := n.stub.Metrics(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !within(m.Request["busy"], up) {
+			t.Fatalf("after the delete, busy reports %v bytes, want its last total", m.Request["busy"])
+		}
+		if m, err = n.stub.Metrics(c); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := m.Request["busy"]; ok {
+			t.Fatalf("busy reported a second time after its delete: %v", m.Request)
+		}
+		if _, err := n.stub.SetNamedProxy(c, "busy", "busy", []string{busy.URL()}, false); err != nil {
+			t.Fatal(err)
+		}
+		if m, err = n.stub.Metrics(c); err != nil {
+			t.Fatal(err)
+		}
+		if got, ok := m.Request["busy"]; !ok || got != 0 {
+			t.Fatalf("a new busy reports %v bytes (present: %v), want 0", got, ok)
+		}
+	})
+
+	t.Run("totals survive a restart of the module", func(t *testing.T) {
+		n := startNode(t, defaults())
+		busy, _ := holdMeteredRoutes(t, n)
+		post(t, busy, up, down)
+		n.stop()
+		// Counted while no module runs: the kernel's counters go on.
+		post(t, busy, up, down)
+		n.serve(t, defaults())
+		m, err := n.stub.Metrics(ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !within(m.Request["busy"], 2*up) || !within(m.Response["busy"], 2*down) {
+			t.Fatalf("busy counts %v bytes in, %v out after a restart; moved %d and %d", m.Request["busy"], m.Response["busy"], 2*up, 2*down)
+		}
+	})
+
+	t.Run("no routes", func(t *testing.T) {
 		n := startNode(t, defaults())
 		m, err := n.stub.Metrics(ctx(t))
 		if err != nil || len(m.Request) != 0 || len(m.Response) != 0 {
 			t.Fatalf("Metrics = %+v, %v; want empty maps and no error", m, err)
 		}
 	})
-	t.Run("no traefik with routes", func(t *testing.T) {
-		n := startNode(t, defaults())
-		c := ctx(t)
-		if _, err := n.stub.SetNamedProxy(c, "a", "a", []string{"http://10.0.0.1"}, false); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := n.stub.Metrics(c); err == nil || !strings.Contains(err.Error(), "reading traefik metrics") {
-			t.Fatalf("err = %v", err)
+	t.Run("a node that cannot meter says so", func(t *testing.T) {
+		opts := defaults()
+		opts.unmetered = true
+		n := startNode(t, opts)
+		if _, err := n.stub.Metrics(ctx(t)); err == nil || !strings.Contains(err.Error(), "metering is unavailable") || !strings.Contains(err.Error(), "not permitted") {
+			t.Fatalf("err = %v, want why metering is unavailable", err)
 		}
 	})
+}
+
+// holdMeteredRoutes sets two routes to backends of their own: busy and idle.
+func holdMeteredRoutes(t testing.TB, n *node) (busy, idle *harness.Backend) {
+	t.Helper()
+	busy, idle = harness.StartHTTPBackend(t, "busy"), harness.StartHTTPBackend(t, "idle")
+	for id, b := range map[string]*harness.Backend{"busy": busy, "idle": idle} {
+		if _, err := n.stub.SetNamedProxy(ctx(t), id, id, []string{b.URL()}, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return busy, idle
+}
+
+// post sends up bytes to b and reads down bytes back, on a connection of
+// its own, closed when done.
+func post(t testing.TB, b *harness.Backend, up, down int) {
+	t.Helper()
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+	resp, err := client.Post(fmt.Sprintf("%s/?size=%d", b.URL(), down), "application/octet-stream", bytes.NewReader(make([]byte, up)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(io.Discard, resp.Body)
+	if err != nil || n != int64(down) {
+		t.Fatalf("read %d bytes of %d: %v", n, down, err)
+	}
 }
 
 // TestZosStub calls the module the way zos's own generated stub does: object
@@ -432,16 +511,5 @@ func TestZosStub(t *testing.T) {
 	}
 	if list, err := stub.List(c); err != nil || len(list) != 0 {
 		t.Fatalf("List after delete = %+v, %v", list, err)
-	}
-}
-
-// holdScrapedRoutes sets the routes whose services testdata/metrics.txt
-// counts: Metrics reports only workloads the module holds.
-func holdScrapedRoutes(t testing.TB, n *node) {
-	t.Helper()
-	for _, id := range []string{"app", "probe"} {
-		if _, err := n.stub.SetNamedProxy(ctx(t), id, id, []string{"http://10.0.0.1"}, false); err != nil {
-			t.Fatal(err)
-		}
 	}
 }
