@@ -51,6 +51,9 @@ type nodeOptions struct {
 	// unmetered runs the module without a meter, as on a node without
 	// nftables.
 	unmetered bool
+	// loopbackBackends admits backends on loopback: the metering tests'
+	// own.
+	loopbackBackends bool
 }
 
 func defaults() nodeOptions {
@@ -59,6 +62,14 @@ func defaults() nodeOptions {
 		publicIPs: []netip.Addr{netip.MustParseAddr("198.51.100.7")},
 		workers:   4,
 	}
+}
+
+// metered is defaults with backends on loopback, where the metering tests
+// move their bytes.
+func metered() nodeOptions {
+	o := defaults()
+	o.loopbackBackends = true
+	return o
 }
 
 func startNode(t testing.TB, opts nodeOptions) *node {
@@ -86,10 +97,11 @@ func (n *node) serve(t testing.TB, opts nodeOptions) {
 		Routes:    routes,
 		Domain:    opts.domain,
 		PublicIPs: opts.publicIPs,
-		// Backends are the test's own, on loopback.
-		Allow:    []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
-		Resolver: gateway.DNSResolver{Server: n.dns.Addr},
-		Logger:   zerolog.Nop(),
+		Resolver:  gateway.DNSResolver{Server: n.dns.Addr},
+		Logger:    zerolog.Nop(),
+	}
+	if opts.loopbackBackends {
+		cfg.Allow = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 	}
 	if opts.unmetered {
 		cfg.MeterUnavailable = errors.New("creating nftables table: operation not permitted")
@@ -357,7 +369,7 @@ func TestMetricsOverZbus(t *testing.T) {
 	}
 
 	t.Run("every byte, under every caller's field names", func(t *testing.T) {
-		n := startNode(t, defaults())
+		n := startNode(t, metered())
 		busy, idle := holdMeteredRoutes(t, n)
 		post(t, busy, up, down)
 		// zbus decodes by field name: a caller whose GatewayMetrics has
@@ -397,7 +409,7 @@ func TestMetricsOverZbus(t *testing.T) {
 	})
 
 	t.Run("a deleted workload is reported once, a new one starts at zero", func(t *testing.T) {
-		n := startNode(t, defaults())
+		n := startNode(t, metered())
 		busy, _ := holdMeteredRoutes(t, n)
 		post(t, busy, up, down)
 		c := ctx(t)
@@ -429,13 +441,13 @@ func TestMetricsOverZbus(t *testing.T) {
 	})
 
 	t.Run("totals survive a restart of the module", func(t *testing.T) {
-		n := startNode(t, defaults())
+		n := startNode(t, metered())
 		busy, _ := holdMeteredRoutes(t, n)
 		post(t, busy, up, down)
 		n.stop()
 		// Counted while no module runs: the kernel's counters go on.
 		post(t, busy, up, down)
-		n.serve(t, defaults())
+		n.serve(t, metered())
 		m, err := n.stub.Metrics(ctx(t))
 		if err != nil {
 			t.Fatal(err)
@@ -446,14 +458,14 @@ func TestMetricsOverZbus(t *testing.T) {
 	})
 
 	t.Run("no routes", func(t *testing.T) {
-		n := startNode(t, defaults())
+		n := startNode(t, metered())
 		m, err := n.stub.Metrics(ctx(t))
 		if err != nil || len(m.Request) != 0 || len(m.Response) != 0 {
 			t.Fatalf("Metrics = %+v, %v; want empty maps and no error", m, err)
 		}
 	})
 	t.Run("a node that cannot meter says so", func(t *testing.T) {
-		opts := defaults()
+		opts := metered()
 		opts.unmetered = true
 		n := startNode(t, opts)
 		if _, err := n.stub.Metrics(ctx(t)); err == nil || !strings.Contains(err.Error(), "metering is unavailable") || !strings.Contains(err.Error(), "not permitted") {
