@@ -221,6 +221,22 @@ func OpenKernel(cfg KernelConfig) (*Kernel, error) {
 	return k, nil
 }
 
+// Repair creates the table again if it is gone (a firewall reload that
+// flushed the whole ruleset removes it) or replaces it if its shape was
+// changed by hand; counters of addresses are then made by the next Sync.
+func (k *Kernel) Repair() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.closed {
+		return errClosed
+	}
+	if err := k.setUp(); err != nil {
+		k.drop()
+		return fmt.Errorf("setting up table %q again: %w", k.table.Name, err)
+	}
+	return nil
+}
+
 // setUp creates the table, or replaces it when its shape is not ours.
 func (k *Kernel) setUp() error {
 	conn, err := k.connection()

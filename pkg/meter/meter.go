@@ -294,11 +294,13 @@ func (m *Meter) Run(ctx context.Context) error {
 }
 
 // tick is one periodic reading and save; it logs a failure once, and the
-// recovery.
+// recovery. Counters missing from the kernel (the table was removed, e.g.
+// by a firewall reload that flushed the ruleset) are made again: what they
+// counted since the last reading is lost, and said so.
 func (m *Meter) tick() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	err := m.observe()
+	err := m.observeOrRepair()
 	if err == nil {
 		err = m.save()
 	}
@@ -309,6 +311,31 @@ func (m *Meter) tick() {
 		m.log.Info().Msg("reading the byte counters works again")
 	}
 	m.failing = err != nil
+}
+
+// observeOrRepair is observe, which also makes again the counters of
+// addresses the kernel no longer has. Called with mu held.
+func (m *Meter) observeOrRepair() error {
+	readings, err := m.kernel.Read()
+	if err != nil {
+		return err
+	}
+	m.ledger.Observe(readings)
+	missing := 0
+	for a := range m.refs {
+		if _, ok := readings[a]; !ok {
+			missing++
+		}
+	}
+	if missing == 0 {
+		return nil
+	}
+	m.log.Error().Int("addresses", missing).Int("counted", len(m.refs)).
+		Msg("byte counters missing from the kernel (a firewall reload that flushed the ruleset?); making them again: their traffic since the last reading is lost")
+	if err := m.kernel.Repair(); err != nil {
+		return err
+	}
+	return m.sync()
 }
 
 // normalizeAll returns addrs in the form the kernel counts them in, sorted,
