@@ -20,12 +20,12 @@ func newMeter(t testing.TB, ns *netns, dir string) *Meter {
 }
 
 // within reports whether counted is the payload and at most the headers of
-// the packets a loopback connection moving it may take: well under 5 % for
-// these transfers, a handshake and a close included (kernel_test.go bounds
-// the headers exactly, from the packet counts). Losing or counting twice a
-// transfer is far outside.
+// the packets a loopback connection moving it may take: up to 6 % seen for
+// these short transfers, whose first packets are small while the window
+// opens (kernel_test.go bounds the headers exactly, from the packet
+// counts). Losing a transfer or counting one twice is far outside.
 func within(counted uint64, payload int) bool {
-	return counted >= uint64(payload) && counted <= uint64(payload)+uint64(payload)/20+8192
+	return counted >= uint64(payload) && counted <= uint64(payload)+uint64(payload)/8+8192
 }
 
 // TestMeterSharedAddress guards attribution: two workloads listing one
