@@ -3,7 +3,8 @@
 // and Traefik with 0 to 10,000 routes present, against the same file written
 // by hand (the floor) and against Traefik's default throttle (what the zos
 // gateway runs with); Traefik's reload cost; the cost of a zbus call; the
-// embedded DNS server against dnsmasq; and memory.
+// embedded DNS server against dnsmasq; the throughput cost of the kernel's
+// byte counters (metering); and memory.
 //
 // It starts its own redis-server, gateway, Traefik (through the gateway) and
 // backend on loopback, in a temporary folder, and stops every one of them by
@@ -37,14 +38,16 @@ type options struct {
 	skipACME    bool
 	acmeRuns    int
 	skipZbus    bool
-	dnsDuration time.Duration
-	gateway     string
-	keep        bool
-	verbose     bool
-	seed        uint64
-	throttle    time.Duration
-	zosThrottle time.Duration
-	timeout     time.Duration
+	// skipMetering leaves out the metering cost.
+	skipMetering bool
+	dnsDuration  time.Duration
+	gateway      string
+	keep         bool
+	verbose      bool
+	seed         uint64
+	throttle     time.Duration
+	zosThrottle  time.Duration
+	timeout      time.Duration
 }
 
 func parseFlags(args []string) (options, error) {
@@ -55,12 +58,13 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.diagSamples, "diag-samples", -1, "samples of each diagnostic variant (writer, writer-outside, floor-defcert) per size (default: half of -samples, at most 10; 0: none)")
 	fs.DurationVar(&o.timeout, "timeout", 3*time.Hour, "stop everything and fail after this long")
 	sizes := fs.String("sizes", "0,1000,10000", "numbers of routes present, comma separated")
-	fs.BoolVar(&o.quick, "quick", false, "smoke run: sizes 0,1000, 20 samples, short DNS run (explicit -sizes and -samples win)")
+	fs.BoolVar(&o.quick, "quick", false, "smoke run: sizes 0,1000, 20 samples, short DNS run, fewer and shorter metering samples (explicit -sizes and -samples win)")
 	fs.BoolVar(&o.skipZos, "skip-zos", false, "do not measure the gateway at zos's default throttle (2s)")
 	fs.BoolVar(&o.skipDNS, "skip-dns", false, "do not measure the DNS server")
 	fs.BoolVar(&o.skipACME, "skip-acme", false, "do not time certificates (the ACME end-to-end tests, with Pebble)")
 	fs.IntVar(&o.acmeRuns, "acme-runs", 3, "runs of the ACME end-to-end tests to time certificates")
 	fs.BoolVar(&o.skipZbus, "skip-zbus", false, "do not run the zbus and writer go benchmarks")
+	fs.BoolVar(&o.skipMetering, "skip-metering", false, "do not measure the throughput cost of metering")
 	fs.DurationVar(&o.dnsDuration, "dns-duration", 15*time.Second, "how long dnsperf measures each DNS server")
 	fs.StringVar(&o.gateway, "gateway", "", "gateway binary to measure (default: built from this tree into the work folder)")
 	fs.BoolVar(&o.verbose, "v", false, "log every sample")
@@ -216,6 +220,22 @@ func run(ctx context.Context, o options, start time.Time, logf func(string, ...a
 	if rep.keygen, err = measureKeygen(ctx, keygens); err != nil {
 		return err
 	}
+	if o.skipMetering {
+		rep.meteringSkipped = true
+	} else {
+		mo := meteringOptions{rounds: meterRounds, size: meterSize, limit: meterLimit, throttle: o.throttle, verbose: o.verbose}
+		if o.quick {
+			mo.rounds, mo.size, mo.limit = meterRoundsQuick, meterSizeQuick, meterLimitQuick
+		}
+		rep.metering, rep.meteringErr = benchMetering(ctx, t, work, mo, logf)
+		if rep.meteringErr != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			logf("metering cost failed: %v", rep.meteringErr)
+		}
+	}
+
 	defCert, err := newDefaultCert(work)
 	if err != nil {
 		return err

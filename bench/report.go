@@ -23,6 +23,9 @@ const (
 	// targetZbusRatio is the most SetNamedProxy may cost relative to a
 	// no-op call through zbus.
 	targetZbusRatio = 2.0
+	// targetMeterRatio is the least throughput with metering may keep of
+	// the throughput without it.
+	targetMeterRatio = 0.95
 )
 
 // report is everything one run measured, and how.
@@ -55,6 +58,10 @@ type report struct {
 	acme        acmeResult
 	acmeErr     error
 	acmeSkipped bool
+
+	metering        meteringResult
+	meteringErr     error
+	meteringSkipped bool
 }
 
 // machine describes the computer the run was on.
@@ -267,6 +274,19 @@ func (r *report) printTable(w io.Writer) {
 	default:
 		fmt.Fprintf(w, "dns: gateway %.0f q/s, dnsmasq %.0f q/s (%s)\n", r.dns.OursQPS, r.dns.DnsmasqQPS, fmtRatio(r.dns.Ratio))
 	}
+	switch {
+	case r.meteringSkipped:
+		fmt.Fprintln(w, "metering: skipped")
+	case r.meteringErr != nil:
+		fmt.Fprintf(w, "metering: %v\n", r.meteringErr)
+	default:
+		for _, kr := range r.metering.kinds {
+			lo, hi := kr.countedRange()
+			fmt.Fprintf(w, "metering, %s: metered %.0f MB/s, unmetered %.0f MB/s (%s, target ≥ %.2f×: %s; slower in %d of %d rounds), counted/moved %.4f–%.4f×\n",
+				kr.kind.name, medianMBps(kr.metered), medianMBps(kr.unmetered), fmtRatio(kr.ratio()), targetMeterRatio,
+				metOrNot(kr.ratio() >= targetMeterRatio), kr.slowerRounds(), min(len(kr.metered), len(kr.unmetered)), lo, hi)
+		}
+	}
 	k := summarize(r.keygen)
 	fmt.Fprintf(w, "rsa-2048 keygen: p50 %s, p99 %s (%d keys)\n", ms(k.p50), ms(k.p99), k.n)
 	for _, sr := range r.routes {
@@ -314,6 +334,7 @@ func (r *report) markdown() string {
 	r.writeDNS(p)
 	r.writeACME(p)
 	r.writeMemory(p)
+	r.writeMetering(p)
 	r.writeNotes(p)
 	return b.String()
 }
@@ -369,6 +390,22 @@ func (r *report) writeSummary(p printer) {
 	}
 	if !r.dnsSkipped && r.dnsErr == nil {
 		p("- **DNS**: %.0f queries/s vs dnsmasq's %.0f (%s).\n", r.dns.OursQPS, r.dns.DnsmasqQPS, fmtRatio(r.dns.Ratio))
+	}
+	if !r.meteringSkipped && r.meteringErr == nil {
+		var parts []string
+		missed := 0
+		for _, kr := range r.metering.kinds {
+			if !(kr.ratio() >= targetMeterRatio) {
+				missed++
+			}
+			parts = append(parts, fmt.Sprintf("%s %.0f vs %.0f MB/s (%s)", kr.kind.name, medianMBps(kr.metered), medianMBps(kr.unmetered), fmtRatio(kr.ratio())))
+		}
+		verdict := "met for both"
+		if missed > 0 {
+			verdict = fmt.Sprintf("**not met** for %d of %d — see [metering cost](#7-metering-cost)", missed, len(r.metering.kinds))
+		}
+		p("- **Metering cost**, throughput of one download with metering vs without, p50: %s. Target ≥ %.2f×: %s.\n",
+			strings.Join(parts, "; "), targetMeterRatio, verdict)
 	}
 	if len(r.routes) > 0 {
 		first, last := r.routes[0], r.routes[len(r.routes)-1]
@@ -710,6 +747,100 @@ func (r *report) writeMemory(p printer) {
 		p("\n")
 	}
 	p("\n")
+}
+
+func metOrNot(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "not met"
+}
+
+func (r *report) writeMetering(p printer) {
+	p("## 7. Metering cost\n\n")
+	switch {
+	case r.meteringSkipped:
+		p("Skipped (`-skip-metering`).\n\n")
+		return
+	case r.meteringErr != nil:
+		p("Not measured: %s\n\n", oneLine(r.meteringErr))
+		return
+	}
+	m := r.metering
+	p("The gateway counts every byte between Traefik and each route's backends in the kernel, in an nftables table of its own ")
+	p("(`--metering.table`, family inet): two base chains, on the output and input hooks, look up the address and port of every TCP ")
+	p("packet the node sends and receives, and those of a backend go through its pair of counters. What that costs the traffic: the ")
+	p("throughput of one download over one connection through Traefik's websecure entry point (HTTPS, SNI and Host the route's name, ")
+	p("certificate not verified), with the table and without it, side by side in the same run, for two name routes on a stack of their ")
+	p("own — one to a backend that serves HTTP, TLS terminated by Traefik, and one TLS passthrough route to a backend that serves HTTPS, ")
+	p("Traefik copying the bytes. The backends and the client run in the bench process on 127.0.0.1, so both legs, client–Traefik and ")
+	p("Traefik–backend, are loopback traffic. Each sample downloads %d MiB or for %s, whichever ends first, timed from the request ",
+		m.size>>20, m.limit)
+	p("(connection and TLS session up) to the last byte, in MB/s (10⁶ bytes); one unrecorded download of each route comes first.\n\n")
+	p("How the toggle works: before each block of samples, of either state, the bench restarts the gateway, which adopts the running ")
+	p("Traefik and makes the table and the counters of every route again at its start, and checks with `meter.Kernel.Read` that both ")
+	p("backend addresses are counted. **With** metering measures that table as it is; **without** first deletes it ")
+	p("(`meter.Kernel.Remove`; the gateway goes on routing, and reads no counters from the missing table) and checks that it is gone, right ")
+	p("away and after each sample. Both then wait until the gateway and Traefik are idle. %d rounds, each one sample of each state and route, in the ", m.rounds)
+	p("order MU UM MU …, so that the machine's noise hits both states and neither always goes first. ")
+	p("Target: metered ≥ %.2f× unmetered, of the median MB/s.\n\n", targetMeterRatio)
+	p("| Route | unmetered p50 | (min–max) | metered p50 | (min–max) | metered/unmetered | ≥ %.2f× | rounds where metered was slower | counted/moved (metered) |\n", targetMeterRatio)
+	p("|---|---:|---:|---:|---:|---:|---|---:|---:|\n")
+	var missed []string
+	var undercount bool
+	for _, kr := range m.kinds {
+		ulo, uhi := spread(kr.unmetered)
+		mlo, mhi := spread(kr.metered)
+		clo, chi := kr.countedRange()
+		ok := "yes"
+		if !(kr.ratio() >= targetMeterRatio) {
+			ok = "**no**"
+			missed = append(missed, kr.kind.name)
+		}
+		if clo < 1 {
+			undercount = true
+		}
+		p("| %s | %.0f MB/s | %.0f–%.0f | %.0f MB/s | %.0f–%.0f | %s | %s | %d of %d | %.4f–%.4f× |\n", kr.kind.name,
+			medianMBps(kr.unmetered), ulo, uhi, medianMBps(kr.metered), mlo, mhi, fmtRatio(kr.ratio()), ok,
+			kr.slowerRounds(), min(len(kr.metered), len(kr.unmetered)), clo, chi)
+	}
+	p("\n")
+	if len(missed) > 0 {
+		p("**The target is not met** for %s: with the table in place the download is more than %.0f%% slower in this run. ",
+			strings.Join(missed, " and "), 100*(1-targetMeterRatio))
+		p("Where metered was slower in most rounds the cost is the table's, not the machine's noise: its chains see every TCP packet of ")
+		p("the node, counted or not — here both legs of each download, on loopback — while the gateway process used at most %s of CPU ",
+			ms(m.maxGatewayCPU()))
+		p("during any sample. ")
+		p("Where the two spreads (min–max) overlap widely and the rounds go both ways, the run is too noisy to tell.\n\n")
+	} else {
+		p("The target is met for both routes.\n\n")
+	}
+	notes := []string{"Counted/moved is how much the counter of what the backend sent grew over a metered sample, over the bytes of the " +
+		"body that arrived: the counters count whole IP packets, headers included (and, for passthrough, the TLS records' framing), so " +
+		"it is at least 1 when no byte escapes them; the bench fails a sample where it is not."}
+	if undercount {
+		notes = append(notes, "**Some samples counted fewer bytes than were moved.**")
+	}
+	if len(m.restarts) > 0 {
+		notes = append(notes, fmt.Sprintf("The gateway was restarted %d times (p50 %s until counted and served again) and adopted the "+
+			"running Traefik %d of those times.", len(m.restarts), ms(summarize(m.restarts).p50), m.adopted))
+	}
+	if m.unsettled > 0 {
+		notes = append(notes, fmt.Sprintf("%d blocks of samples started before the gateway and Traefik were idle (the wait timed out).", m.unsettled))
+	}
+	if m.capped > 0 {
+		notes = append(notes, fmt.Sprintf("%d samples were ended by the %s bound before %d MiB.", m.capped, m.limit, m.size>>20))
+	}
+	if !math.IsNaN(m.busy) {
+		load := fmt.Sprintf("During the rounds processes kept %.2f of %d cores busy on average (interrupts left out), %.2f of them "+
+			"processes other than the bench, its Traefik and its redis-server", m.busy, r.machine.cores, m.others)
+		if m.others > 0.2 {
+			load += ": **expect noise**, the samples share the machine with that load"
+		}
+		notes = append(notes, load+".")
+	}
+	p("%s\n\n", strings.Join(notes, " "))
 }
 
 func (r *report) writeNotes(p printer) {

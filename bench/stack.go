@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/threefoldtech/gateway/pkg/gateway/stubs"
+	"github.com/threefoldtech/gateway/pkg/meter"
 )
 
 // Stack settings.
@@ -38,6 +41,9 @@ const (
 	// backendHeader marks the answers of the bench backend, so that a 200
 	// from anything else is never taken for the route.
 	backendHeader = "X-Bench-Backend"
+	// meterTablePrefix starts the name of the nftables table of each stack's
+	// gateway (--metering.table), never the node's gateway_meter.
+	meterTablePrefix = "gwbench_"
 )
 
 // child is a process the bench started. Its output is appended to a log
@@ -215,7 +221,14 @@ func readStat(pid int) (procStat, error) {
 
 // cpuTotals are the machine's CPU time and the part of it that was busy, in
 // clock ticks, from the first line of /proc/stat.
-func cpuTotals() (busy, total uint64, err error) {
+func cpuTotals() (busy, total uint64, err error) { return readCPUTotals(true) }
+
+// processCPUTotals is cpuTotals without the time spent in interrupts:
+// the softirq work of loopback traffic is not accounted to the processes
+// that cause it.
+func processCPUTotals() (busy, total uint64, err error) { return readCPUTotals(false) }
+
+func readCPUTotals(irq bool) (busy, total uint64, err error) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return 0, 0, err
@@ -232,7 +245,7 @@ func cpuTotals() (busy, total uint64, err error) {
 			return 0, 0, fmt.Errorf("parsing /proc/stat: %w", err)
 		}
 		total += n
-		if i != 3 && i != 4 {
+		if i != 3 && i != 4 && (irq || (i != 5 && i != 6)) {
 			busy += n
 		}
 	}
@@ -308,12 +321,19 @@ type tools struct {
 
 // stack is a local node: a redis-server on a unix socket, a backend that
 // answers 200, and the gateway with the Traefik it runs, on one state folder
-// that lives across gateway restarts.
+// and one metering table that live across gateway restarts.
 type stack struct {
 	tools tools
 	work  string
 	root  string
 	logf  func(format string, args ...any)
+	// meterTable is the gateway's nftables table, of a name of its own so
+	// that a bench never touches the node's counters nor another bench's.
+	// The gateway creates it and leaves it; close removes it.
+	meterTable string
+	// meterUsed tells that a gateway ran, so the table may exist;
+	// meterRemoved that close has removed it.
+	meterUsed, meterRemoved bool
 
 	redis   *child
 	socket  string
@@ -333,13 +353,23 @@ type gatewayRun struct {
 	managed  bool
 	// web, websecure and metrics are Traefik's entry points.
 	web, websecure, metrics string
+	// dns and dnsAPI are the gateway's DNS server and its API, closed is a
+	// port nothing listens on, gwMetrics the gateway's own metrics. A
+	// restart keeps them all: Traefik's configuration is then the same, and
+	// the new gateway adopts the running Traefik.
+	dns, dnsAPI, closed, gwMetrics string
 	// traefik is the PID of the Traefik of this run, 0 if unmanaged.
 	traefik int
 }
 
 // newStack starts redis-server and the backend in work. close stops them.
 func newStack(ctx context.Context, t tools, work string, logf func(string, ...any)) (*stack, error) {
-	s := &stack{tools: t, work: work, root: filepath.Join(work, "root"), logf: logf}
+	var nonce [6]byte
+	if _, err := rand.Read(nonce[:]); err != nil {
+		return nil, fmt.Errorf("naming the metering table: %w", err)
+	}
+	s := &stack{tools: t, work: work, root: filepath.Join(work, "root"), logf: logf,
+		meterTable: meterTablePrefix + hex.EncodeToString(nonce[:])}
 	if err := os.MkdirAll(s.root, 0o755); err != nil {
 		return nil, fmt.Errorf("creating %s: %w", s.root, err)
 	}
@@ -419,7 +449,7 @@ func (s *stack) startGateway(ctx context.Context, throttle time.Duration, manage
 	if s.gw != nil {
 		return errors.New("starting the gateway: one is running")
 	}
-	addrs := make([]string, 6)
+	addrs := make([]string, 7)
 	for i := range addrs {
 		a, err := freeAddr()
 		if err != nil {
@@ -427,8 +457,35 @@ func (s *stack) startGateway(ctx context.Context, throttle time.Duration, manage
 		}
 		addrs[i] = a
 	}
-	g := &gatewayRun{throttle: throttle, managed: managed, web: addrs[0], websecure: addrs[1], metrics: addrs[2]}
-	dnsAddr, dnsAPI, closed := addrs[3], addrs[4], addrs[5]
+	return s.runGateway(ctx, &gatewayRun{throttle: throttle, managed: managed,
+		web: addrs[0], websecure: addrs[1], metrics: addrs[2],
+		dns: addrs[3], dnsAPI: addrs[4], closed: addrs[5], gwMetrics: addrs[6]})
+}
+
+// restartGateway stops the gateway process alone and starts it again with
+// the same command line, so that the new one adopts the running Traefik
+// (its traffic goes on) and runs its start again: the metering table and
+// counters of every route are made anew. adopted tells whether the Traefik
+// that serves after the restart is the one from before.
+func (s *stack) restartGateway(ctx context.Context) (adopted bool, err error) {
+	old := s.gw
+	if old == nil {
+		return false, errors.New("restarting the gateway: none is running")
+	}
+	old.proc.stop()
+	g := *old
+	g.proc = nil
+	// Until the new run finds it, stopGateway stops the old Traefik by
+	// this PID.
+	if err := s.runGateway(ctx, &g); err != nil {
+		return false, err
+	}
+	return g.traefik == old.traefik, nil
+}
+
+// runGateway starts the gateway process of g and waits for it as
+// startGateway says.
+func (s *stack) runGateway(ctx context.Context, g *gatewayRun) error {
 	args := []string{
 		"--broker=unix://" + s.socket,
 		"--root=" + s.root,
@@ -436,23 +493,28 @@ func (s *stack) startGateway(ctx context.Context, throttle time.Duration, manage
 		"--public.ipv4=127.0.0.1",
 		"--backends.allow=127.0.0.0/8",
 		"--traefik.binary=" + s.tools.traefik,
-		"--traefik.managed=" + strconv.FormatBool(managed),
+		"--traefik.managed=" + strconv.FormatBool(g.managed),
 		"--traefik.web=" + g.web,
 		"--traefik.websecure=" + g.websecure,
 		"--traefik.metrics=" + g.metrics,
-		"--traefik.throttle=" + throttle.String(),
+		"--traefik.throttle=" + g.throttle.String(),
 		// The floor measurements write route files into proxy/ by hand;
 		// the gateway's sweep would move them to quarantine meanwhile.
 		"--routes.sweep=24h",
-		"--dns.address=" + dnsAddr,
-		"--dns.api=" + dnsAPI,
+		"--dns.address=" + g.dns,
+		"--dns.api=" + g.dnsAPI,
 		// The gateway's own DNS server: the delegation check it runs at
 		// start gets a quick answer instead of a timeout.
-		"--resolver=" + dnsAddr,
+		"--resolver=" + g.dns,
 		// A closed loopback port: never the real Let's Encrypt.
-		"--acme.caserver=https://" + closed + "/dir",
+		"--acme.caserver=https://" + g.closed + "/dir",
 		"--acme.email=bench@" + benchDomain,
+		"--metrics.address=" + g.gwMetrics,
+		"--metering.table=" + s.meterTable,
 	}
+	// Set before the start: close then removes the table the gateway may
+	// have made, whatever happens next.
+	s.meterUsed = true
 	p, err := startChild("gateway", filepath.Join(s.work, "gateway.log"), nil, s.tools.gateway, args...)
 	if err != nil {
 		return err
@@ -460,7 +522,7 @@ func (s *stack) startGateway(ctx context.Context, throttle time.Duration, manage
 	g.proc = p
 	s.gw = g
 	what := "the gateway to answer on zbus"
-	if managed {
+	if g.managed {
 		what += " and traefik to answer /ping"
 	}
 	ping := &http.Client{Timeout: time.Second}
@@ -471,7 +533,7 @@ func (s *stack) startGateway(ctx context.Context, throttle time.Duration, manage
 		if _, err := s.list(ctx); err != nil {
 			return err
 		}
-		if !managed {
+		if !g.managed {
 			return nil
 		}
 		resp, err := ping.Get("http://" + g.metrics + "/ping")
@@ -510,10 +572,12 @@ func (s *stack) stopGateway() {
 	s.gw = nil
 }
 
-// close stops everything the stack started. It is safe to call more than
-// once and on a half-built stack.
+// close stops everything the stack started and removes the metering table
+// its gateway made. It is safe to call more than once and on a half-built
+// stack.
 func (s *stack) close() {
 	s.stopGateway()
+	s.removeMeterTable()
 	if s.redis != nil {
 		s.redis.stop()
 	}
@@ -521,6 +585,23 @@ func (s *stack) close() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = s.backend.Shutdown(ctx)
 		cancel()
+	}
+}
+
+// removeMeterTable deletes the stack's metering table, once, after the
+// gateway stopped: the gateway leaves its table in place on purpose.
+func (s *stack) removeMeterTable() {
+	if !s.meterUsed || s.meterRemoved || s.gw != nil {
+		return
+	}
+	s.meterRemoved = true
+	k, err := meter.OpenKernel(meter.KernelConfig{Table: s.meterTable})
+	if err == nil {
+		err = k.Remove()
+		k.Close()
+	}
+	if err != nil {
+		s.logf("removing the metering table inet %s: %v (remove it with `nft delete table inet %s`)", s.meterTable, err, s.meterTable)
 	}
 }
 
