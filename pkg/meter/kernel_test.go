@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 )
@@ -378,6 +379,343 @@ func unwireOnly(t testing.TB, k *Kernel, a netip.AddrPort) {
 	k.unwire(&b, a, w[a])
 	if err := k.flush(&b); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// remembers tells whether the next Sync of k starts from the wiring it
+// remembers, rather than from a reading of the whole table.
+func remembers(t testing.TB, k *Kernel) bool {
+	t.Helper()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	gen, err := k.generation()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.wired != nil && gen == k.gen
+}
+
+// missGeneration makes k take the ruleset's generation for the one it left,
+// as if the kernel had not bumped it for the changes since.
+func missGeneration(t testing.TB, k *Kernel) {
+	t.Helper()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	gen, err := k.generation()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.gen = gen
+}
+
+// handEdit changes the ruleset of ns behind the Kernel's back, in one batch
+// over a connection of its own.
+func handEdit(t testing.TB, ns *netns, edit func(c *nftables.Conn)) {
+	t.Helper()
+	c, err := nftables.New(nftables.WithNetNSFd(ns.fd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit(c)
+	if err := c.Flush(); err != nil {
+		t.Fatalf("editing the ruleset by hand: %v", err)
+	}
+}
+
+// unwireByHand removes the map elements of a, and the chains they lead to,
+// those of the pair with nonce.
+func unwireByHand(c *nftables.Conn, k *Kernel, a netip.AddrPort, nonce string) {
+	for _, d := range directions {
+		c.SetDeleteElements(k.maps[d][family(a)], []nftables.SetElement{{Key: key(a)}})
+		c.DelChain(&nftables.Chain{Name: objName(d, a, nonce), Table: k.table})
+	}
+}
+
+// handNonce is the nonce of counters added by hand.
+const handNonce = "00000000000000ff"
+
+// checkFinal checks that got is the reading want, plus at most a few late
+// packets (an ACK, a FIN) each way.
+func checkFinal(t testing.TB, a netip.AddrPort, got, want Reading) {
+	t.Helper()
+	const late = 3 * MaxHeaderOverhead6
+	if got.Instance != want.Instance || got.Tx < want.Tx || got.Rx < want.Rx || got.Tx > want.Tx+late || got.Rx > want.Rx+late {
+		t.Errorf("final reading of %s: %+v, want %+v", a, got, want)
+	}
+}
+
+// A Sync from the remembered wiring touches only the addresses that come
+// and go: it must return the same final readings, and count the same, as
+// one that reads the whole table.
+func TestKernelSyncFromRememberedWiring(t *testing.T) {
+	ns := newNetNS(t)
+	k := openKernel(t, ns, zerolog.Nop())
+	lnA, a := listen(t, ns, "127.0.0.1:0")
+	lnB, b := listen(t, ns, "[::1]:0")
+	many := manyAddrs(64)
+	if _, err := k.Sync(append([]netip.AddrPort{a}, many...)); err != nil {
+		t.Fatal(err)
+	}
+	if !remembers(t, k) {
+		t.Fatal("the wiring is not remembered after a Sync of the whole table")
+	}
+	exchange(t, ns, lnA, payload)
+	was, err := k.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !remembers(t, k) {
+		t.Fatal("Read forgot the wiring of a table as the Kernel left it")
+	}
+
+	// a goes and b comes: a's counters are read by name.
+	final, err := k.Sync(append([]netip.AddrPort{b}, many...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(final) != 1 {
+		t.Errorf("final readings %v, want one for %s", final, a)
+	}
+	checkFinal(t, a, final[a], was[a])
+	if !remembers(t, k) {
+		t.Error("the wiring is not remembered after a Sync from it")
+	}
+	c, s := exchange(t, ns, lnB, payload)
+	ps := pairs(t, k)
+	if _, ok := ps[a]; ok || len(ps) != 1+len(many) {
+		t.Errorf("counters for %d addresses (%s among them: %v), want %d, not %s", len(ps), a, ok, 1+len(many), a)
+	}
+	checkBytes(t, ps[b], payload, c, s)
+
+	// Most go at once: their counters are read in one dump.
+	final, err = k.Sync([]netip.AddrPort{b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(final) != len(many) {
+		t.Errorf("%d final readings, want %d", len(final), len(many))
+	}
+	for _, m := range many {
+		checkFinal(t, m, final[m], was[m])
+	}
+	if r, err := k.Read(); err != nil || len(r) != 1 {
+		t.Errorf("readings after dropping all but %s: %v, %v", b, r, err)
+	}
+	if final, err := k.Sync([]netip.AddrPort{b}); err != nil || len(final) != 0 {
+		t.Errorf("Sync without changes: %v, %v; want no final reading twice", final, err)
+	}
+	if !remembers(t, k) {
+		t.Error("the wiring is not remembered after Syncs from it")
+	}
+}
+
+// Whatever changes the ruleset behind the Kernel's back bumps the
+// ruleset's generation, and the next Sync reads the whole table and repairs
+// it, as it did before the Kernel remembered its wiring.
+func TestKernelSyncRepairsHandEdits(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(c *nftables.Conn, k *Kernel, a netip.AddrPort, nonce string)
+		// repair is whether the table must be made again (Repair) first.
+		repair bool
+		// final is the pair whose final reading the Sync returns for a,
+		// if any: the one a counted with, or the one added by hand.
+		final string
+		// same is whether a counts on with its counters.
+		same bool
+	}{
+		{
+			name: "address unwired: counts on",
+			edit: func(c *nftables.Conn, k *Kernel, a netip.AddrPort, nonce string) {
+				unwireByHand(c, k, a, nonce)
+			},
+			same: true,
+		},
+		{
+			name: "counter deleted: the rest returned, counted anew",
+			edit: func(c *nftables.Conn, k *Kernel, a netip.AddrPort, nonce string) {
+				unwireByHand(c, k, a, nonce)
+				c.DeleteObject(&nftables.NamedObj{Table: k.table, Name: objName(tx, a, nonce), Type: nftables.ObjTypeCounter})
+			},
+			final: "counted",
+		},
+		{
+			name: "other pair added: returned, counts on",
+			edit: func(c *nftables.Conn, k *Kernel, a netip.AddrPort, nonce string) {
+				for _, d := range directions {
+					c.AddObj(&nftables.NamedObj{Table: k.table, Name: objName(d, a, handNonce), Type: nftables.ObjTypeCounter, Obj: &expr.Counter{}})
+				}
+			},
+			final: "added",
+			same:  true,
+		},
+		{
+			name: "another table changed: nothing to repair",
+			edit: func(c *nftables.Conn, k *Kernel, a netip.AddrPort, nonce string) {
+				c.AddTable(&nftables.Table{Name: "other", Family: nftables.TableFamilyINet})
+			},
+			same: true,
+		},
+		{
+			name: "table removed: made again after Repair",
+			edit: func(c *nftables.Conn, k *Kernel, a netip.AddrPort, nonce string) {
+				c.DelTable(k.table)
+			},
+			repair: true,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := newNetNS(t)
+			k := openKernel(t, ns, zerolog.Nop())
+			ln, a := listen(t, ns, "127.0.0.1:0")
+			_, other := listen(t, ns, "[::1]:0")
+			addrs := []netip.AddrPort{a, other}
+			if _, err := k.Sync(addrs); err != nil {
+				t.Fatal(err)
+			}
+			exchange(t, ns, ln, payload)
+			was, err := k.Read()
+			if err != nil {
+				t.Fatal(err)
+			}
+			handEdit(t, ns, func(c *nftables.Conn) { tc.edit(c, k, a, pairs(t, k)[a].nonce) })
+			if remembers(t, k) {
+				t.Fatal("the generation did not tell of the hand edit")
+			}
+			if tc.repair {
+				if err := k.Repair(); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			final, err := k.Sync(addrs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch tc.final {
+			case "":
+				if len(final) != 0 {
+					t.Errorf("final readings %v, want none", final)
+				}
+			case "counted":
+				// Only the rx counter is left.
+				checkFinal(t, a, final[a], Reading{Rx: was[a].Rx, RxPackets: was[a].RxPackets, Instance: was[a].Instance})
+			case "added":
+				checkFinal(t, a, final[a], Reading{Instance: k.bootID + "/" + handNonce})
+			}
+			if len(final) > 1 {
+				t.Errorf("final readings %v, want at most one, for %s", final, a)
+			}
+			if !remembers(t, k) {
+				t.Error("the wiring is not remembered after the repair")
+			}
+			ps := pairs(t, k) // one pair for each address
+			if len(ps) != len(addrs) {
+				t.Errorf("counters for %d addresses, want %d", len(ps), len(addrs))
+			}
+			exchange(t, ns, ln, payload)
+			r, err := k.Read()
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := Reading{Tx: payload, Rx: payload}
+			if tc.same {
+				want = Reading{Tx: was[a].Tx + payload, Rx: was[a].Rx + payload, Instance: was[a].Instance}
+			}
+			if got := r[a]; got.Tx < want.Tx || got.Rx < want.Rx || (got.Instance == was[a].Instance) != tc.same {
+				t.Errorf("reading of %s after the repair: %+v, want at least %+v (same instance as %q: %v)", a, got, want, was[a].Instance, tc.same)
+			}
+		})
+	}
+}
+
+// Should the generation miss a change, Read notices counters that differ
+// from the remembered wiring, so that the next Sync reads the whole table.
+func TestKernelReadForgetsWiringThatDiffers(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(c *nftables.Conn, k *Kernel, a netip.AddrPort, nonce string)
+	}{
+		{
+			name: "counter deleted",
+			edit: func(c *nftables.Conn, k *Kernel, a netip.AddrPort, nonce string) {
+				unwireByHand(c, k, a, nonce)
+				c.DeleteObject(&nftables.NamedObj{Table: k.table, Name: objName(rx, a, nonce), Type: nftables.ObjTypeCounter})
+			},
+		},
+		{
+			name: "other pair added",
+			edit: func(c *nftables.Conn, k *Kernel, a netip.AddrPort, nonce string) {
+				for _, d := range directions {
+					c.AddObj(&nftables.NamedObj{Table: k.table, Name: objName(d, a, handNonce), Type: nftables.ObjTypeCounter, Obj: &expr.Counter{}})
+				}
+			},
+		},
+		{
+			name: "table removed",
+			edit: func(c *nftables.Conn, k *Kernel, a netip.AddrPort, nonce string) {
+				c.DelTable(k.table)
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := newNetNS(t)
+			k := openKernel(t, ns, zerolog.Nop())
+			_, a := listen(t, ns, "127.0.0.1:0")
+			if _, err := k.Sync([]netip.AddrPort{a}); err != nil {
+				t.Fatal(err)
+			}
+			handEdit(t, ns, func(c *nftables.Conn) { tc.edit(c, k, a, pairs(t, k)[a].nonce) })
+			missGeneration(t, k)
+			if _, err := k.Read(); err != nil {
+				t.Fatal(err)
+			}
+			if remembers(t, k) {
+				t.Error("Read kept a wiring the counters contradict")
+			}
+		})
+	}
+}
+
+// A Sync whose changes fail, as they do when the wiring it remembers is
+// wrong, syncs the whole table in the same call instead of failing the
+// change of routes, and returns what the failed changes would have.
+func TestKernelSyncFallsBackToWholeTable(t *testing.T) {
+	ns := newNetNS(t)
+	var logs bytes.Buffer
+	k := openKernel(t, ns, zerolog.New(&logs))
+	ln, a := listen(t, ns, "127.0.0.1:0")
+	_, b := listen(t, ns, "[::1]:0")
+	if _, err := k.Sync([]netip.AddrPort{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	exchange(t, ns, ln, payload)
+	was, err := k.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Dropping a unwires it first: its elements are gone, so that fails.
+	handEdit(t, ns, func(c *nftables.Conn) { unwireByHand(c, k, a, pairs(t, k)[a].nonce) })
+	missGeneration(t, k)
+
+	final, err := k.Sync([]netip.AddrPort{b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(final) != 1 {
+		t.Errorf("final readings %v, want one for %s", final, a)
+	}
+	checkFinal(t, a, final[a], was[a])
+	if !strings.Contains(logs.String(), "syncing the whole table") {
+		t.Errorf("no log line about syncing the whole table: %q", logs.String())
+	}
+	if r, err := k.Read(); err != nil || len(r) != 1 {
+		t.Errorf("readings after dropping %s: %v, %v", a, r, err)
+	}
+	if !remembers(t, k) {
+		t.Error("the wiring is not remembered after the whole table's Sync")
 	}
 }
 
