@@ -226,7 +226,25 @@ func (m *Meter) sync() error {
 		want = append(want, a)
 	}
 	final, err := m.kernel.Sync(want)
-	if err != nil {
+	if err == nil {
+		m.ledger.Observe(final)
+		return nil
+	}
+	// A table edited by hand in a way Sync cannot bring back in line
+	// (a map element removed under a chain that stays) would refuse every
+	// route change from now on: take in what its counters hold, and make
+	// it anew.
+	m.log.Error().Err(err).Msg("the counters' table cannot be brought in line; making it anew (the bytes of the last milliseconds may be lost)")
+	if oerr := m.observe(); oerr != nil {
+		m.log.Error().Err(oerr).Msg("reading the counters before making the table anew")
+	}
+	if rerr := m.kernel.Remove(); rerr != nil {
+		return fmt.Errorf("%w; removing the table to make it anew: %w", err, rerr)
+	}
+	if rerr := m.kernel.Repair(); rerr != nil {
+		return fmt.Errorf("%w; making the table anew: %w", err, rerr)
+	}
+	if final, err = m.kernel.Sync(want); err != nil {
 		return err
 	}
 	m.ledger.Observe(final)

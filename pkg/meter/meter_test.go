@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/google/nftables"
 	"github.com/rs/zerolog"
 )
 
@@ -163,5 +164,45 @@ func TestMeterRepairsRemovedTable(t *testing.T) {
 	}
 	if a := got["a"]; !within(a.Tx, 2*n) || !within(a.Rx, 2*n) {
 		t.Fatalf("a counts %+v, moved %d each way before and after the table was removed", a, 2*n)
+	}
+}
+
+// TestMeterRebuildsTableItCannotSync guards route changes against a table
+// edited by hand beyond what Sync repairs: a map element removed under a
+// chain that stays. The meter must make the table anew, not refuse every
+// change from then on.
+func TestMeterRebuildsTableItCannotSync(t *testing.T) {
+	const n = 128 << 10
+	ns := newNetNS(t)
+	ln, addr := listen(t, ns, "127.0.0.1:0")
+	other, otherAddr := listen(t, ns, "127.0.0.1:0")
+	m := newMeter(t, ns, t.TempDir())
+	if err := m.Reset(map[string][]netip.AddrPort{"a": {addr}, "b": {otherAddr}}); err != nil {
+		t.Fatal(err)
+	}
+	exchange(t, ns, ln, n)
+	// The tx element of b's address goes; its chain stays.
+	m.kernel.mu.Lock()
+	var b batch
+	b.delElems[tx][family(otherAddr)] = append(b.delElems[tx][family(otherAddr)], nftables.SetElement{Key: key(otherAddr)})
+	err := m.kernel.flush(&b)
+	m.kernel.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Remove("b"); err != nil {
+		t.Fatalf("Remove after a hand edit: %v", err)
+	}
+	exchange(t, ns, ln, n)
+	exchange(t, ns, other, n) // no longer anyone's
+	got, err := m.Report()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := got["a"]; !within(a.Tx, 2*n) {
+		t.Errorf("a counts %+v after the table was made anew, moved %d", a, 2*n)
+	}
+	if _, ok := got["b"]; !ok {
+		t.Errorf("b, removed, is not reported once: %+v", got)
 	}
 }
