@@ -83,6 +83,9 @@ func TestBadFlagValues(t *testing.T) {
 		{"websecure", []string{"--traefik.websecure=443"}, "--traefik.websecure"},
 		{"dns address", []string{"--dns.address=localhost"}, "--dns.address"},
 		{"negative read timeout", []string{"--traefik.readtimeout=-1s"}, "--traefik.readtimeout"},
+		{"metering interval", []string{"--metering.interval=0s"}, "--metering.interval"},
+		{"metering table", []string{"--metering.table="}, "--metering.table"},
+		{"metrics address", []string{"--metrics.address=8083"}, "--metrics.address"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -105,7 +108,7 @@ func TestHelpListsEveryFlag(t *testing.T) {
 	}
 	for _, name := range []string{"--broker", "--root", "--workers", "--resolver", "--public.domain", "--public.ipv4", "--public.ipv6",
 		"--routes.sweep", "--backends.allow", "--traefik.readtimeout", "--traefik.binary", "--traefik.managed", "--traefik.web", "--traefik.websecure", "--traefik.metrics",
-		"--traefik.throttle", "--traefik.readtimeout", "--acme.email", "--acme.caserver", "--acme.cacertificates", "--dns.address", "--dns.api", "--log.level", "--configfile"} {
+		"--traefik.throttle", "--traefik.readtimeout", "--acme.email", "--acme.caserver", "--acme.cacertificates", "--dns.address", "--dns.api", "--metering.table", "--metering.interval", "--metrics.address", "--log.level", "--configfile"} {
 		if !strings.Contains(out.String(), name+" ") {
 			t.Errorf("--help does not list %s", name)
 		}
