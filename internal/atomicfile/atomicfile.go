@@ -45,6 +45,31 @@ func WriteStaged(staging, path string, data []byte, perm fs.FileMode) error {
 	return syncAfter(path, "written")
 }
 
+// WriteStagedNoSync is WriteStaged without the sync of path's folder: path
+// holds data once it returns, and a sync of the folder that starts after
+// that (SyncDir, or a Syncer) makes it survive a power cut. Any error means
+// nothing changed.
+func WriteStagedNoSync(staging, path string, data []byte, perm fs.FileMode) error {
+	tmp, err := writeTemp(staging, path, data, perm)
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("renaming %s into place: %w", path, err)
+	}
+	return nil
+}
+
+// RemoveNoSync is Remove without the sync of path's folder, as
+// WriteStagedNoSync is WriteStaged.
+func RemoveNoSync(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("removing %s: %w", path, err)
+	}
+	return nil
+}
+
 // Create writes data to path, with mode perm, only if path does not exist
 // yet; created is false when it did, and the existing file is left as it is.
 // Two processes creating one path at once cannot both succeed. An error that
