@@ -135,10 +135,20 @@ func (m *Meter) Reset(routes map[string][]netip.AddrPort) error {
 // Assign sets the backend addresses of a workload. The kernel counts a new
 // address before Assign returns, so that the route can go live after it.
 func (m *Meter) Assign(id string, addrs []netip.AddrPort) error {
-	addrs = normalizeAll(addrs)
+	return m.AssignAll(map[string][]netip.AddrPort{id: addrs})
+}
+
+// AssignAll sets the backend addresses of several workloads at once, as
+// Assign does for each, with one change of the kernel's table: all of them
+// or, on error, none.
+func (m *Meter) AssignAll(routes map[string][]netip.AddrPort) error {
+	changes := make(map[string]assignment, len(routes))
+	for id, addrs := range routes {
+		changes[id] = assignment{addrs: normalizeAll(addrs), keep: true}
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.change(id, addrs, true)
+	return m.change(changes)
 }
 
 // Remove ends the metering of a workload; its total is reported once more.
@@ -148,74 +158,114 @@ func (m *Meter) Remove(id string) error {
 	if _, ok := m.addrs[id]; !ok {
 		return nil
 	}
-	return m.change(id, nil, false)
+	return m.change(map[string]assignment{id: {}})
 }
 
-// change gives id the addresses addrs (none and keep=false: removes it).
-func (m *Meter) change(id string, addrs []netip.AddrPort, keep bool) error {
-	old := m.addrs[id]
-	var added, dropped []netip.AddrPort
-	for _, a := range addrs {
-		if !slices.Contains(old, a) {
-			added = append(added, a)
-		}
+// assignment is what change makes of one workload: addrs are its addresses
+// if keep is set; it is removed otherwise.
+type assignment struct {
+	addrs []netip.AddrPort
+	keep  bool
+}
+
+// change applies changes, with at most one Sync of the kernel: all of them,
+// or on error none. Called with mu held.
+func (m *Meter) change(changes map[string]assignment) error {
+	type delta struct {
+		old            []netip.AddrPort
+		added, dropped []netip.AddrPort
 	}
-	for _, a := range old {
-		if !slices.Contains(addrs, a) {
-			dropped = append(dropped, a)
+	deltas := make(map[string]delta, len(changes))
+	shared := false
+	for id, c := range changes {
+		d := delta{old: m.addrs[id]}
+		for _, a := range c.addrs {
+			if !slices.Contains(d.old, a) {
+				d.added = append(d.added, a)
+			}
 		}
+		for _, a := range d.old {
+			if !slices.Contains(c.addrs, a) {
+				d.dropped = append(d.dropped, a)
+			}
+		}
+		// An address another workload lists changes hands: what it
+		// counted so far goes to the owner so far.
+		shared = shared || slices.ContainsFunc(d.added, func(a netip.AddrPort) bool { return m.refs[a] > 0 }) ||
+			slices.ContainsFunc(d.dropped, func(a netip.AddrPort) bool { return m.refs[a] > 1 })
+		deltas[id] = d
 	}
-	// An address another workload lists changes hands: what it counted
-	// so far goes to the owner so far.
-	shared := slices.ContainsFunc(added, func(a netip.AddrPort) bool { return m.refs[a] > 0 }) ||
-		slices.ContainsFunc(dropped, func(a netip.AddrPort) bool { return m.refs[a] > 1 })
 	if shared {
 		if err := m.observe(); err != nil {
 			return err
 		}
 	}
-	for _, a := range added {
-		m.refs[a]++
-	}
-	for _, a := range dropped {
-		if m.refs[a]--; m.refs[a] == 0 {
-			delete(m.refs, a)
+	// before holds the counts of the addresses touched, as they were.
+	before := make(map[netip.AddrPort]int)
+	for id, d := range deltas {
+		for _, a := range d.added {
+			if _, ok := before[a]; !ok {
+				before[a] = m.refs[a]
+			}
+			m.refs[a]++
+		}
+		for _, a := range d.dropped {
+			if _, ok := before[a]; !ok {
+				before[a] = m.refs[a]
+			}
+			if m.refs[a]--; m.refs[a] == 0 {
+				delete(m.refs, a)
+			}
+		}
+		if c := changes[id]; c.keep {
+			m.addrs[id] = c.addrs
+		} else {
+			delete(m.addrs, id)
 		}
 	}
-	if keep {
-		m.addrs[id] = addrs
-	} else {
-		delete(m.addrs, id)
+	// The kernel changes only when an address starts or stops being
+	// counted.
+	counted := false
+	for a, n := range before {
+		if (n > 0) != (m.refs[a] > 0) {
+			counted = true
+		}
 	}
-	opened := slices.ContainsFunc(added, func(a netip.AddrPort) bool { return m.refs[a] == 1 })
-	closed := slices.ContainsFunc(dropped, func(a netip.AddrPort) bool { return m.refs[a] == 0 })
-	if opened || closed {
+	if counted {
 		if err := m.sync(); err != nil {
 			// Back to what the kernel counts.
-			for _, a := range added {
-				if m.refs[a]--; m.refs[a] == 0 {
+			for a, n := range before {
+				if n > 0 {
+					m.refs[a] = n
+				} else {
 					delete(m.refs, a)
 				}
 			}
-			for _, a := range dropped {
-				m.refs[a]++
-			}
-			if old != nil {
-				m.addrs[id] = old
-			} else {
-				delete(m.addrs, id)
+			for id, d := range deltas {
+				if d.old != nil {
+					m.addrs[id] = d.old
+				} else {
+					delete(m.addrs, id)
+				}
 			}
 			return err
 		}
 	}
-	if keep {
-		m.ledger.Assign(id, addrs)
-		return nil
+	removed := false
+	for id, c := range changes {
+		if c.keep {
+			m.ledger.Assign(id, c.addrs)
+			continue
+		}
+		m.ledger.Remove(id)
+		removed = true
 	}
-	m.ledger.Remove(id)
-	// The counters of its addresses are gone from the kernel: their last
-	// bytes are only in the ledger now.
-	return m.save()
+	if removed {
+		// The counters of its addresses are gone from the kernel: their
+		// last bytes are only in the ledger now.
+		return m.save()
+	}
+	return nil
 }
 
 // sync makes the kernel count the addresses of refs and gives the last

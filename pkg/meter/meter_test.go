@@ -3,6 +3,7 @@ package meter
 import (
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/google/nftables"
@@ -204,5 +205,40 @@ func TestMeterRebuildsTableItCannotSync(t *testing.T) {
 	}
 	if _, ok := got["b"]; !ok {
 		t.Errorf("b, removed, is not reported once: %+v", got)
+	}
+}
+
+// TestMeterAssignAll guards the batch of the module's group commit: several
+// workloads get their addresses with one change of the table, each counts
+// its own bytes, and a batch the kernel refuses changes none of them.
+func TestMeterAssignAll(t *testing.T) {
+	const n = 128 << 10
+	ns := newNetNS(t)
+	m := newMeter(t, ns, t.TempDir())
+	ln, addr := listen(t, ns, "127.0.0.1:0")
+	other, otherAddr := listen(t, ns, "127.0.0.1:0")
+	if err := m.Reset(nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.AssignAll(map[string][]netip.AddrPort{"a": {addr}, "b": {otherAddr}}); err != nil {
+		t.Fatal(err)
+	}
+	exchange(t, ns, ln, n)
+	exchange(t, ns, other, 2*n)
+	got, err := m.Totals()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := got["a"], got["b"]; !within(a.Tx, n) || !within(b.Tx, 2*n) {
+		t.Fatalf("a counts %+v (moved %d), b %+v (moved %d)", a, n, b, 2*n)
+	}
+
+	_, thirdAddr := listen(t, ns, "127.0.0.1:0")
+	m.kernel.Close() // every change of the table fails from now on
+	if err := m.AssignAll(map[string][]netip.AddrPort{"a": {thirdAddr}, "c": {thirdAddr}}); err == nil {
+		t.Fatal("AssignAll succeeded without a table to change")
+	}
+	if !slices.Equal(m.addrs["a"], []netip.AddrPort{addr}) || m.addrs["c"] != nil || m.refs[thirdAddr] != 0 || m.refs[addr] != 1 {
+		t.Fatalf("a failed batch changed the meter: addrs %v, refs %v", m.addrs, m.refs)
 	}
 }
