@@ -20,7 +20,7 @@ import (
 type Configuration struct {
 	ConfigFile string   `description:"Configuration file (YAML or TOML) to read the other options from." json:"-" toml:"-" yaml:"-"`
 	Broker     string   `description:"Redis broker of zbus: unix:///path/to/socket or tcp://[password@]host:port." json:"broker,omitempty" toml:"broker,omitempty" yaml:"broker,omitempty"`
-	Root       string   `description:"Folder of the module's state: proxy/ holds one Traefik file per route, traefik/ the static configuration and ACME storage." json:"root,omitempty" toml:"root,omitempty" yaml:"root,omitempty"`
+	Root       string   `description:"Folder of the module's state: proxy/ holds the routes as Traefik files (routes in 64 group files by a hash of the wlID), traefik/ the static configuration and ACME storage." json:"root,omitempty" toml:"root,omitempty" yaml:"root,omitempty"`
 	Workers    uint     `description:"Calls served in parallel." json:"workers,omitempty" toml:"workers,omitempty" yaml:"workers,omitempty"`
 	Resolver   string   `description:"DNS server (host[:port]) asked for the records of user domains. Default: the first name server of /etc/resolv.conf." json:"resolver,omitempty" toml:"resolver,omitempty" yaml:"resolver,omitempty"`
 	Public     Public   `description:"The node's public identity." json:"public,omitempty" toml:"public,omitempty" yaml:"public,omitempty"`

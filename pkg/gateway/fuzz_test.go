@@ -67,7 +67,7 @@ func FuzzNormalizeFQDN(f *testing.F) {
 		}
 		// Whatever is accepted must survive the trip through a file.
 		r := route{id: "w", fqdn: got, kind: KindFQDN, backends: []Backend{{Addr: netip.MustParseAddrPort("10.0.0.1:80"), PortGiven: true}}}
-		data, err := traefik.Marshal(r.render(""))
+		data, err := traefik.Marshal(r.render())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -66,14 +67,15 @@ func (x *index) only(m map[string]float64) map[string]float64 {
 }
 
 // loadIndex rebuilds the index from the published routes. It leaves out,
-// and returns with the reason why, each route file it cannot read back, each
-// route with a backend at one of the node's own addresses (policy.Own), and
-// every route of a domain that several claim; the caller moves them to
-// quarantine. Loading goes on past them.
+// and returns with the reason why, each route it cannot read back, each
+// route with a backend at one of the node's own addresses (policy.Own),
+// every route of a domain that several claim, and a route published twice
+// (by an interrupted conversion of the layout) in two different ways; the
+// caller moves them to quarantine. Loading goes on past them.
 func loadIndex(routes Publisher, domain string, policy Policy, log zerolog.Logger) (*index, map[string]string, error) {
 	x := newIndex()
 	rejected := make(map[string]string)
-	claims := make(map[string][]route)
+	byID := make(map[string]route)
 	err := routes.Load(func(id string, cfg *traefik.Configuration, err error) {
 		var r route
 		if err == nil {
@@ -82,14 +84,27 @@ func loadIndex(routes Publisher, domain string, policy Policy, log zerolog.Logge
 		if err == nil {
 			err = checkOwn(r, policy)
 		}
-		if err != nil {
-			rejected[id] = "not a route of this gateway: " + err.Error()
+		if _, done := rejected[id]; done {
 			return
 		}
-		claims[r.fqdn] = append(claims[r.fqdn], r)
+		if err != nil {
+			rejected[id] = "not a route of this gateway: " + err.Error()
+			delete(byID, id)
+			return
+		}
+		if first, ok := byID[id]; ok && !reflect.DeepEqual(first, r) {
+			rejected[id] = "published twice, in two different ways: an interrupted conversion of the layout left a route file beside its group file, and one of them was changed since"
+			delete(byID, id)
+			return
+		}
+		byID[id] = r
 	})
 	if err != nil {
 		return nil, nil, err
+	}
+	claims := make(map[string][]route)
+	for _, r := range byID {
+		claims[r.fqdn] = append(claims[r.fqdn], r)
 	}
 	for fqdn, rs := range claims {
 		if len(rs) == 1 {

@@ -18,6 +18,9 @@ type Meter interface {
 	Reset(routes map[string][]netip.AddrPort) error
 	// Assign sets the backend addresses of one workload.
 	Assign(wlID string, addrs []netip.AddrPort) error
+	// AssignAll sets the backend addresses of several workloads with one
+	// change of the counters: all of them, or on error none.
+	AssignAll(routes map[string][]netip.AddrPort) error
 	// Remove ends the metering of a workload.
 	Remove(wlID string) error
 	// Totals returns the totals of every metered workload.

@@ -3,6 +3,7 @@ package gateway
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -19,12 +20,13 @@ import (
 )
 
 // bookMeter records what the module tells its book. The counting itself
-// is pkg/book's, tested there against the kernel and end to end in
+// is pkg/meter's, tested there against the kernel and end to end in
 // test/e2e; here the module's side of the seam is checked.
 type bookMeter struct {
 	mu      sync.Mutex
 	addrs   map[string][]netip.AddrPort
 	calls   []string
+	batches int
 	totals  map[string]meter.Totals
 	failing error
 }
@@ -49,6 +51,20 @@ func (b *bookMeter) Assign(id string, addrs []netip.AddrPort) error {
 		return b.failing
 	}
 	b.addrs[id] = addrs
+	return nil
+}
+
+func (b *bookMeter) AssignAll(routes map[string][]netip.AddrPort) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.batches++
+	for _, id := range slices.Sorted(maps.Keys(routes)) {
+		b.calls = append(b.calls, "assign "+id)
+	}
+	if b.failing != nil {
+		return b.failing
+	}
+	maps.Copy(b.addrs, routes)
 	return nil
 }
 

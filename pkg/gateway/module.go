@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
-	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -99,10 +98,17 @@ type Module struct {
 	checks chan struct{}
 
 	// mu serialises changes: the check that the domain is free, the file
-	// write and the index update of one call happen as one step, and a
-	// sweep sees no write without its index update.
+	// write and the index update of one call (or of one batch of Sets,
+	// commit.go) happen as one step, and a sweep sees no write without its
+	// index update.
 	mu  sync.Mutex
 	idx *index
+
+	// queue holds the Sets waiting to be committed, leading is set while
+	// one of their callers commits batches (commit.go).
+	qmu     sync.Mutex
+	queue   []*pending
+	leading bool
 	// failing are the entries the last sweep could not move, logged once.
 	failing map[string]bool
 }
@@ -175,9 +181,41 @@ func New(cfg Config) (*Module, error) {
 			return nil, fmt.Errorf("metering the routes found at start: %w", err)
 		}
 	}
+	if err := m.publishAtStart(); err != nil {
+		return nil, err
+	}
 	m.sweep(rejected)
 	m.log.Info().Int("routes", len(idx.byID)).Msg("index loaded")
 	return m, nil
+}
+
+// publishAtStart publishes every route of the index as it renders now (a
+// route read back from an older layout or in an older shape is written in
+// the current one), then the anchor of the gateway domain, or removes it
+// without a domain: after the routes, so that Traefik does not read an older
+// layout again for it. A restart that finds everything current writes
+// nothing. The gateway does not start until it is done: the sweep that
+// follows would take the files of an older layout for foreign ones.
+func (m *Module) publishAtStart() error {
+	cfgs := make(map[string]*traefik.Configuration, len(m.idx.byID))
+	for id, r := range m.idx.byID {
+		cfgs[id] = r.render()
+	}
+	converted, err := m.routes.PublishAll(cfgs)
+	if err != nil {
+		return fmt.Errorf("publishing the routes found at start: %w", err)
+	}
+	if converted > 0 {
+		m.log.Info().Int("routes", converted).Msg("routes converted from one file per route to group files")
+	}
+	var anchor *traefik.Configuration
+	if m.cfg.Domain != "" {
+		anchor = renderAnchor(m.cfg.Domain)
+	}
+	if err := m.routes.PublishAnchor(anchor); err != nil {
+		return fmt.Errorf("publishing the anchor of the wildcard certificate: %w", err)
+	}
+	return nil
 }
 
 // Run moves to quarantine, every SweepInterval, whatever appeared among the
@@ -231,13 +269,18 @@ func (m *Module) sweep(reasons map[string]string) {
 
 // logQuarantined logs one entry moved to quarantine, or that could not be.
 func (m *Module) logQuarantined(q traefik.Quarantined) {
+	ev := m.log.Error().Str("entry", q.Name)
+	if q.Group != "" {
+		// A route taken out of this group file.
+		ev = ev.Str("group", q.Group)
+	}
+	ev = ev.Str("reason", q.Reason)
 	if q.Err != nil {
-		m.log.Error().Err(q.Err).Str("entry", q.Name).Str("reason", q.Reason).
-			Msg("cannot move an entry that is not a route of the gateway out of the routes folder; Traefik still reads it")
+		ev.Err(q.Err).Msg("cannot move an entry that is not a route of the gateway out of the routes folder; Traefik still reads it")
 		return
 	}
 	m.t.quarantined.Inc()
-	m.log.Error().Str("entry", q.Name).Str("reason", q.Reason).Str("moved_to", q.Path).Int("in_quarantine", q.Count).
+	ev.Str("moved_to", q.Path).Int("in_quarantine", q.Count).
 		Msg("moved an entry that is not a route of the gateway to quarantine")
 }
 
@@ -355,69 +398,6 @@ func (m *Module) checkPointsHere(fqdn string) error {
 	return nil
 }
 
-// commit checks that r's domain is free or already r's, writes its file and
-// updates the index, as one step. The index follows the folder: a write that
-// took place is indexed even when it returns an error.
-func (m *Module) commit(r route) error {
-	cfg := r.render(m.cfg.Domain)
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if ids, ok := m.idx.disputed[r.fqdn]; ok {
-		m.log.Info().Str("wlID", r.id).Str("fqdn", r.fqdn).Strs("claimed_by", ids).Msg("domain refused: several route files claimed it at start")
-		return fmt.Errorf("domain %q is not available: several route files claimed it when the gateway started; an operator must resolve it", r.fqdn)
-	}
-	if holder, ok := m.idx.byFQDN[r.fqdn]; ok && holder != r.id {
-		// Who holds a domain is another tenant's business.
-		m.log.Info().Str("wlID", r.id).Str("fqdn", r.fqdn).Str("holder", holder).Msg("domain refused: held by another workload")
-		return fmt.Errorf("domain %q already registered by another workload", r.fqdn)
-	}
-	old, held := m.idx.byID[r.id]
-	if held && reflect.DeepEqual(old, r) {
-		// A node re-applies every workload when it boots: a Set that
-		// changes nothing writes nothing, and costs Traefik no reload.
-		// The file is checked all the same, in case it was removed by hand.
-		if ok, err := m.routes.Published(r.id); err == nil && ok {
-			return nil
-		}
-	} else if !held {
-		// A file the module did not write is never overwritten.
-		q, err := m.routes.Quarantine(r.id, "found where a route the gateway was setting goes; the gateway did not write it")
-		if err != nil {
-			return fmt.Errorf("writing route %q: moving aside what is there: %w", r.id, err)
-		}
-		if q != nil {
-			m.logQuarantined(*q)
-		}
-	}
-	// Counting starts before traffic can flow: a byte is never carried
-	// unmetered.
-	addrs := r.meterAddrs()
-	metered := m.meter != nil && (!held || !slices.Equal(addrs, old.meterAddrs()))
-	if metered {
-		if err := m.meter.Assign(r.id, addrs); err != nil {
-			return fmt.Errorf("metering route %q: %w", r.id, err)
-		}
-	}
-	written := time.Now()
-	err := m.routes.Publish(r.id, cfg)
-	if err != nil && !errors.Is(err, traefik.ErrNotDurable) {
-		if metered {
-			m.unmeter(r.id, old, held)
-		}
-		return fmt.Errorf("writing route %q: %w", r.id, err)
-	}
-	m.idx.put(r)
-	if !held {
-		m.seen.created(r.id, r.passthrough, written)
-	}
-	if err != nil {
-		m.log.Error().Err(err).Str("wlID", r.id).Str("fqdn", r.fqdn).Msg("route set, but not durably")
-		return fmt.Errorf("route %q is live: %w", r.id, err)
-	}
-	m.log.Info().Str("wlID", r.id).Str("fqdn", r.fqdn).Bool("passthrough", r.passthrough).Int("backends", len(r.backends)).Msg("route set")
-	return nil
-}
-
 // unmeter gives the metering of id back what it was before a Set that
 // could not write: old's addresses if it was held, none otherwise.
 func (m *Module) unmeter(id string, old route, held bool) {
@@ -440,21 +420,35 @@ func (m *Module) DeleteNamedProxy(wlID string) (err error) {
 	if err := ValidateWorkloadID(wlID); err != nil {
 		return err
 	}
+	deleted, err := m.unpublish(wlID)
+	if err != nil || !deleted {
+		return err
+	}
+	if err := m.routes.Sync(); err != nil {
+		m.log.Error().Err(err).Str("wlID", wlID).Msg("route deleted, but not durably")
+		return fmt.Errorf("route %q is deleted: %w", wlID, err)
+	}
+	m.log.Info().Str("wlID", wlID).Msg("route deleted")
+	return nil
+}
+
+// unpublish is DeleteNamedProxy under the module's lock, up to the sync of
+// what it changed: deleted tells whether it removed a route.
+func (m *Module) unpublish(wlID string) (deleted bool, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, held := m.idx.byID[wlID]; !held {
-		q, err := m.routes.Quarantine(wlID, "found under a wlID the gateway was deleting but does not hold; the gateway did not write it")
+		qs, err := m.routes.Quarantine(wlID, "found under a wlID the gateway was deleting but does not hold; the gateway did not write it")
+		for _, q := range qs {
+			m.logQuarantined(q)
+		}
 		if err != nil {
-			return fmt.Errorf("deleting route %q: moving aside what is there: %w", wlID, err)
+			return false, fmt.Errorf("deleting route %q: moving aside what is there: %w", wlID, err)
 		}
-		if q != nil {
-			m.logQuarantined(*q)
-		}
-		return nil
+		return false, nil
 	}
-	err = m.routes.Unpublish(wlID)
-	if err != nil && !errors.Is(err, traefik.ErrNotDurable) {
-		return fmt.Errorf("deleting route %q: %w", wlID, err)
+	if err := m.routes.Unpublish(wlID); err != nil {
+		return false, fmt.Errorf("deleting route %q: %w", wlID, err)
 	}
 	m.idx.remove(wlID)
 	m.seen.deleted(wlID)
@@ -464,12 +458,7 @@ func (m *Module) DeleteNamedProxy(wlID string) (err error) {
 			m.log.Error().Err(merr).Str("wlID", wlID).Msg("route deleted, but its metering could not end; the next start ends it")
 		}
 	}
-	if err != nil {
-		m.log.Error().Err(err).Str("wlID", wlID).Msg("route deleted, but not durably")
-		return fmt.Errorf("route %q is deleted: %w", wlID, err)
-	}
-	m.log.Info().Str("wlID", wlID).Msg("route deleted")
-	return nil
+	return true, nil
 }
 
 // List returns every route, sorted by workload ID.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -134,6 +135,57 @@ func snapshot(t testing.TB, root string) map[string]string {
 	return files
 }
 
+// grouped returns the routes published under root, read straight from the
+// group files.
+func grouped(t testing.TB, root string) map[string]*traefik.Configuration {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(root, traefik.RoutesDirName, "routes~*"+traefik.FileExt))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]*traefik.Configuration{}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := traefik.Unmarshal(data)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		for id, c := range traefik.Split(cfg) {
+			if traefik.GroupName(id)+traefik.FileExt != filepath.Base(f) {
+				t.Fatalf("route %s in %s", id, f)
+			}
+			out[id] = c
+		}
+	}
+	return out
+}
+
+// layoutFiles returns, sorted, the names of the group files of ids and of
+// the reserved file: what the routes folder holds with those routes.
+func layoutFiles(ids ...string) []string {
+	names := []string{"gateway~anchor" + traefik.FileExt}
+	for _, id := range ids {
+		if name := traefik.GroupName(id) + traefik.FileExt; !slices.Contains(names, name) {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// routeYAML returns route id as a file of its own, as it is quarantined.
+func routeYAML(t testing.TB, cfg *traefik.Configuration) string {
+	t.Helper()
+	data, err := traefik.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
+
 func TestSetNamedProxy(t *testing.T) {
 	root := t.TempDir()
 	m, _ := newModule(t, root)
@@ -144,8 +196,8 @@ func TestSetNamedProxy(t *testing.T) {
 	if fqdn != "app.gw.example" {
 		t.Fatalf("fqdn = %q", fqdn)
 	}
-	if _, err := os.Stat(filepath.Join(root, "proxy", "wl1.yaml")); err != nil {
-		t.Fatalf("route file: %v", err)
+	if grouped(t, root)["wl1"] == nil {
+		t.Fatalf("route not in its group file %s", traefik.GroupName("wl1"))
 	}
 	list, _ := m.List()
 	want := []Proxy{{WorkloadID: "wl1", FQDN: "app.gw.example", Kind: KindName, Backends: []string{"http://10.0.0.1:8080"}}}
@@ -259,8 +311,8 @@ func TestReplaceAndDelete(t *testing.T) {
 	if err := m.DeleteNamedProxy("wl"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(root, "proxy", "wl.yaml")); !os.IsNotExist(err) {
-		t.Fatalf("file still there: %v", err)
+	if grouped(t, root)["wl"] != nil {
+		t.Fatal("route still published")
 	}
 	if err := m.SetFQDNProxy("third", "user.example", []string{"http://10.0.0.4"}, false); err != nil {
 		t.Fatalf("deleted domain not freed: %v", err)
@@ -331,10 +383,12 @@ func TestRecovery(t *testing.T) {
 	// Files the module cannot take for its own routes.
 	write("garbage.yaml", "::: not yaml")
 	write("hand.yaml", "http:\n  routers:\n    hand:\n      rule: Host(`x.example`) || PathPrefix(`/`)\n      service: hand\n")
-	// Two more files claiming a's domain: none wins, the domain stays held.
-	a, _ := os.ReadFile(filepath.Join(proxy, "a.yaml"))
+	// Two more files claiming a's domain, of the one-file-per-route layout:
+	// none wins, the domain stays held.
+	routesBefore := grouped(t, root)
+	a := routeYAML(t, routesBefore["a"])
 	for _, id := range []string{"dup1", "dup2"} {
-		write(id+".yaml", strings.NewReplacer("a:", id+":", "service: a", "service: "+id, "- a\n", "- "+id+"\n").Replace(string(a)))
+		write(id+".yaml", strings.NewReplacer("a:", id+":", "service: a", "service: "+id, "- a\n", "- "+id+"\n").Replace(a))
 	}
 	// An interrupted write leaves a temporary file behind.
 	write(".a.yaml.123.tmp", "partial")
@@ -358,9 +412,11 @@ func TestRecovery(t *testing.T) {
 		t.Fatalf("disputed domain given away: %v", err)
 	}
 	// The routes stay as they were; everything else is in quarantine,
-	// with its content; the temporary file is gone.
+	// with its content (a's as a file of its own, taken out of its group
+	// file); the temporary file is gone.
 	after := snapshot(t, root)
 	delete(before, filepath.Join(proxy, ".a.yaml.123.tmp"))
+	before[filepath.Join(proxy, "a.yaml")] = a
 	quarantined := map[string]string{}
 	for path, content := range after {
 		if filepath.Dir(path) == filepath.Join(root, traefik.QuarantineDirName) {
@@ -375,8 +431,25 @@ func TestRecovery(t *testing.T) {
 		}
 		delete(before, path)
 	}
+	delete(routesBefore, "a")
+	if routesAfter := grouped(t, root); !reflect.DeepEqual(routesAfter, routesBefore) {
+		t.Fatalf("recovery changed routes:\nbefore %v\nafter  %v", routesBefore, routesAfter)
+	}
+	for path := range after {
+		if filepath.Dir(path) == proxy {
+			delete(after, path)
+		}
+	}
+	for path := range before {
+		if filepath.Dir(path) == proxy {
+			delete(before, path)
+		}
+	}
 	if fmt.Sprint(after) != fmt.Sprint(before) {
-		t.Fatalf("recovery changed route files:\nbefore %v\nafter  %v", before, after)
+		t.Fatalf("recovery changed files outside the routes folder:\nbefore %v\nafter  %v", before, after)
+	}
+	if got, want := proxyEntries(t, root), layoutFiles("b", "c"); !slices.Equal(got, want) {
+		t.Fatalf("routes folder holds %v, want %v", got, want)
 	}
 }
 
@@ -487,8 +560,8 @@ func TestNodeAddressRouteAtStart(t *testing.T) {
 	if list, _ := m.List(); len(list) != 1 || list[0].WorkloadID != "fine" {
 		t.Fatalf("List = %v", list)
 	}
-	if _, err := os.Lstat(filepath.Join(root, "proxy", "loops.yaml")); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("route to the node's own address still published: %v", err)
+	if grouped(t, root)["loops"] != nil {
+		t.Fatal("route to the node's own address still published")
 	}
 	if q := quarantined(t, root); len(q["loops.yaml"]) != 1 {
 		t.Fatalf("quarantine holds %v", q)
@@ -558,8 +631,8 @@ func TestFailedFolderSyncKeepsIndexWithFolder(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `route "a" is live`) || !strings.Contains(err.Error(), "power cut") {
 		t.Fatalf("err = %v, want it to say the route is live but may not survive a power cut", err)
 	}
-	if _, err := os.Stat(filepath.Join(proxy, "a.yaml")); err != nil {
-		t.Fatalf("route file: %v", err)
+	if grouped(t, root)["a"] == nil {
+		t.Fatal("route not in its group file")
 	}
 	if list, _ := m.List(); len(list) != 1 || list[0].FQDN != "app.gw.example" {
 		t.Fatalf("List = %v, want the live route", list)
@@ -572,8 +645,8 @@ func TestFailedFolderSyncKeepsIndexWithFolder(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `route "a" is deleted`) || !strings.Contains(err.Error(), "power cut") {
 		t.Fatalf("err = %v, want it to say the route is deleted but may come back after a power cut", err)
 	}
-	if _, err := os.Stat(filepath.Join(proxy, "a.yaml")); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("route file still there: %v", err)
+	if grouped(t, root)["a"] != nil {
+		t.Fatal("route still in its group file")
 	}
 	if list, _ := m.List(); len(list) != 0 {
 		t.Fatalf("List = %v after the delete", list)
@@ -581,6 +654,29 @@ func TestFailedFolderSyncKeepsIndexWithFolder(t *testing.T) {
 	restore()
 	if _, err := m.SetNamedProxy("b", "app", []string{"http://10.0.0.2"}, false); err != nil {
 		t.Fatalf("deleted route's domain not freed: %v", err)
+	}
+}
+
+// TestSetAgainAfterFailedSyncSyncs guards what docs/API.md promises after a
+// failed folder sync: the same Set again, which writes nothing, syncs the
+// folder and succeeds.
+func TestSetAgainAfterFailedSyncSyncs(t *testing.T) {
+	root := t.TempDir()
+	m, _ := newModule(t, root)
+	proxy := filepath.Join(root, traefik.RoutesDirName)
+	restore := atomicfile.FailDirSync(proxy, syscall.EIO)
+	if _, err := m.SetNamedProxy("a", "app", []string{"http://10.0.0.1"}, false); err == nil || !strings.Contains(err.Error(), "power cut") {
+		restore()
+		t.Fatalf("err = %v, want it to say the route may not survive a power cut", err)
+	}
+	// Still failing: the same Set says so again, rather than nil.
+	if _, err := m.SetNamedProxy("a", "app", []string{"http://10.0.0.1"}, false); err == nil || !strings.Contains(err.Error(), "power cut") {
+		restore()
+		t.Fatalf("err = %v, want it to say the route may not survive a power cut", err)
+	}
+	restore()
+	if _, err := m.SetNamedProxy("a", "app", []string{"http://10.0.0.1"}, false); err != nil {
+		t.Fatalf("the same Set once the folder syncs: %v", err)
 	}
 }
 
@@ -712,8 +808,8 @@ func TestLongPrefix(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "invalid prefix") || !strings.Contains(err.Error(), "253") {
 		t.Fatalf("err = %v, want the prefix refused for the 253-byte limit", err)
 	}
-	if _, err := os.Lstat(filepath.Join(root, traefik.RoutesDirName, "over.yaml")); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("refused route written: %v", err)
+	if grouped(t, root)["over"] != nil {
+		t.Fatal("refused route written")
 	}
 	m2, _ := newModuleWith(t, root, func(c *Config) { c.Domain = long })
 	if list, _ := m2.List(); len(list) != 1 || list[0].WorkloadID != "fits" {
@@ -728,7 +824,7 @@ func TestSetThatChangesNothingWritesNothing(t *testing.T) {
 	root := t.TempDir()
 	m, recs := newModule(t, root)
 	recs.set("user.example", "198.51.100.7")
-	file := func(id string) string { return filepath.Join(root, "proxy", id+".yaml") }
+	file := func(id string) string { return filepath.Join(root, "proxy", traefik.GroupName(id)+".yaml") }
 	inode := func(id string) uint64 {
 		t.Helper()
 		fi, err := os.Stat(file(id))
@@ -753,7 +849,8 @@ func TestSetThatChangesNothingWritesNothing(t *testing.T) {
 	before := map[string]uint64{"a": inode("a"), "b": inode("b"), "c": inode("c")}
 
 	// The same calls, to the same module and to one that rebuilt its index
-	// from the files after a restart: no file is written again.
+	// from the files after a restart: no file is written again. (Each
+	// inode is of the route's group file.)
 	set(m)
 	m2, recs2 := newModule(t, root)
 	recs2.set("user.example", "198.51.100.7")

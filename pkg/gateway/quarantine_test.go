@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -40,7 +41,7 @@ func foreignEntries(t testing.TB) []foreign {
 	// Two copies of a route the gateway would write, claiming one domain.
 	dispute := func(id string) foreign {
 		r := route{id: id, fqdn: "disputed.gw.example", kind: KindName, backends: backends(t, false, "http://10.0.0.8")}
-		data, err := traefik.Marshal(r.render("gw.example"))
+		data, err := traefik.Marshal(r.render())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -128,8 +129,8 @@ func TestForeignEntriesAtStart(t *testing.T) {
 	if got, _ := m2.List(); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("List = %v, want %v", got, want)
 	}
-	if got := proxyEntries(t, root); !slices.Equal(got, []string{"keep1.yaml", "keep2.yaml"}) {
-		t.Fatalf("routes folder holds %v", got)
+	if got := proxyEntries(t, root); !slices.Equal(got, layoutFiles("keep1", "keep2")) {
+		t.Fatalf("routes folder holds %v, want %v", got, layoutFiles("keep1", "keep2"))
 	}
 	checkQuarantined(t, root, fs)
 	lines := strings.Split(logs.String(), "\n")
@@ -205,7 +206,7 @@ func TestForeignEntriesWhileRunning(t *testing.T) {
 	for {
 		clean := true
 		for _, name := range proxyEntries(t, root) {
-			if !strings.HasPrefix(name, "churn") {
+			if !strings.HasPrefix(name, "routes~") && name != "gateway~anchor.yaml" {
 				clean = false
 			}
 		}
@@ -227,10 +228,13 @@ func TestForeignEntriesWhileRunning(t *testing.T) {
 	list, _ := m.List()
 	var want []string
 	for _, p := range list {
-		want = append(want, p.WorkloadID+".yaml")
+		want = append(want, p.WorkloadID)
 	}
-	if got := proxyEntries(t, root); !slices.Equal(got, want) {
-		t.Fatalf("routes folder holds %v, index %v", got, want)
+	if got := slices.Sorted(maps.Keys(grouped(t, root))); !slices.Equal(got, want) {
+		t.Fatalf("group files hold %v, index %v", got, want)
+	}
+	if got := proxyEntries(t, root); !slices.Equal(got, layoutFiles(want...)) {
+		t.Fatalf("routes folder holds %v, want %v", got, layoutFiles(want...))
 	}
 }
 
@@ -272,10 +276,13 @@ func TestSetAndDeleteNeverTouchForeignFiles(t *testing.T) {
 	list, _ := m.List()
 	var want []string
 	for _, p := range list {
-		want = append(want, p.WorkloadID+".yaml")
+		want = append(want, p.WorkloadID)
 	}
-	if got := proxyEntries(t, root); !slices.Equal(got, want) || len(want) != (len(fs)+1)/2 {
-		t.Fatalf("routes folder holds %v, index %v", got, want)
+	if got := slices.Sorted(maps.Keys(grouped(t, root))); !slices.Equal(got, want) || len(want) != (len(fs)+1)/2 {
+		t.Fatalf("group files hold %v, index %v", got, want)
+	}
+	if got := proxyEntries(t, root); !slices.Equal(got, layoutFiles(want...)) {
+		t.Fatalf("routes folder holds %v, want %v", got, layoutFiles(want...))
 	}
 	m2, _ := newModule(t, root)
 	if again, _ := m2.List(); fmt.Sprint(again) != fmt.Sprint(list) {

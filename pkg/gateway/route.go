@@ -63,14 +63,13 @@ func challengeRule(fqdn string) string {
 	return hostRule(fqdn) + " && PathPrefix(`" + acmeChallengePath + "`)"
 }
 
-// render builds the Traefik configuration of a route. domain is the gateway
-// domain, whose wildcard certificate serves every name proxy.
+// render builds the Traefik configuration of a route.
 //
 // Router and service share the workload ID as name. A passthrough route also
 // gets an HTTP router on the web entry point that sends HTTP-01 challenges for
 // its name to the backend's port 80, so the backend can get its own
 // certificate although the entry point redirects everything else to HTTPS.
-func (r route) render(domain string) *traefik.Configuration {
+func (r route) render() *traefik.Configuration {
 	if r.passthrough {
 		tcpServers := make([]traefik.TCPServer, len(r.backends))
 		httpServers := make([]traefik.Server, len(r.backends))
@@ -112,7 +111,11 @@ func (r route) render(domain string) *traefik.Configuration {
 
 	tls := &traefik.RouterTLSConfig{CertResolver: traefik.ResolverHTTP, Domains: []traefik.Domain{{Main: r.fqdn}}}
 	if r.kind == KindName {
-		tls = &traefik.RouterTLSConfig{CertResolver: traefik.ResolverDNS, Domains: []traefik.Domain{{Main: domain, SANs: []string{"*." + domain}}}}
+		// TLS with no resolver: the wildcard certificate the anchor
+		// (renderAnchor) obtains is found in Traefik's store by SNI. A
+		// resolver on every router would make Traefik's ACME provider
+		// scan all certificates for each one at every reload.
+		tls = &traefik.RouterTLSConfig{}
 	}
 	servers := make([]traefik.Server, len(r.backends))
 	for i, b := range r.backends {
@@ -147,6 +150,43 @@ func (r route) render(domain string) *traefik.Configuration {
 	return cfg
 }
 
+// renderLegacy builds the configuration the one-file-per-route layout gave a
+// name proxy that terminates TLS: its router carried the DNS-01 resolver
+// and the wildcard of domain. Such a route is still read back at start, and
+// written again in the current shape.
+func (r route) renderLegacy(domain string) *traefik.Configuration {
+	cfg := r.render()
+	cfg.HTTP.Routers[r.id].TLS = &traefik.RouterTLSConfig{
+		CertResolver: traefik.ResolverDNS,
+		Domains:      []traefik.Domain{{Main: domain, SANs: []string{"*." + domain}}},
+	}
+	return cfg
+}
+
+// anchorPath is the path of the anchor router's rule: no client asks for
+// it, and no route can serve the gateway domain itself.
+const anchorPath = "/.well-known/gateway-anchor/"
+
+// renderAnchor builds the anchor router of domain (traefik.AnchorName): the
+// one router that carries the DNS-01 resolver and the wildcard certificate
+// of domain, so that Traefik obtains and renews it once for every name
+// proxy.
+func renderAnchor(domain string) *traefik.Configuration {
+	return &traefik.Configuration{
+		HTTP: &traefik.HTTPConfiguration{
+			Routers: map[string]*traefik.Router{traefik.AnchorName: {
+				EntryPoints: []string{traefik.EntryPointWebSecure},
+				Rule:        hostRule(domain) + " && PathPrefix(`" + anchorPath + "`)",
+				Service:     traefik.ServiceNoop,
+				TLS: &traefik.RouterTLSConfig{
+					CertResolver: traefik.ResolverDNS,
+					Domains:      []traefik.Domain{{Main: domain, SANs: []string{"*." + domain}}},
+				},
+			}},
+		},
+	}
+}
+
 // parseRoute reads back a configuration the gateway wrote for workload id.
 // It accepts only what render produces: the route it finds is rendered again
 // and must give the same configuration, so a file edited by hand or written
@@ -156,11 +196,12 @@ func parseRoute(id string, cfg *traefik.Configuration, domain string) (route, er
 		return route{}, err
 	}
 	r := route{id: id}
+	legacy := false
 	switch {
 	case cfg.TCP != nil:
 		rt, ok := cfg.TCP.Routers[id]
 		svc, ok2 := cfg.TCP.Services[id]
-		if !ok || !ok2 || svc.LoadBalancer == nil {
+		if !ok || !ok2 || rt == nil || svc == nil || svc.LoadBalancer == nil {
 			return route{}, fmt.Errorf("no TCP router and service named %q", id)
 		}
 		fqdn, ok := unwrap(rt.Rule, "HostSNI(`", "`)")
@@ -179,7 +220,7 @@ func parseRoute(id string, cfg *traefik.Configuration, domain string) (route, er
 	case cfg.HTTP != nil:
 		rt, ok := cfg.HTTP.Routers[id]
 		svc, ok2 := cfg.HTTP.Services[id]
-		if !ok || !ok2 || svc.LoadBalancer == nil {
+		if !ok || !ok2 || rt == nil || svc == nil || svc.LoadBalancer == nil {
 			return route{}, fmt.Errorf("no HTTP router and service named %q", id)
 		}
 		fqdn, ok := unwrap(rt.Rule, "Host(`", "`)")
@@ -194,8 +235,9 @@ func parseRoute(id string, cfg *traefik.Configuration, domain string) (route, er
 			}
 			r.backends = append(r.backends, b)
 		}
-		if rt.TLS != nil && rt.TLS.CertResolver == traefik.ResolverDNS {
+		if rt.TLS != nil && (rt.TLS.CertResolver == "" || rt.TLS.CertResolver == traefik.ResolverDNS) {
 			r.kind = KindName
+			legacy = rt.TLS.CertResolver != ""
 		}
 	default:
 		return route{}, fmt.Errorf("no routers")
@@ -213,11 +255,12 @@ func parseRoute(id string, cfg *traefik.Configuration, domain string) (route, er
 	if len(r.backends) == 0 || len(r.backends) > MaxBackends {
 		return route{}, fmt.Errorf("%d backends", len(r.backends))
 	}
-	if r.kind == KindName && !r.passthrough {
+	want := r.render()
+	if legacy {
 		// The wildcard certificate names the domain the route was written for.
-		domain = strings.SplitN(r.fqdn, ".", 2)[1]
+		want = r.renderLegacy(strings.SplitN(r.fqdn, ".", 2)[1])
 	}
-	if !reflect.DeepEqual(r.render(domain), cfg) {
+	if !reflect.DeepEqual(want, cfg) {
 		return route{}, fmt.Errorf("configuration differs from what the gateway writes for this route")
 	}
 	return r, nil

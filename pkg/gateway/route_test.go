@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/threefoldtech/gateway/pkg/traefik"
@@ -33,23 +35,11 @@ func TestRenderGolden(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.golden, func(t *testing.T) {
-			got, err := traefik.Marshal(tt.route.render("gw.example"))
+			got, err := traefik.Marshal(tt.route.render())
 			if err != nil {
 				t.Fatal(err)
 			}
-			path := filepath.Join("testdata", tt.golden+".yaml")
-			if *update {
-				if err := os.WriteFile(path, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("reading golden file (run with -update to create it): %v", err)
-			}
-			if string(got) != string(want) {
-				t.Errorf("rendered YAML differs from %s:\n%s", path, got)
-			}
+			golden(t, tt.golden, got)
 			// What is written reads back as the same route.
 			cfg, err := traefik.Unmarshal(got)
 			if err != nil {
@@ -64,6 +54,67 @@ func TestRenderGolden(t *testing.T) {
 				t.Errorf("read back %+v, want %+v", back, tt.route)
 			}
 		})
+	}
+}
+
+// TestNameProxyCarriesNoResolver guards reload time: a certificate resolver
+// on every name proxy's router made Traefik's ACME provider scan every
+// certificate on every reload. A name proxy terminates TLS with an empty
+// tls section (without one, a router on websecure would not serve HTTPS),
+// and only the anchor carries the resolver and the wildcard.
+func TestNameProxyCarriesNoResolver(t *testing.T) {
+	r := route{id: "wl", fqdn: "app.gw.example", kind: KindName, backends: backends(t, false, "http://10.0.0.1")}
+	tls := r.render().HTTP.Routers["wl"].TLS
+	if tls == nil || tls.CertResolver != "" || len(tls.Domains) != 0 {
+		t.Fatalf("name proxy TLS = %+v, want present and empty", tls)
+	}
+	data, err := traefik.Marshal(r.render())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), "\n      tls: {}\n") {
+		t.Fatalf("name proxy renders without tls: {}:\n%s", data)
+	}
+
+	got, err := traefik.Marshal(renderAnchor("gw.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "anchor", got)
+	// No workload can take the anchor's name.
+	if err := ValidateWorkloadID(traefik.AnchorName); err == nil {
+		t.Fatalf("the anchor's name %q is a valid wlID", traefik.AnchorName)
+	}
+}
+
+// TestLegacyNameProxyReadBack guards the conversion from the layout of one
+// file per route: its name proxies, which carried the DNS-01 resolver and
+// the wildcard on their own router, read back as the same route, and
+// nothing else in that shape does.
+func TestLegacyNameProxyReadBack(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("testdata", "legacy-name-http.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := traefik.Unmarshal(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := route{id: "wl-1", fqdn: "app.gw.example", kind: KindName, backends: backends(t, false, "http://10.0.0.1:8080", "http://[2a02:1802::5]")}
+	// The gateway domain may have changed since: the file names its own.
+	for _, domain := range []string{"gw.example", "other.example", ""} {
+		back, err := parseRoute("wl-1", cfg, domain)
+		if err != nil {
+			t.Fatalf("domain %q: %v", domain, err)
+		}
+		if !reflect.DeepEqual(back, want) {
+			t.Fatalf("domain %q: read back %+v, want %+v", domain, back, want)
+		}
+	}
+	// The wildcard of another domain than the route's is not the gateway's.
+	cfg.HTTP.Routers["wl-1"].TLS.Domains[0] = traefik.Domain{Main: "evil.example", SANs: []string{"*.evil.example"}}
+	if r, err := parseRoute("wl-1", cfg, "gw.example"); err == nil {
+		t.Fatalf("accepted a wildcard of another domain: %+v", r)
 	}
 }
 
@@ -85,10 +136,13 @@ func TestParseRouteRefusesForeignFiles(t *testing.T) {
 		}},
 		{"no servers", "wl", func(c *traefik.Configuration) { c.HTTP.Services["wl"].LoadBalancer.Servers = nil }},
 		{"upper-case domain", "wl", func(c *traefik.Configuration) { c.HTTP.Routers["wl"].Rule = "Host(`APP.gw.example`)" }},
+		// "wl: null" in a file read back must not crash the start.
+		{"null router", "wl", func(c *traefik.Configuration) { c.HTTP.Routers["wl"] = nil }},
+		{"null service", "wl", func(c *traefik.Configuration) { c.HTTP.Services["wl"] = nil }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := good.render("gw.example")
+			cfg := good.render()
 			tt.mutate(cfg)
 			if r, err := parseRoute(tt.id, cfg, "gw.example"); err == nil {
 				t.Fatalf("accepted %+v", r)
@@ -101,5 +155,23 @@ func TestProxyShowsCanonicalBackends(t *testing.T) {
 	r := route{id: "wl", fqdn: "a.b.c", kind: KindFQDN, passthrough: true, backends: []Backend{{Addr: netip.MustParseAddrPort("[2a02::1]:443"), PortGiven: true}}}
 	if got := r.proxy().Backends[0]; got != "[2a02::1]:443" {
 		t.Fatalf("got %q", got)
+	}
+}
+
+// golden compares got with testdata/<name>.yaml, or rewrites it with -update.
+func golden(t testing.TB, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".yaml")
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("reading golden file (run with -update to create it): %v", err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("rendered YAML differs from %s:\n%s", path, got)
 	}
 }

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 	"gopkg.in/yaml.v3"
@@ -20,11 +22,14 @@ import (
 const FileExt = ".yaml"
 
 // Marshal renders a dynamic configuration as YAML.
-func Marshal(cfg *Configuration) ([]byte, error) {
+func Marshal(cfg *Configuration) ([]byte, error) { return marshalValue(cfg) }
+
+// marshalValue renders v as YAML, indented by two spaces.
+func marshalValue(v any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
-	if err := enc.Encode(cfg); err != nil {
+	if err := enc.Encode(v); err != nil {
 		return nil, fmt.Errorf("encoding configuration: %w", err)
 	}
 	if err := enc.Close(); err != nil {
@@ -56,6 +61,8 @@ func Unmarshal(data []byte) (*Configuration, error) {
 type Dir struct {
 	path    string
 	staging string
+	// syncer syncs the folder for writes that leave it to Sync.
+	syncer *atomicfile.Syncer
 }
 
 // OpenDir creates path and its staging folder, path's sibling
@@ -63,7 +70,7 @@ type Dir struct {
 // interrupted write left behind.
 func OpenDir(path string) (*Dir, error) {
 	path = filepath.Clean(path)
-	d := &Dir{path: path, staging: filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+"-staging")}
+	d := &Dir{path: path, staging: filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+"-staging"), syncer: atomicfile.NewSyncer(path)}
 	for _, dir := range []string{d.path, d.staging} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("creating %s: %w", dir, err)
@@ -110,6 +117,11 @@ func (d *Dir) Write(name string, data []byte) error {
 	return atomicfile.WriteStaged(d.staging, d.File(name), data, 0o644)
 }
 
+// Sync makes the changes made so far by writes that left the folder's sync
+// to it (writeNoSync, removeNoSync) survive a power cut. Concurrent callers
+// share syncs. An error wraps ErrNotDurable: the changes took place.
+func (d *Dir) Sync() error { return d.syncer.Sync() }
+
 // Remove deletes the file of name. A missing file is not an error. An error
 // that wraps ErrNotDurable means the file is gone.
 func (d *Dir) Remove(name string) error {
@@ -124,36 +136,124 @@ const maxFileBytes = 1 << 20
 
 // Read returns the content of the file of name. Only a regular file is read:
 // not a link (it is not followed), nor a pipe or a device, nor anything
-// larger than a megabyte.
+// larger than maxFileBytes.
 func (d *Dir) Read(name string) ([]byte, error) {
+	data, _, err := d.readStamped(name)
+	return data, err
+}
+
+// readStamped is Read, with the stamp of the file it read, taken before
+// reading: a change made while it reads gives the file another stamp.
+func (d *Dir) readStamped(name string) ([]byte, Stamp, error) {
 	if err := checkName(name); err != nil {
-		return nil, err
+		return nil, Stamp{}, err
 	}
 	path := d.File(name)
 	// O_NONBLOCK: opening a pipe planted there must not hang the caller.
 	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
 	if err != nil {
 		if errors.Is(err, unix.ELOOP) {
-			return nil, fmt.Errorf("reading %s: a symbolic link", path)
+			return nil, Stamp{}, fmt.Errorf("reading %s: a symbolic link", path)
 		}
-		return nil, fmt.Errorf("reading %s: %w", path, err)
+		return nil, Stamp{}, fmt.Errorf("reading %s: %w", path, err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
+		return nil, Stamp{}, fmt.Errorf("reading %s: %w", path, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("reading %s: not a regular file (%s)", path, fi.Mode().Type())
+		return nil, Stamp{}, fmt.Errorf("reading %s: not a regular file (%s)", path, fi.Mode().Type())
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxFileBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
+		return nil, Stamp{}, fmt.Errorf("reading %s: %w", path, err)
 	}
 	if len(data) > maxFileBytes {
-		return nil, fmt.Errorf("reading %s: larger than %d bytes", path, maxFileBytes)
+		return nil, Stamp{}, fmt.Errorf("reading %s: larger than %d bytes", path, maxFileBytes)
 	}
-	return data, nil
+	return data, stampOf(fi), nil
+}
+
+// writeStamped is Write, with the stamp of the file it wrote. A file put in
+// its place between the rename and the look at it would be taken for the
+// one written; no writer but the gateway's own is expected in that window.
+func (d *Dir) writeStamped(name string, data []byte) (Stamp, error) {
+	return d.stamped(name, d.Write(name, data))
+}
+
+// writeStampedNoSync is writeStamped without the sync of the folder, which
+// is left to Sync. Any error means nothing changed.
+func (d *Dir) writeStampedNoSync(name string, data []byte) (Stamp, error) {
+	if err := checkName(name); err != nil {
+		return Stamp{}, err
+	}
+	if err := atomicfile.WriteStagedNoSync(d.staging, d.File(name), data, 0o644); err != nil {
+		return Stamp{}, err
+	}
+	d.syncer.Changed()
+	return d.stamped(name, nil)
+}
+
+// removeNoSync is Remove without the sync of the folder, which is left to
+// Sync. Any error means nothing changed.
+func (d *Dir) removeNoSync(name string) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	if err := atomicfile.RemoveNoSync(d.File(name)); err != nil {
+		return err
+	}
+	d.syncer.Changed()
+	return nil
+}
+
+// stamped returns the stamp of the file of name after a write of it that
+// returned err.
+func (d *Dir) stamped(name string, err error) (Stamp, error) {
+	if err != nil && !errors.Is(err, ErrNotDurable) {
+		return Stamp{}, err
+	}
+	st, _, serr := d.stat(name)
+	if serr != nil {
+		// Unknown: the next look reads the file again.
+		st = Stamp{}
+	}
+	return st, err
+}
+
+// stat returns the stamp of the entry of name, without following a link,
+// and whether there is one.
+func (d *Dir) stat(name string) (Stamp, bool, error) {
+	fi, err := os.Lstat(d.File(name))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return Stamp{}, false, nil
+	case err != nil:
+		return Stamp{}, false, fmt.Errorf("looking at %s: %w", d.File(name), err)
+	}
+	return stampOf(fi), true, nil
+}
+
+// Stamp tells one version of a file from another without reading it: its
+// inode, size, modification and change times. Replacing the file (a rename
+// over it) changes the inode; writing it in place changes the size or the
+// times, and the change time cannot be set back. The zero Stamp is no file.
+type Stamp struct {
+	dev, ino     uint64
+	size         int64
+	mtime, ctime int64
+	mode         fs.FileMode
+}
+
+// stampOf returns the stamp of fi, from Lstat or Stat.
+func stampOf(fi fs.FileInfo) Stamp {
+	st := Stamp{size: fi.Size(), mtime: fi.ModTime().UnixNano(), mode: fi.Mode()}
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		st.dev, st.ino = uint64(sys.Dev), sys.Ino
+		st.ctime = sys.Ctim.Nano()
+	}
+	return st
 }
 
 // checkName guards the folder: a name is one path element that is not hidden.

@@ -11,11 +11,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"testing"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/threefoldtech/gateway/pkg/traefik"
 	"github.com/threefoldtech/gateway/test/harness"
@@ -62,7 +59,7 @@ func TestPassthroughChallenge(t *testing.T) {
 	if got := gw.SetNamedProxy(t, wlID, prefix, []string{backend.Addr}, true); got != name {
 		t.Fatalf("SetNamedProxy returned %q, want %q", got, name)
 	}
-	checkChallengeRouter(t, gw.RouteFile(wlID), name)
+	checkChallengeRouter(t, gw, wlID, name)
 
 	// Live once the TLS handshake reaches the backend itself.
 	harness.WaitFor(t, routeTimeout, "the passthrough route", func() error {
@@ -100,21 +97,15 @@ func TestPassthroughChallenge(t *testing.T) {
 	}
 }
 
-// checkChallengeRouter reads the route file back and checks its HTTP router:
-// the challenge path of name, on the web entry point only, to port 80 of the
-// backend's address.
-func checkChallengeRouter(t testing.TB, path, name string) {
+// checkChallengeRouter reads the route of wlID back from its group file and
+// checks its HTTP router: the challenge path of name, on the web entry point
+// only, to port 80 of the backend's address.
+func checkChallengeRouter(t testing.TB, gw *harness.Gateway, wlID, name string) {
 	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cfg traefik.Configuration
-	if err := yaml.Unmarshal(data, &cfg); err != nil {
-		t.Fatalf("reading %s: %v", path, err)
-	}
-	if cfg.HTTP == nil || len(cfg.HTTP.Routers) != 1 || len(cfg.HTTP.Services) != 1 {
-		t.Fatalf("%s: want one HTTP router and service for the challenge, got:\n%s", path, data)
+	path := gw.RouteFile(wlID)
+	cfg := gw.RouteConfig(t, wlID)
+	if cfg == nil || cfg.HTTP == nil || len(cfg.HTTP.Routers) != 1 || len(cfg.HTTP.Services) != 1 {
+		t.Fatalf("%s: want one HTTP router and service for the challenge of %s, got %+v", path, wlID, cfg)
 	}
 	for id, r := range cfg.HTTP.Routers {
 		wantRule := fmt.Sprintf("Host(`%s`) && PathPrefix(`/.well-known/acme-challenge/`)", name)

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -160,8 +159,8 @@ func testFQDNRefused(t *testing.T, e *env) {
 				if !strings.Contains(err.Error(), tc.fqdn) {
 					t.Errorf("error %q does not name the fqdn %q", err, tc.fqdn)
 				}
-				if _, err := os.Stat(e.gw.RouteFile(wlID)); !errors.Is(err, os.ErrNotExist) {
-					t.Errorf("route file of refused %s: stat error %v, want not exist", wlID, err)
+				if cfg := e.gw.RouteConfig(t, wlID); cfg != nil {
+					t.Errorf("route of refused %s published in %s", wlID, e.gw.RouteFile(wlID))
 				}
 				if p, ok := e.findRoute(t, wlID); ok {
 					t.Errorf("List has the refused route %+v", p)
@@ -304,8 +303,8 @@ func testBalancing(t *testing.T, e *env) {
 			if p, ok := e.findRoute(t, tc.wlID); ok {
 				t.Errorf("List still has the deleted route %+v", p)
 			}
-			if _, err := os.Stat(e.gw.RouteFile(tc.wlID)); !errors.Is(err, os.ErrNotExist) {
-				t.Errorf("route file of deleted %s: stat error %v, want not exist", tc.wlID, err)
+			if cfg := e.gw.RouteConfig(t, tc.wlID); cfg != nil {
+				t.Errorf("route of deleted %s published in %s", tc.wlID, e.gw.RouteFile(tc.wlID))
 			}
 		})
 	}

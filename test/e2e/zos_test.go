@@ -5,7 +5,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -200,8 +199,8 @@ func testZosObject(t *testing.T, e *env) {
 	if p, ok := e.findRoute(t, wlID); ok {
 		t.Errorf("List still has the deleted route %+v", p)
 	}
-	if _, err := os.Stat(e.gw.RouteFile(wlID)); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("route file of deleted %s: stat error %v, want not exist", wlID, err)
+	if cfg := e.gw.RouteConfig(t, wlID); cfg != nil {
+		t.Errorf("route of deleted %s published in %s", wlID, e.gw.RouteFile(wlID))
 	}
 }
 
@@ -550,8 +549,8 @@ func TestZosIPv6(t *testing.T) {
 		if !strings.Contains(err.Error(), fqdn) || !strings.Contains(err.Error(), foreignIPv6) {
 			t.Errorf("error %q does not name the fqdn %q and its record %s", err, fqdn, foreignIPv6)
 		}
-		if _, err := os.Stat(e.gw.RouteFile(wlID)); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("route file of refused %s: stat error %v, want not exist", wlID, err)
+		if cfg := e.gw.RouteConfig(t, wlID); cfg != nil {
+			t.Errorf("route of refused %s published in %s", wlID, e.gw.RouteFile(wlID))
 		}
 		if p, ok := e.findRoute(t, wlID); ok {
 			t.Errorf("List has the refused route %+v", p)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/threefoldtech/gateway/pkg/gateway"
 	"github.com/threefoldtech/gateway/pkg/gateway/stubs"
+	"github.com/threefoldtech/gateway/pkg/traefik"
 )
 
 // GatewayOptions are the choices of a test for StartGateway. Zero fields get
@@ -439,9 +440,29 @@ func (g *Gateway) Metrics() (gateway.GatewayMetrics, error) {
 	return m, err
 }
 
-// RouteFile is the dynamic-configuration file of wlID.
+// RouteFile is the dynamic-configuration file that holds the route of
+// wlID: its group file, shared with other routes.
 func (g *Gateway) RouteFile(wlID string) string {
-	return filepath.Join(g.Root, "proxy", wlID+".yaml")
+	return filepath.Join(g.Root, traefik.RoutesDirName, traefik.GroupName(wlID)+traefik.FileExt)
+}
+
+// RouteConfig returns the configuration of the route of wlID as its group
+// file holds it (the elements named wlID), nil when it holds none.
+func (g *Gateway) RouteConfig(t testing.TB, wlID string) *traefik.Configuration {
+	t.Helper()
+	path := g.RouteFile(wlID)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := traefik.Unmarshal(data)
+	if err != nil {
+		t.Fatalf("reading %s: %v", path, err)
+	}
+	return traefik.Split(cfg)[wlID]
 }
 
 // logExcerpt returns the lines of Traefik's log above debug level (at most

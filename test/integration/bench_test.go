@@ -5,6 +5,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 
 	"github.com/threefoldtech/zbus"
@@ -53,6 +54,25 @@ func BenchmarkZbus(b *testing.B) {
 			backend := fmt.Sprintf("http://10.0.0.1:%d", 1+i%60000)
 			if _, err := n.stub.SetNamedProxy(c, name, name, []string{backend}, false); err != nil {
 				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkZbusConcurrentSets times new routes set by 8 callers at once
+// through zbus, 4 workers serving.
+func BenchmarkZbusConcurrentSets(b *testing.B) {
+	n := startNode(b, defaults())
+	c := context.Background()
+	var next atomic.Int64
+	b.SetParallelism(4)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := next.Add(1)
+			name := fmt.Sprintf("c%d", i)
+			if _, err := n.stub.SetNamedProxy(c, name, name, []string{"http://10.0.0.1"}, false); err != nil {
+				b.Error(err)
+				return
 			}
 		}
 	})

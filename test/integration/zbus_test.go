@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/netip"
 	"os"
@@ -144,6 +145,28 @@ func (n *node) stop() {
 	<-n.done
 }
 
+// published returns the routes in the group files under root.
+func published(t testing.TB, root string) map[string]*traefik.Configuration {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(root, traefik.RoutesDirName, "routes~*"+traefik.FileExt))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]*traefik.Configuration{}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := traefik.Unmarshal(data)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		maps.Copy(out, traefik.Split(cfg))
+	}
+	return out
+}
+
 func ctx(t testing.TB) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
@@ -178,8 +201,8 @@ func TestEveryMethodOverZbus(t *testing.T) {
 		t.Fatalf("List =\n%+v\nwant\n%+v", list, want)
 	}
 	for _, id := range []string{"wl-1", "wl-2", "wl-3"} {
-		if _, err := os.Stat(filepath.Join(n.root, "proxy", id+".yaml")); err != nil {
-			t.Fatalf("route file of %s: %v", id, err)
+		if published(t, n.root)[id] == nil {
+			t.Fatalf("route of %s not in its group file %s", id, traefik.GroupName(id))
 		}
 	}
 	if err := n.stub.DeleteNamedProxy(c, "wl-1"); err != nil {
@@ -191,8 +214,8 @@ func TestEveryMethodOverZbus(t *testing.T) {
 	if list, _ := n.stub.List(c); len(list) != 2 {
 		t.Fatalf("List after delete: %+v", list)
 	}
-	if _, err := os.Stat(filepath.Join(n.root, "proxy", "wl-1.yaml")); !os.IsNotExist(err) {
-		t.Fatalf("route file still there: %v", err)
+	if published(t, n.root)["wl-1"] != nil {
+		t.Fatal("route still in its group file")
 	}
 }
 
@@ -302,9 +325,8 @@ func TestConcurrentSetsOverZbus(t *testing.T) {
 	if won != 1 {
 		t.Fatalf("%d of %d calls won the domain, want exactly 1", won, calls)
 	}
-	files, _ := filepath.Glob(filepath.Join(n.root, "proxy", "*.yaml"))
-	if len(files) != 1 {
-		t.Fatalf("%d route files, want 1", len(files))
+	if routes := published(t, n.root); len(routes) != 1 {
+		t.Fatalf("%d routes published, want 1", len(routes))
 	}
 }
 
