@@ -14,6 +14,9 @@ import (
 	"time"
 )
 
+// goTestTimeout bounds one `go test` run, compilation included.
+const goTestTimeout = 10 * time.Minute
+
 // acmeTestArgs runs the ACME end-to-end tests that time certificates: the
 // gateway, Traefik and Pebble, as in CI.
 var acmeTestArgs = []string{"test", "-tags", "e2e", "-count=1", "-v", "-run",
@@ -69,7 +72,7 @@ func benchACME(ctx context.Context, repo string, runs int, logf func(string, ...
 // runGo runs go with args in repo, in a process group of its own that is
 // killed as a whole if ctx ends, and returns its output.
 func runGo(ctx context.Context, repo string, args []string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, goBenchTimeout)
+	ctx, cancel := context.WithTimeout(ctx, goTestTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = repo
@@ -101,4 +104,10 @@ func (r acmeResult) Markdown() string {
 			s[0].Round(time.Millisecond), s[len(s)/2].Round(time.Millisecond), s[len(s)-1].Round(time.Millisecond))
 	}
 	return b.String()
+}
+
+// tailLines returns the last n lines of b.
+func tailLines(b []byte, n int) string {
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }

@@ -1,14 +1,17 @@
 // Command bench measures the gateway in one run on one machine and writes
-// the report docs/BENCHMARKS.md (`make bench`): time to route through zbus
-// and Traefik with 0 to 10,000 routes present, against the same file written
-// by hand (the floor) and against Traefik's default throttle (what the zos
-// gateway runs with); Traefik's reload cost; the cost of a zbus call; the
-// embedded DNS server against dnsmasq; the throughput cost of the kernel's
-// byte counters (metering); and memory.
+// the report docs/BENCHMARKS.md (`make bench`): time to route and Traefik's
+// CPU per change with 0 to 10,000 routes present, through zbus and the
+// gateway's Traefik against two floors written by hand, each on a Traefik of
+// its own (one file per route, the layout the gateway wrote before; all
+// routes in one file, the file provider's own limit); the gateway's start,
+// List and Metrics with those routes; a boot storm of identical calls;
+// bursts of new routes; a Set call against its floor on zbus; the embedded
+// DNS server against dnsmasq; certificates; the throughput cost of the
+// kernel's byte counters (metering); and memory.
 //
-// It starts its own redis-server, gateway, Traefik (through the gateway) and
-// backend on loopback, in a temporary folder, and stops every one of them by
-// PID when it ends, interrupted or not.
+// It starts its own redis-server, gateway, Traefiks and backends on
+// loopback, in a temporary folder, and stops every one of them by PID when
+// it ends, interrupted or not.
 package main
 
 import (
@@ -28,17 +31,21 @@ import (
 
 // options are the command line.
 type options struct {
-	out         string
-	samples     int
-	diagSamples int
-	sizes       []int
-	quick       bool
-	skipZos     bool
-	skipDNS     bool
-	skipACME    bool
-	acmeRuns    int
-	skipZbus    bool
-	// skipMetering leaves out the metering cost.
+	out          string
+	samples      int
+	diagSamples  int
+	startSamples int
+	apiCalls     int
+	zbusRounds   int
+	stormCalls   int
+	burstRoutes  int
+	burstRounds  int
+	burstSizes   []int
+	sizes        []int
+	quick        bool
+	skipDNS      bool
+	skipACME     bool
+	acmeRuns     int
 	skipMetering bool
 	dnsDuration  time.Duration
 	gateway      string
@@ -46,26 +53,36 @@ type options struct {
 	verbose      bool
 	seed         uint64
 	throttle     time.Duration
-	zosThrottle  time.Duration
 	timeout      time.Duration
 }
 
+// Run-time targets of the bench itself.
+const (
+	fullRunTarget  = 30 * time.Minute
+	quickRunTarget = 3 * time.Minute
+)
+
 func parseFlags(args []string) (options, error) {
-	o := options{throttle: 100 * time.Millisecond, zosThrottle: 2 * time.Second}
+	o := options{throttle: 100 * time.Millisecond}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.StringVar(&o.out, "out", "", "write the Markdown report to this file (default: print it on stdout only)")
-	fs.IntVar(&o.samples, "samples", 50, "time-to-route samples per variant and size")
-	fs.IntVar(&o.diagSamples, "diag-samples", -1, "samples of each diagnostic variant (writer, writer-outside, floor-defcert) per size (default: half of -samples, at most 10; 0: none)")
-	fs.DurationVar(&o.timeout, "timeout", 3*time.Hour, "stop everything and fail after this long")
+	fs.IntVar(&o.samples, "samples", 15, "time-to-route samples per variant (ours, per-file floor, one-file floor) and size")
+	fs.IntVar(&o.diagSamples, "diag-samples", 5, "samples of the per-file floor with a default certificate, at 0 routes (0: none)")
+	fs.IntVar(&o.startSamples, "start-samples", 5, "restarts of the gateway per size, timed to its first zbus answer")
+	fs.IntVar(&o.apiCalls, "api-calls", 9, "List and Metrics calls timed per size")
+	fs.IntVar(&o.zbusRounds, "zbus-rounds", 400, "rounds of a no-op call, a synced-write call and a Set call per size (0: none)")
+	fs.IntVar(&o.stormCalls, "storm-calls", 10000, "identical Set calls of the boot storm, at the largest size (0: none)")
+	fs.IntVar(&o.burstRoutes, "burst-routes", 500, "new routes per burst (0: no bursts)")
+	fs.IntVar(&o.burstRounds, "burst-rounds", 2, "bursts of each kind (ours, per-file floor)")
+	burstSizes := fs.String("burst-sizes", "0", "numbers of routes present at which bursts are measured, comma separated, among -sizes")
+	fs.DurationVar(&o.timeout, "timeout", 90*time.Minute, "stop everything and fail after this long")
 	sizes := fs.String("sizes", "0,1000,10000", "numbers of routes present, comma separated")
-	fs.BoolVar(&o.quick, "quick", false, "smoke run: sizes 0,1000, 20 samples, short DNS run, fewer and shorter metering samples (explicit -sizes and -samples win)")
-	fs.BoolVar(&o.skipZos, "skip-zos", false, "do not measure the gateway at zos's default throttle (2s)")
+	fs.BoolVar(&o.quick, "quick", false, "smoke run: sizes 0,1000, 5 samples, fewer of everything, short DNS, one ACME run (explicit flags win)")
 	fs.BoolVar(&o.skipDNS, "skip-dns", false, "do not measure the DNS server")
 	fs.BoolVar(&o.skipACME, "skip-acme", false, "do not time certificates (the ACME end-to-end tests, with Pebble)")
 	fs.IntVar(&o.acmeRuns, "acme-runs", 3, "runs of the ACME end-to-end tests to time certificates")
-	fs.BoolVar(&o.skipZbus, "skip-zbus", false, "do not run the zbus and writer go benchmarks")
 	fs.BoolVar(&o.skipMetering, "skip-metering", false, "do not measure the throughput cost of metering")
-	fs.DurationVar(&o.dnsDuration, "dns-duration", 15*time.Second, "how long dnsperf measures each DNS server")
+	fs.DurationVar(&o.dnsDuration, "dns-duration", 10*time.Second, "how long dnsperf measures each DNS server")
 	fs.StringVar(&o.gateway, "gateway", "", "gateway binary to measure (default: built from this tree into the work folder)")
 	fs.BoolVar(&o.verbose, "v", false, "log every sample")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work folder (logs, route files) after the run")
@@ -79,35 +96,63 @@ func parseFlags(args []string) (options, error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if o.quick {
-		if !set["sizes"] {
-			*sizes = "0,1000"
+		quick := map[string]func(){
+			"sizes":         func() { *sizes = "0,1000" },
+			"samples":       func() { o.samples = 5 },
+			"diag-samples":  func() { o.diagSamples = 3 },
+			"start-samples": func() { o.startSamples = 3 },
+			"api-calls":     func() { o.apiCalls = 5 },
+			"zbus-rounds":   func() { o.zbusRounds = 150 },
+			"burst-rounds":  func() { o.burstRounds = 1 },
+			"acme-runs":     func() { o.acmeRuns = 1 },
+			"dns-duration":  func() { o.dnsDuration = 3 * time.Second },
 		}
-		if !set["samples"] {
-			o.samples = 20
-		}
-		if !set["dns-duration"] {
-			o.dnsDuration = 3 * time.Second
+		for name, apply := range quick {
+			if !set[name] {
+				apply()
+			}
 		}
 	}
-	for _, f := range strings.Split(*sizes, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 0 || n > 99999 {
-			return o, fmt.Errorf("-sizes %q: %q is not a number of routes from 0 to 99999", *sizes, f)
-		}
-		o.sizes = append(o.sizes, n)
+	var err error
+	if o.sizes, err = parseSizes("-sizes", *sizes); err != nil {
+		return o, err
 	}
-	o.sizes = sortedSizes(o.sizes)
+	if o.burstSizes, err = parseSizes("-burst-sizes", *burstSizes); err != nil {
+		return o, err
+	}
 	if o.samples < 1 {
 		return o, fmt.Errorf("-samples %d: need at least 1", o.samples)
 	}
-	if o.diagSamples < 0 {
-		o.diagSamples = min(10, max(1, o.samples/2))
+	for name, v := range map[string]int{"diag-samples": o.diagSamples, "start-samples": o.startSamples, "api-calls": o.apiCalls,
+		"zbus-rounds": o.zbusRounds, "storm-calls": o.stormCalls, "burst-routes": o.burstRoutes, "burst-rounds": o.burstRounds} {
+		if v < 0 || v > 100000 {
+			return o, fmt.Errorf("-%s %d: from 0 to 100000", name, v)
+		}
+	}
+	if o.burstRoutes > 999 {
+		return o, fmt.Errorf("-burst-routes %d: at most 999", o.burstRoutes)
 	}
 	o.seed = *seed
 	if o.seed == 0 {
 		o.seed = uint64(time.Now().UnixNano())
 	}
 	return o, nil
+}
+
+// parseSizes reads a comma separated list of numbers of routes.
+func parseSizes(flagName, list string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(list, ",") {
+		if strings.TrimSpace(f) == "" {
+			continue
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 0 || n > 99999 {
+			return nil, fmt.Errorf("%s %q: %q is not a number of routes from 0 to 99999", flagName, list, f)
+		}
+		out = append(out, n)
+	}
+	return sortedSizes(out), nil
 }
 
 func main() { os.Exit(mainCode()) }
@@ -173,20 +218,9 @@ func run(ctx context.Context, o options, start time.Time, logf func(string, ...a
 		seed:     o.seed,
 	}
 	rep.command = strings.TrimSpace(rep.command)
-	logf("sizes %v, %d samples per variant (diagnostics %d), seed %d, work folder %s", o.sizes, o.samples, o.diagSamples, o.seed, work)
+	logf("sizes %v, %d samples per variant, seed %d, work folder %s", o.sizes, o.samples, o.seed, work)
 
 	// The subprocess and DNS benchmarks first, on a quiet machine.
-	if o.skipZbus {
-		rep.zbusErr = errors.New("skipped (-skip-zbus)")
-	} else {
-		rep.zbus, rep.zbusErr = benchZbus(ctx, repo, logf)
-	}
-	if rep.zbusErr != nil && !o.skipZbus {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		logf("zbus benchmark failed: %v", rep.zbusErr)
-	}
 	if o.skipDNS {
 		rep.dnsSkipped = true
 	} else {
@@ -204,6 +238,9 @@ func run(ctx context.Context, o options, start time.Time, logf func(string, ...a
 		rep.acmeSkipped = true
 	} else {
 		rep.acme, rep.acmeErr = benchACME(ctx, repo, o.acmeRuns, logf)
+		// The tests' Traefiks that outlived them are the bench's now: stop
+		// them before they sit through the rest of the run.
+		reapOrphans(logf)
 		if rep.acmeErr != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -228,6 +265,7 @@ func run(ctx context.Context, o options, start time.Time, logf func(string, ...a
 			mo.rounds, mo.size, mo.limit = meterRoundsQuick, meterSizeQuick, meterLimitQuick
 		}
 		rep.metering, rep.meteringErr = benchMetering(ctx, t, work, mo, logf)
+		reapOrphans(logf)
 		if rep.meteringErr != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -250,9 +288,9 @@ func run(ctx context.Context, o options, start time.Time, logf func(string, ...a
 	self0, err2 := selfCPU()
 	routesStart := time.Now()
 	rep.routes, err = benchRoutes(ctx, s, routeOptions{
-		sizes: o.sizes, samples: o.samples, diagSamples: o.diagSamples,
-		throttle: o.throttle, zosThrottle: o.zosThrottle, skipZos: o.skipZos, seed: o.seed,
-		defCert: defCert, verbose: o.verbose,
+		sizes: o.sizes, samples: o.samples, diagSamples: o.diagSamples, startSamples: o.startSamples, apiCalls: o.apiCalls,
+		zbusRounds: o.zbusRounds, stormCalls: o.stormCalls, burstRoutes: o.burstRoutes, burstRounds: o.burstRounds,
+		burstSizes: o.burstSizes, throttle: o.throttle, seed: o.seed, defCert: defCert, verbose: o.verbose,
 	}, logf)
 	// Stopped and reaped, the children's CPU time counts in selfCPU.
 	s.close()

@@ -14,13 +14,10 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
-
-	"github.com/threefoldtech/gateway/pkg/traefik"
 )
 
-// defCertName is the dynamic file, in the watched folder, that gives Traefik
-// its default certificate during the floor-defcert phase. The gateway skips
-// it (with an error in its log) when it loads its index: it is not a route.
+// defCertName is the dynamic file, in the per-file floor's folder, that
+// gives its Traefik a default certificate for the diagnostic samples.
 const defCertName = "bench-default-certificate"
 
 // defaultCert is a self-signed certificate for Traefik's default TLS store.
@@ -77,28 +74,16 @@ type certFiles struct {
 	KeyFile  string `yaml:"keyFile"`
 }
 
-// install writes the dynamic file that makes c Traefik's default
-// certificate. It is written while no Traefik runs.
-func (c defaultCert) install(proxyDir string) error {
+// render returns the dynamic file that makes c Traefik's default
+// certificate.
+func (c defaultCert) render() ([]byte, error) {
 	var f tlsFile
 	f.TLS.Stores = map[string]tlsStore{"default": {DefaultCertificate: certFiles{CertFile: c.certFile, KeyFile: c.keyFile}}}
 	data, err := yaml.Marshal(&f)
 	if err != nil {
-		return fmt.Errorf("rendering the default certificate file: %w", err)
+		return nil, fmt.Errorf("rendering the default certificate file: %w", err)
 	}
-	path := filepath.Join(proxyDir, defCertName+traefik.FileExt)
-	if err := writeFileAtomic(path, data); err != nil {
-		return fmt.Errorf("installing the default certificate: %w", err)
-	}
-	return nil
-}
-
-// uninstall removes the file install wrote.
-func (c defaultCert) uninstall(proxyDir string) error {
-	if err := os.Remove(filepath.Join(proxyDir, defCertName+traefik.FileExt)); err != nil && !os.IsNotExist(err) {
-		return fmt.Errorf("removing the default certificate file: %w", err)
-	}
-	return nil
+	return data, nil
 }
 
 // measureKeygen times n RSA-2048 key generations in this process: what

@@ -18,11 +18,30 @@ import (
 
 // Targets the report checks.
 const (
-	// targetFloorRatio is the most ours may take relative to the floor.
-	targetFloorRatio = 1.2
-	// targetZbusRatio is the most SetNamedProxy may cost relative to a
-	// no-op call through zbus.
-	targetZbusRatio = 2.0
+	// scaleSize is the number of routes present from which the scale
+	// targets apply (issue 12); below it, "no worse than today".
+	scaleSize = 10000
+	// targetPerFileRatio is the most ours' time to route may take relative
+	// to the per-file floor's at scaleSize and above.
+	targetPerFileRatio = 0.33
+	// targetOneFileRatio is the most ours' time to route may take relative
+	// to the one-file floor's at scaleSize and above.
+	targetOneFileRatio = 1.5
+	// targetCPURatio is the most Traefik CPU per change ours may cost
+	// relative to the per-file floor's at scaleSize and above.
+	targetCPURatio = 0.3
+	// targetTodayRatio is "no worse than today" below scaleSize: today's
+	// gateway wrote one file per route and was within this of the per-file
+	// floor, in time to route and in Traefik CPU.
+	targetTodayRatio = 1.2
+	// targetStart is the longest the gateway may take from its start to
+	// answering on zbus, with the routes on disk.
+	targetStart = time.Second
+	// targetAPI is the longest List and Metrics may take, p50.
+	targetAPI = 100 * time.Millisecond
+	// targetZbusRatio is the most a Set call may cost relative to its
+	// floor, a no-op call plus one synced small write.
+	targetZbusRatio = 1.2
 	// targetMeterRatio is the least throughput with metering may keep of
 	// the throughput without it.
 	targetMeterRatio = 0.95
@@ -47,9 +66,6 @@ type report struct {
 	cpuBusy, cpuOthers float64
 	// keygen are the times of RSA-2048 key generations.
 	keygen []time.Duration
-
-	zbus    zbusResult
-	zbusErr error
 
 	dns        DNSBenchResult
 	dnsErr     error
@@ -189,6 +205,42 @@ func routeSummary(ss []sample, f func(sample) time.Duration) summary {
 	return summarize(ds)
 }
 
+func minMax(ds []time.Duration) (lo, hi time.Duration) {
+	if len(ds) == 0 {
+		return 0, 0
+	}
+	return slices.Min(ds), slices.Max(ds)
+}
+
+// p50Range is "p50 (min–max)" of ds, or "–" for none.
+func p50Range(ds []time.Duration) string {
+	if len(ds) == 0 {
+		return "–"
+	}
+	lo, hi := minMax(ds)
+	if len(ds) == 1 {
+		return ms(ds[0])
+	}
+	return fmt.Sprintf("%s (%s)", ms(summarize(ds).p50), fmtRange(lo, hi))
+}
+
+// fmtRange writes lo–hi in one unit: seconds when hi is 10 s or more, as ms
+// does, milliseconds otherwise.
+func fmtRange(lo, hi time.Duration) string {
+	if hi >= 10*time.Second {
+		return fmt.Sprintf("%.1f–%.1f s", lo.Seconds(), hi.Seconds())
+	}
+	return strings.TrimSuffix(ms(lo), " ms") + "–" + ms(hi)
+}
+
+func durations(ss []sample, f func(sample) time.Duration) []time.Duration {
+	ds := make([]time.Duration, len(ss))
+	for i, s := range ss {
+		ds[i] = f(s)
+	}
+	return ds
+}
+
 func routeOf(s sample) time.Duration { return s.route }
 func callOf(s sample) time.Duration  { return s.call }
 func delOf(s sample) time.Duration   { return s.del }
@@ -230,41 +282,109 @@ func mib(b uint64) string {
 	return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20))
 }
 
-func µs(ns float64) string { return fmt.Sprintf("%.0f µs", ns/1e3) }
+func µs(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d)/1e3) }
 
 // stat summarises one variant's samples at one size.
 func (sr sizeResult) stat(v variant, f func(sample) time.Duration) summary {
 	return routeSummary(sr.samples[v], f)
 }
 
-// printTable writes the results as plain text tables.
+// verdict says whether a target is met, plainly.
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "**not met**"
+}
+
+// yesNo is verdict for a table cell.
+func yesNo(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "**no**"
+}
+
+// routeTargets are the time-to-route targets at the size of sr: the
+// largest ratio ours may have to the per-file floor, and to the one-file
+// floor (NaN: no target).
+func routeTargets(size int) (perFileMax, oneFileMax float64) {
+	if size >= scaleSize {
+		return targetPerFileRatio, targetOneFileRatio
+	}
+	return targetTodayRatio, math.NaN()
+}
+
+func cpuTarget(size int) float64 {
+	if size >= scaleSize {
+		return targetCPURatio
+	}
+	return targetTodayRatio
+}
+
+// within tells whether r is at most most; a NaN target always holds.
+func within(r, most float64) bool {
+	return math.IsNaN(most) || r <= most
+}
+
+// routeRatios are ours' p50 over each floor's p50, of f.
+func (sr sizeResult) ratios(f func(sample) time.Duration) (perFileR, oneFileR float64) {
+	o := sr.stat(ours, f).p50
+	return ratio(o, sr.stat(perFile, f).p50), ratio(o, sr.stat(oneFile, f).p50)
+}
+
+// routeMet tells whether time to route meets its targets at sr's size.
+func (sr sizeResult) routeMet() bool {
+	pf, of := sr.ratios(routeOf)
+	pMax, oMax := routeTargets(sr.size)
+	return within(pf, pMax) && within(of, oMax)
+}
+
+func (sr sizeResult) cpuMet() bool {
+	pf, _ := sr.ratios(cpuOf)
+	return within(pf, cpuTarget(sr.size))
+}
+
+func (sr sizeResult) zbusRatio() float64 {
+	if sr.zbus == nil {
+		return math.NaN()
+	}
+	return ratio(summarize(sr.zbus.set).p50, summarize(sr.zbus.floor).p50)
+}
+
+// printTable writes the main results as plain text tables.
 func (r *report) printTable(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "routes\tvariant\tn\tp50\tp99\tmean\tcall p50\tdelete p50\t")
+	fmt.Fprintln(tw, "routes\tvariant\tn\tp50\tmin\tmax\tcall p50\tdelete p50\ttraefik cpu p50\t")
 	for _, sr := range r.routes {
 		for _, v := range variants {
 			if len(sr.samples[v]) == 0 {
 				continue
 			}
-			rs, cs, ds := sr.stat(v, routeOf), sr.stat(v, callOf), sr.stat(v, delOf)
-			fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t\n", sr.size, v, rs.n, ms(rs.p50), ms(rs.p99), ms(rs.mean), ms(cs.p50), ms(ds.p50))
+			rs := durations(sr.samples[v], routeOf)
+			lo, hi := minMax(rs)
+			fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", sr.size, v, len(rs), ms(summarize(rs).p50), ms(lo), ms(hi),
+				ms(sr.stat(v, callOf).p50), ms(sr.stat(v, delOf).p50), ms(sr.stat(v, cpuOf).p50))
 		}
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "routes\tours/floor p50\tp99\tzos/ours p50\tp99\t")
+	fmt.Fprintln(tw, "routes\tours/per-file\tours/one-file\tcpu ours/per-file\tstart p50\tList p50\tMetrics p50\tSet/floor\t")
 	for _, sr := range r.routes {
-		o, f, z := sr.stat(ours, routeOf), sr.stat(floor, routeOf), sr.stat(zos, routeOf)
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t\n", sr.size, fmtRatio(ratio(o.p50, f.p50)), fmtRatio(ratio(o.p99, f.p99)),
-			fmtRatio(ratio(z.p50, o.p50)), fmtRatio(ratio(z.p99, o.p99)))
+		pf, of := sr.ratios(routeOf)
+		cpf, _ := sr.ratios(cpuOf)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", sr.size, fmtRatio(pf), fmtRatio(of), fmtRatio(cpf),
+			ms(summarize(sr.starts).p50), ms(summarize(sr.list).p50), ms(summarize(sr.metrics).p50), fmtRatio(sr.zbusRatio()))
 	}
 	tw.Flush()
-	if r.zbusErr == nil {
-		fmt.Fprintf(w, "\nzbus: no-op %s, SetNamedProxy %s (%s), DirWrite %s\n", µs(r.zbus.Noop), µs(r.zbus.SetNamedProxy),
-			fmtRatio(r.zbus.SetNamedProxy/r.zbus.Noop), µs(r.zbus.DirWrite))
-	} else {
-		fmt.Fprintf(w, "\nzbus: %v\n", r.zbusErr)
+	for _, sr := range r.routes {
+		if st := sr.storm; st != nil {
+			fmt.Fprintf(w, "boot storm at %d routes: %d calls in %s, %.0f traefik reloads, traefik cpu %s\n", sr.size, st.calls, ms(st.took), st.reloads, ms(st.traefikCPU))
+		}
+		if b := sr.burst; b != nil {
+			fmt.Fprintf(w, "burst of %d at %d routes: ours %s, per-file floor %s\n", b.routes, sr.size, p50Range(b.ours), p50Range(b.floor))
+		}
 	}
 	switch {
 	case r.dnsSkipped:
@@ -281,19 +401,12 @@ func (r *report) printTable(w io.Writer) {
 		fmt.Fprintf(w, "metering: %v\n", r.meteringErr)
 	default:
 		for _, kr := range r.metering.kinds {
-			lo, hi := kr.countedRange()
-			fmt.Fprintf(w, "metering, %s: metered %.0f MB/s, unmetered %.0f MB/s (%s, target ≥ %.2f×: %s; slower in %d of %d rounds), counted/moved %.4f–%.4f×\n",
+			fmt.Fprintf(w, "metering, %s: metered %.0f MB/s, unmetered %.0f MB/s (%s, target ≥ %.2f×: %s)\n",
 				kr.kind.name, medianMBps(kr.metered), medianMBps(kr.unmetered), fmtRatio(kr.ratio()), targetMeterRatio,
-				metOrNot(kr.ratio() >= targetMeterRatio), kr.slowerRounds(), min(len(kr.metered), len(kr.unmetered)), lo, hi)
+				metOrNot(kr.ratio() >= targetMeterRatio))
 		}
 	}
-	k := summarize(r.keygen)
-	fmt.Fprintf(w, "rsa-2048 keygen: p50 %s, p99 %s (%d keys)\n", ms(k.p50), ms(k.p99), k.n)
-	for _, sr := range r.routes {
-		fmt.Fprintf(w, "rss with %d routes: gateway %s, traefik %s (zos %s)\n", sr.size, mib(sr.phases[phaseMain].gatewayRSS),
-			mib(sr.phases[phaseMain].traefikRSS), mib(sr.phases[phaseZos].traefikRSS))
-	}
-	fmt.Fprintf(w, "cpu during time to route: %.2f cores busy, %.2f by other processes\n", r.cpuBusy, r.cpuOthers)
+	fmt.Fprintf(w, "run time %s (time to route and the rest with the gateway: %s)\n", r.elapsed.Round(time.Second), r.routesTook.Round(time.Second))
 }
 
 // markdown renders the whole report.
@@ -311,7 +424,7 @@ func (r *report) markdown() string {
 	p("| | |\n|---|---|\n")
 	p("| Command | `%s` |\n", r.command)
 	p("| Date | %s |\n", r.started.UTC().Format(time.RFC3339))
-	p("| Run time | %s (time to route: %s) |\n", r.elapsed.Round(time.Second), r.routesTook.Round(time.Second))
+	p("| Run time | %s (with the gateway's stack: %s) |\n", r.elapsed.Round(time.Second), r.routesTook.Round(time.Second))
 	p("| CPU | %s, %d cores |\n", r.machine.cpu, r.machine.cores)
 	p("| Memory | %.1f GiB |\n", float64(r.machine.memory)/(1<<30))
 	p("| Kernel | Linux %s (%s) |\n", r.machine.kernel, r.machine.distrib)
@@ -322,15 +435,19 @@ func (r *report) markdown() string {
 		p("| dnsperf, dnsmasq | %s, %s |\n", r.dns.DNSPerfVersion, r.dns.DnsmasqVersion)
 	}
 	p("| Gateway tree | %s |\n", r.versions.tree)
-	p("| Samples | %d per main variant and size, %d per diagnostic variant; sizes %s; sample order seed %d |\n",
-		r.opts.samples, r.opts.diagSamples, joinInts(r.opts.sizes), r.seed)
-	p("| Other load | %.2f of %d cores busy on average during time to route, %.2f of them by processes other than the bench's |\n\n",
+	p("| Samples | sizes %s; time to route %d per variant and size; %d gateway restarts, %d List and Metrics calls, %d zbus rounds per size; sample order seed %d |\n",
+		joinInts(r.opts.sizes), r.opts.samples, r.opts.startSamples, r.opts.apiCalls, r.opts.zbusRounds, r.seed)
+	p("| Other load | %.2f of %d cores busy on average with the gateway's stack, %.2f of them by processes other than the bench's |\n\n",
 		r.cpuBusy, r.machine.cores, max(0, r.cpuOthers))
 
 	r.writeSummary(p)
 	r.writeTimeToRoute(p)
-	r.writeReload(p)
+	r.writeCPU(p)
+	r.writeStart(p)
+	r.writeStorm(p)
+	r.writeBursts(p)
 	r.writeZbus(p)
+	r.writeReload(p)
 	r.writeDNS(p)
 	r.writeACME(p)
 	r.writeMemory(p)
@@ -341,80 +458,125 @@ func (r *report) markdown() string {
 
 type printer func(format string, args ...any)
 
+// scaleSizes and belowSizes split the sizes measured at scaleSize.
+func (r *report) splitSizes() (below, scale []sizeResult) {
+	for _, sr := range r.routes {
+		if sr.size >= scaleSize {
+			scale = append(scale, sr)
+		} else {
+			below = append(below, sr)
+		}
+	}
+	return below, scale
+}
+
 func (r *report) writeSummary(p printer) {
 	p("## Summary\n\n")
-	var missed int
-	var parts []string
-	for _, sr := range r.routes {
-		o, f := sr.stat(ours, routeOf), sr.stat(floor, routeOf)
-		rt := ratio(o.p50, f.p50)
-		if !(rt <= targetFloorRatio) {
-			missed++
-		}
-		parts = append(parts, fmt.Sprintf("%s routes %s vs %s (%s)", groupInt(sr.size), ms(o.p50), ms(f.p50), fmtRatio(rt)))
-	}
-	verdict := "met at every size"
-	if missed > 0 {
-		verdict = fmt.Sprintf("**not met** at %d of %d sizes — see [where ours' time goes](#where-ours-time-goes)", missed, len(r.routes))
-	}
-	p("- **Time to route**, p50, ours vs the floor: %s. Target ≤ %.1f×: %s.\n", strings.Join(parts, "; "), targetFloorRatio, verdict)
-	if !r.opts.skipZos {
-		var zs []string
-		for _, sr := range r.routes {
-			o, z := sr.stat(ours, routeOf), sr.stat(zos, routeOf)
-			zs = append(zs, fmt.Sprintf("%s routes %s (%s ours)", groupInt(sr.size), ms(z.p50), fmtRatio(ratio(z.p50, o.p50))))
-		}
-		p("- **zos's default throttle** (%s), p50: %s.\n", r.opts.zosThrottle, strings.Join(zs, "; "))
-	}
+	below, scale := r.splitSizes()
 	if len(r.routes) > 0 {
-		var rs []string
+		if len(scale) == 0 {
+			p("- **Time to route** and **Traefik CPU per change** at %s routes: not measured in this run (sizes %s).\n",
+				groupInt(scaleSize), joinInts(r.opts.sizes))
+		}
+		for _, sr := range scale {
+			o := sr.stat(ours, routeOf).p50
+			pf, of := sr.ratios(routeOf)
+			p("- **Time to route** at %s routes, p50: ours %s, per-file floor %s (%s; target ≤ %.2f×: %s), one-file floor %s (%s; target ≤ %.1f×: %s).\n",
+				groupInt(sr.size), ms(o), ms(sr.stat(perFile, routeOf).p50), fmtRatio(pf), targetPerFileRatio, verdict(pf <= targetPerFileRatio),
+				ms(sr.stat(oneFile, routeOf).p50), fmtRatio(of), targetOneFileRatio, verdict(of <= targetOneFileRatio))
+			cpf, _ := sr.ratios(cpuOf)
+			p("- **Traefik CPU per change** (publish + delete) at %s routes, p50: ours %s, per-file floor %s (%s; target ≤ %.1f×: %s); one-file floor %s.\n",
+				groupInt(sr.size), ms(sr.stat(ours, cpuOf).p50), ms(sr.stat(perFile, cpuOf).p50), fmtRatio(cpf), targetCPURatio,
+				verdict(cpf <= targetCPURatio), ms(sr.stat(oneFile, cpuOf).p50))
+		}
+		if len(below) > 0 {
+			var parts []string
+			ok := true
+			for _, sr := range below {
+				pf, _ := sr.ratios(routeOf)
+				cpf, _ := sr.ratios(cpuOf)
+				ok = ok && sr.routeMet() && sr.cpuMet()
+				parts = append(parts, fmt.Sprintf("%s routes %s vs %s (%s), CPU %s vs %s (%s)", groupInt(sr.size),
+					ms(sr.stat(ours, routeOf).p50), ms(sr.stat(perFile, routeOf).p50), fmtRatio(pf),
+					ms(sr.stat(ours, cpuOf).p50), ms(sr.stat(perFile, cpuOf).p50), fmtRatio(cpf)))
+			}
+			p("- **No worse than today** below %s routes, ours vs the per-file floor (today's layout), time to route and Traefik CPU per change, p50: %s. Target ≤ %.1f× each: %s.\n",
+				groupInt(scaleSize), strings.Join(parts, "; "), targetTodayRatio, verdict(ok))
+		}
+		var starts, apis []string
+		startOK, apiOK := true, true
 		for _, sr := range r.routes {
-			rs = append(rs, fmt.Sprintf("%s routes %s", groupInt(sr.size), ms(sr.stat(floor, routeOf).p50)))
+			st, l, m := summarize(sr.starts).p50, summarize(sr.list).p50, summarize(sr.metrics).p50
+			startOK = startOK && len(sr.starts) > 0 && st < targetStart
+			apiOK = apiOK && len(sr.list) > 0 && l < targetAPI && m < targetAPI
+			starts = append(starts, fmt.Sprintf("%s routes %s", groupInt(sr.size), ms(st)))
+			apis = append(apis, fmt.Sprintf("%s routes %s and %s", groupInt(sr.size), ms(l), ms(m)))
 		}
-		p("- **Traefik's reload** (one change on an idle Traefik, the floor), p50: %s.\n", strings.Join(rs, "; "))
-	}
-	if n := len(r.routes); n > 0 {
-		last := r.routes[n-1]
-		o, f := last.stat(ours, cpuOf), last.stat(floor, cpuOf)
-		p("- **Traefik CPU** per route published and deleted with %s routes, p50: ours %s, floor %s (%s).\n",
-			groupInt(last.size), ms(o.p50), ms(f.p50), fmtRatio(ratio(o.p50, f.p50)))
-	}
-	if r.zbusErr == nil {
-		rt := r.zbus.SetNamedProxy / r.zbus.Noop
-		ok := "met"
-		if rt > targetZbusRatio {
-			ok = "**not met**"
+		p("- **Gateway start** with the routes on disk to serving zbus, p50: %s. Target < %s: %s.\n", strings.Join(starts, "; "), targetStart, verdict(startOK))
+		p("- **`List()` and `Metrics()`**, p50: %s. Target < %s each: %s.\n", strings.Join(apis, "; "), ms(targetAPI), verdict(apiOK))
+		for _, sr := range r.routes {
+			if st := sr.storm; st != nil {
+				p("- **Boot storm** at %s routes: %s identical Set calls from %d callers in %s (%.0f calls/s); Traefik reloads caused: %.0f. Target 0: %s.\n",
+					groupInt(sr.size), groupInt(st.calls), populateCallers, ms(st.took), float64(st.calls)/st.took.Seconds(), st.reloads, verdict(st.reloads == 0))
+			}
+			if b := sr.burst; b != nil {
+				o, f := summarize(b.ours).p50, summarize(b.floor).p50
+				p("- **Bursts** of %d new routes at %s routes present, %d callers, until all serve, p50: ours %s, per-file floor %s (%s).\n",
+					b.routes, groupInt(sr.size), populateCallers, ms(o), ms(f), fmtRatio(ratio(o, f)))
+			}
 		}
-		p("- **zbus**: SetNamedProxy %s per call vs %s for a no-op call (%s; target ≤ %.0f×: %s); the synced write alone is %s.\n",
-			µs(r.zbus.SetNamedProxy), µs(r.zbus.Noop), fmtRatio(rt), targetZbusRatio, ok, µs(r.zbus.DirWrite))
+		var zs []string
+		zOK, zAny := true, false
+		for _, sr := range r.routes {
+			if sr.zbus == nil {
+				continue
+			}
+			zAny = true
+			rt := sr.zbusRatio()
+			zOK = zOK && rt <= targetZbusRatio
+			zs = append(zs, fmt.Sprintf("%s routes %s vs %s (%s)", groupInt(sr.size), µs(summarize(sr.zbus.set).p50), µs(summarize(sr.zbus.floor).p50), fmtRatio(rt)))
+		}
+		if zAny {
+			p("- **zbus**: SetNamedProxy vs its floor (a no-op zbus call that does one synced small write), p50: %s. Target ≤ %.1f×: %s.\n",
+				strings.Join(zs, "; "), targetZbusRatio, verdict(zOK))
+		}
 	}
 	if !r.dnsSkipped && r.dnsErr == nil {
 		p("- **DNS**: %.0f queries/s vs dnsmasq's %.0f (%s).\n", r.dns.OursQPS, r.dns.DnsmasqQPS, fmtRatio(r.dns.Ratio))
 	}
 	if !r.meteringSkipped && r.meteringErr == nil {
 		var parts []string
-		missed := 0
+		ok := true
 		for _, kr := range r.metering.kinds {
-			if !(kr.ratio() >= targetMeterRatio) {
-				missed++
-			}
+			ok = ok && kr.ratio() >= targetMeterRatio
 			parts = append(parts, fmt.Sprintf("%s %.0f vs %.0f MB/s (%s)", kr.kind.name, medianMBps(kr.metered), medianMBps(kr.unmetered), fmtRatio(kr.ratio())))
 		}
-		verdict := "met for both"
-		if missed > 0 {
-			verdict = fmt.Sprintf("**not met** for %d of %d — see [metering cost](#7-metering-cost)", missed, len(r.metering.kinds))
-		}
 		p("- **Metering cost**, throughput of one download with metering vs without, p50: %s. Target ≥ %.2f×: %s.\n",
-			strings.Join(parts, "; "), targetMeterRatio, verdict)
+			strings.Join(parts, "; "), targetMeterRatio, verdict(ok))
 	}
 	if len(r.routes) > 0 {
-		first, last := r.routes[0], r.routes[len(r.routes)-1]
-		p("- **Memory** (RSS): gateway %s with %s routes, %s with %s; Traefik %s and %s.\n",
-			mib(first.phases[phaseMain].gatewayRSS), groupInt(first.size), mib(last.phases[phaseMain].gatewayRSS), groupInt(last.size),
-			mib(first.phases[phaseMain].traefikRSS), mib(last.phases[phaseMain].traefikRSS))
+		var parts []string
+		for _, sr := range r.routes {
+			parts = append(parts, fmt.Sprintf("%s routes %s and %s", groupInt(sr.size), mib(sr.rss[rssGateway]), mib(sr.rss[rssOurs])))
+		}
+		p("- **Memory** (RSS), the gateway and its Traefik: %s.\n", strings.Join(parts, "; "))
 	}
-	p("\n")
+	limit, what := fullRunTarget, "`make bench`"
+	if r.opts.quick {
+		limit, what = quickRunTarget, "`-quick`"
+	}
+	p("- **Run time** of %s: %s. Target < %s: %s.\n\n", what, r.elapsed.Round(time.Second), fmtMinutes(limit), verdict(r.elapsed < limit))
 }
+
+// plural is n and noun, with an s unless n is 1.
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+func fmtMinutes(d time.Duration) string { return fmt.Sprintf("%.0f minutes", d.Minutes()) }
 
 func (r *report) writeTimeToRoute(p printer) {
 	p("## 1. Time to route\n\n")
@@ -422,286 +584,253 @@ func (r *report) writeTimeToRoute(p printer) {
 	p("through Traefik: HTTPS to the websecure entry point with SNI and Host the new name, certificate not verified (no CA: Traefik serves ")
 	var probes, resumed int64
 	for _, sr := range r.routes {
-		for _, pr := range sr.phases {
-			probes, resumed = probes+pr.probes, resumed+pr.resumed
-		}
+		probes, resumed = probes+sr.probes, resumed+sr.resumed
 	}
-	p("its default certificate), a new TCP connection and TLS session every %s, %s timeout per probe. ", pollInterval, probeTimeout)
-	p("The client offers to resume its last session with the name, which Traefik accepted for %.0f%% of the %d probes: a resumed ",
+	p("its default certificate), a new TCP connection and TLS session every %s, %s timeout per probe; the client offers to resume its ", pollInterval, probeTimeout)
+	p("last session, which Traefik accepted for %.0f%% of the %d probes. After each sample the route is deleted the way it was made and the ",
 		100*float64(resumed)/float64(max(probes, 1)), probes)
-	p("handshake costs Traefik no RSA signature, so the probes take less of the CPU the reload needs. ")
-	p("After each sample the route is deleted the way it was made and the bench waits for Traefik to answer 404, then until Traefik's ")
-	p("throttle window has closed (throttle + %s) and Traefik has used at most %d clock tick of CPU in %s: every sample starts from an idle ",
-		settleMargin, quietTicks, quietWindow)
-	p("Traefik, as a workload deployed on a quiet node does, and the number of routes stays constant. The routes present were added ")
-	p("through zbus beforehand, each a real name route to the backend.\n\n")
-	p("Variants:\n\n")
-	p("- **ours**: `SetNamedProxy` through zbus (redis-server on a unix socket), the gateway run with `--traefik.throttle %s`.\n", r.opts.throttle)
-	p("- **floor**: the same route file written by hand (the file the gateway wrote for a first route, names changed): written in a folder ")
-	p("Traefik does not watch and renamed into `<root>/proxy/`, so Traefik sees one event; no zbus, no fsync. The best any control plane ")
-	p("can do with this Traefik and throttle.\n")
-	if !r.opts.skipZos {
-		p("- **zos**: ours with the gateway run with `--traefik.throttle %s`, Traefik's default `providersThrottleDuration`, which the ", r.opts.zosThrottle)
-		p("upstream zos gateway runs with.\n")
-	}
-	if r.opts.diagSamples > 0 {
-		p("- Diagnostics, %d samples each: **writer** — the gateway's own writer (`pkg/traefik` `Dir.Write`: temporary file in a staging ", r.opts.diagSamples)
-		p("folder Traefik does not watch, write, chmod, fsync, rename into the watched folder, fsync it) called by the bench, i.e. ours without ")
-		p("zbus; **writer-outside** — the same steps written out in the bench, a control for the writer; **floor-defcert** — the floor against a Traefik given a ")
-		p("default certificate (section 2).\n")
-	}
-	p("\nours, floor, writer and writer-outside samples are interleaved in random order against one gateway and Traefik; floor-defcert and zos ")
-	p("each run against another start of the gateway on the same folder. p99 is the nearest-rank 99th percentile: of 50 samples, the largest. ")
-	p("\"call\" is the zbus call or the file write alone; \"delete\" is from the start of the delete to the first 404.\n\n")
-
-	p("| Routes present | Variant | Samples | p50 | p99 | mean | call p50 | delete p50 |\n")
-	p("|---:|---|---:|---:|---:|---:|---:|---:|\n")
+	p("bench waits for a 404, then until that Traefik's throttle window has closed (throttle + %s) and it has used at most %d clock tick of ", settleMargin, quietTicks)
+	p("CPU in %s: every sample starts from an idle Traefik, and the number of routes stays constant.\n\n", quietWindow)
+	p("Three Traefiks, the same binary and static configuration (the one the gateway generated, copied, with the file provider pointed at ")
+	p("another folder and every entry point on another loopback port, throttle %s), each holding the same routes, samples of the three ", r.opts.throttle)
+	p("interleaved in random order, one Traefik busy at a time (each sample ends on an idle Traefik; the floors' Traefiks are stopped ")
+	p("between sizes, while their folders are filled, and started again on them):\n\n")
+	p("- **ours**: `SetNamedProxy` and `DeleteNamedProxy` through zbus (redis-server on a unix socket) to the gateway, which runs its Traefik. ")
+	p("The routes present were added through zbus.\n")
+	p("- **per-file floor**: one file per route, as the gateway wrote them before its routes were grouped (a router with the certificate ")
+	p("resolver of the domain's wildcard, and its service); a route is its file made in a folder Traefik does not watch and renamed in, ")
+	p("one event, no fsync; a delete removes it.\n")
+	p("- **one-file floor**: every route in one file, each rendered as the running gateway renders it (read back from the folder its ")
+	p("Traefik watches, whatever the files are called, with whatever else the gateway keeps there); a route is the whole file rendered ")
+	p("beforehand, written outside and renamed over the old one: the file provider's own limit, one file to parse and one event.\n\n")
+	p("Targets: at %s routes ours ≤ %.2f× the per-file floor and ≤ %.1f× the one-file floor; below, no worse than today, ≤ %.1f× the per-file floor ",
+		groupInt(scaleSize), targetPerFileRatio, targetOneFileRatio, targetTodayRatio)
+	p("(today's gateway wrote one file per route and was within %.1f× of it). p50 with (min–max); \"call\" is the zbus call or the file ", targetTodayRatio)
+	p("write alone; \"delete\" is from the start of the delete to the first 404.\n\n")
+	p("| Routes present | Variant | Samples | time to route p50 (min–max) | call p50 | delete p50 |\n")
+	p("|---:|---|---:|---:|---:|---:|\n")
 	for _, sr := range r.routes {
-		for _, v := range variants {
+		for _, v := range []variant{ours, perFile, oneFile} {
 			if len(sr.samples[v]) == 0 {
 				continue
 			}
-			rs, cs, ds := sr.stat(v, routeOf), sr.stat(v, callOf), sr.stat(v, delOf)
 			name := string(v)
-			if v == ours || v == floor || v == zos {
-				name = "**" + name + "**"
+			if v == ours {
+				name = "**ours**"
 			}
-			p("| %s | %s | %d | %s | %s | %s | %s | %s |\n", groupInt(sr.size), name, rs.n, ms(rs.p50), ms(rs.p99), ms(rs.mean), ms(cs.p50), ms(ds.p50))
+			p("| %s | %s | %d | %s | %s | %s |\n", groupInt(sr.size), name, len(sr.samples[v]), p50Range(durations(sr.samples[v], routeOf)),
+				ms(sr.stat(v, callOf).p50), ms(sr.stat(v, delOf).p50))
 		}
 	}
-	p("\n| Routes present | ours / floor p50 | ours / floor p99 | ≤ %.1f× | zos / ours p50 | zos / ours p99 |\n", targetFloorRatio)
-	p("|---:|---:|---:|---|---:|---:|\n")
+	p("\n| Routes present | ours / per-file floor | target | ours / one-file floor | target | met |\n")
+	p("|---:|---:|---:|---:|---:|---|\n")
 	for _, sr := range r.routes {
-		o, f, z := sr.stat(ours, routeOf), sr.stat(floor, routeOf), sr.stat(zos, routeOf)
-		rt := ratio(o.p50, f.p50)
-		mark := "yes"
-		if !(rt <= targetFloorRatio) {
-			mark = "**no**"
+		pf, of := sr.ratios(routeOf)
+		pMax, oMax := routeTargets(sr.size)
+		oTarget := "–"
+		if !math.IsNaN(oMax) {
+			oTarget = fmt.Sprintf("≤ %.1f×", oMax)
 		}
-		p("| %s | %s | %s | %s | %s | %s |\n", groupInt(sr.size), fmtRatio(rt), fmtRatio(ratio(o.p99, f.p99)), mark,
-			fmtRatio(ratio(z.p50, o.p50)), fmtRatio(ratio(z.p99, o.p99)))
+		p("| %s | %s | ≤ %.2g× | %s | %s | %s |\n", groupInt(sr.size), fmtRatio(pf), pMax, fmtRatio(of), oTarget, yesNo(sr.routeMet()))
 	}
 	p("\n")
-	if !r.opts.skipZos {
-		p("On an idle Traefik the throttle does not delay the first change: Traefik applies it and only holds back the changes that follow ")
-		p("within the window. The delete that follows each publish shows what zos's 2 s throttle costs a node that makes several changes in ")
-		p("a row: its \"delete p50\" above is about the throttle period, against ours' reload time.\n\n")
-	}
-	r.writeBreakdown(p)
-}
-
-// writeBreakdown splits the gap between ours and the floor with the
-// diagnostic variants: zbus (ours − writer), the writer's temporary file in
-// the watched folder (writer − writer-outside) and the fsyncs
-// (writer-outside − floor).
-func (r *report) writeBreakdown(p printer) {
-	p("### Where ours' time goes\n\n")
-	if r.opts.diagSamples == 0 {
-		p("Not measured (`-diag-samples 0`).\n\n")
-		return
-	}
-	p("Differences of p50s, each the cost of one step between the floor and ours:\n\n")
-	p("| Routes present | ours − floor | zbus and the module (ours − writer) | writer vs. its control (writer − writer-outside) | fsyncs (writer-outside − floor) | zbus call alone (p50) |\n")
-	p("|---:|---:|---:|---:|---:|---:|\n")
-	var gapped, tmpDominates, fixWorks int
+	var missed []string
 	for _, sr := range r.routes {
-		o, f := sr.stat(ours, routeOf).p50, sr.stat(floor, routeOf).p50
-		w, wo := sr.stat(writer, routeOf).p50, sr.stat(writerOutside, routeOf).p50
-		gap := o - f
-		if gap > 0 && ratio(o, f) > targetFloorRatio {
-			gapped++
-			if w-wo > gap/2 {
-				tmpDominates++
-			}
-			if ratio(wo, f) <= targetFloorRatio {
-				fixWorks++
-			}
+		if !sr.routeMet() {
+			missed = append(missed, groupInt(sr.size))
 		}
-		p("| %s | %s | %s | %s | %s | %s |\n", groupInt(sr.size), signed(gap), signed(o-w), signed(w-wo), signed(wo-f), ms(sr.stat(ours, callOf).p50))
 	}
-	p("\n")
-	r.writeCPU(p)
-	if gapped == 0 {
-		p("Ours is within %.1f× of the floor at every size.\n\n", targetFloorRatio)
-		return
-	}
-	p("How Traefik %s handles a change (read in its source): the file provider re-reads and re-parses **every** file of the folder on **every** ", r.versions.traefik)
-	p("inotify event in the folder, whatever the file (`pkg/provider/file/file.go`, `addWatcher`); the aggregator passes the first ")
-	p("configuration after a quiet period on at once, then sleeps `providersThrottleDuration` before passing on the newest one ")
-	p("(`pkg/provider/aggregator/aggregator.go`, `maybeThrottledProvide`) — even when that first configuration is unchanged. Any event in the ")
-	p("folder before the route's own rename (a temporary file created there, say) re-reads the folder, finds no new route, and opens the ")
-	p("throttle window; the configuration with the route then waits for the window to close — one throttle period on an idle Traefik ")
-	p("(%s here, %s with zos's default) — and, with many routes, for that useless re-read to finish before its own starts.\n\n", r.opts.throttle, r.opts.zosThrottle)
-	if tmpDominates > 0 {
-		var maxCall time.Duration
-		for _, sr := range r.routes {
-			maxCall = max(maxCall, sr.stat(ours, callOf).p50)
-		}
-		p("The table shows it: at %d of the %d sizes where ours misses the target, the temporary file in the watched folder is most of the gap; ", tmpDominates, gapped)
-		p("the zbus call itself, fsyncs included, takes %s p50 at most (the rest of ours − writer is the noise of %d-sample diagnostics).",
-			ms(maxCall), r.opts.diagSamples)
-		if fixWorks > 0 {
-			p(" The writer-outside variant — the same writer, fsyncs included, with the temporary file elsewhere — is within %.1f× of the floor at %d of those sizes.", targetFloorRatio, fixWorks)
-		}
-		p("\n\n")
+	if len(missed) == 0 {
+		p("The targets are met at every size.")
 	} else {
-		p("In this run the temporary file does not account for most of the gap: see the other columns.\n\n")
+		p("**Not met** at %s routes.", strings.Join(missed, ", "))
 	}
-	p("What would close the gap (a change to `pkg/traefik/writer.go`, not made by the bench): create the temporary file outside the watched ")
-	p("folder, on the same filesystem — a sibling folder such as `<root>/proxy.tmp/`, or a subfolder of `proxy/` (Traefik watches the folder, ")
-	p("not its subfolders) — with mode 0644 at creation rather than a chmod after, then fsync, rename into `proxy/` and fsync `proxy/` as now. ")
-	p("Traefik then sees one event per change, the rename, and crash consistency is unchanged.\n\n")
+	for _, sr := range r.routes {
+		if _, of := sr.ratios(routeOf); of < 1 && sr.size > 0 {
+			p(" At %s routes the one-file floor is slower than ours (%s): one file that holds every route is not the cheapest shape for "+
+				"Traefik's file provider, so this floor bounds only how few files and events a change can take.", groupInt(sr.size), fmtRatio(of))
+			break
+		}
+	}
+	p("\n\n")
+	for _, sr := range r.routes {
+		if sr.reloads >= 0 && len(sr.samples[ours]) > 0 {
+			p("At %s routes the gateway's Traefik counted %.0f reloads (`%s`) over ours' %d samples, a publish and a delete each. ",
+				groupInt(sr.size), sr.reloads, reloadsMetric, len(sr.samples[ours]))
+		}
+	}
+	p("\n\n")
 }
 
-// writeCPU shows what each variant costs Traefik in CPU, whatever it does
-// to latency.
+// writeCPU shows what a change costs each Traefik in CPU.
 func (r *report) writeCPU(p printer) {
-	p("Traefik's CPU per sample — publishing one route and deleting it, the probes' handshakes included — p50, and the CPU of one event ")
-	p("in the folder that changes nothing (a file Traefik does not load, renamed in or removed):\n\n")
-	p("| Routes present | ours | floor | writer | writer-outside | event that changes nothing |\n")
-	p("|---:|---:|---:|---:|---:|---:|\n")
+	p("## 2. Traefik CPU per change\n\n")
+	p("The CPU time (user + system, /proc/<pid>/stat) each Traefik used per sample of section 1: from the publish to an idle Traefik after ")
+	p("the delete, two changes and the probes' handshakes. Targets: at %s routes ours ≤ %.1f× the per-file floor's; below, ≤ %.1f×. p50 (min–max).\n\n",
+		groupInt(scaleSize), targetCPURatio, targetTodayRatio)
+	p("| Routes present | ours | per-file floor | one-file floor | ours / per-file floor | target | met |\n")
+	p("|---:|---:|---:|---:|---:|---:|---|\n")
 	for _, sr := range r.routes {
-		rr := summarize(sr.phases[phaseMain].reread)
-		p("| %s | %s | %s | %s | %s | %s |\n", groupInt(sr.size), msOrDash(sr.stat(ours, cpuOf)), msOrDash(sr.stat(floor, cpuOf)),
-			msOrDash(sr.stat(writer, cpuOf)), msOrDash(sr.stat(writerOutside, cpuOf)), msOrDash(rr))
+		pf, _ := sr.ratios(cpuOf)
+		p("| %s | %s | %s | %s | %s | ≤ %.2g× | %s |\n", groupInt(sr.size), p50Range(durations(sr.samples[ours], cpuOf)),
+			p50Range(durations(sr.samples[perFile], cpuOf)), p50Range(durations(sr.samples[oneFile], cpuOf)), fmtRatio(pf), cpuTarget(sr.size), yesNo(sr.cpuMet()))
+	}
+	p("\nTraefik's file provider re-reads and re-parses every file of its folder on every event in it, and rebuilds every router on every ")
+	p("configuration it applies: what a change costs grows with the routes present, and with the number of files they are in.\n\n")
+}
+
+func (r *report) writeStart(p printer) {
+	p("## 3. Gateway start, List and Metrics\n\n")
+	p("**Start**: the gateway process alone stopped (SIGTERM, waited for) and started again on the same state, its Traefik running: from the ")
+	p("start of the process to the answer of a `List` sent through zbus right away (the call waits in the broker's queue until the gateway ")
+	p("serves). The new gateway adopts the running Traefik. %d restarts per size. **List** and **Metrics**: %d calls of each through zbus, ",
+		r.opts.startSamples, r.opts.apiCalls)
+	p("one after the other, on an idle gateway. **Cold start** (no target): from starting the gateway, with no Traefik running, to its ")
+	p("new Traefik serving the last route present. Targets: start < %s, List and Metrics < %s, p50. p50 (min–max).\n\n", targetStart, ms(targetAPI))
+	p("| Routes present | start to zbus | adopted Traefik | List | Metrics | met | cold start, to routes served |\n")
+	p("|---:|---:|---:|---:|---:|---|---:|\n")
+	for _, sr := range r.routes {
+		ok := len(sr.starts) > 0 && summarize(sr.starts).p50 < targetStart && summarize(sr.list).p50 < targetAPI && summarize(sr.metrics).p50 < targetAPI
+		p("| %s | %s | %d of %d | %s | %s | %s | %s |\n", groupInt(sr.size), p50Range(sr.starts), sr.adopted, len(sr.starts),
+			p50Range(sr.list), p50Range(sr.metrics), yesNo(ok), coldString(sr, ours))
 	}
 	p("\n")
-	if len(r.routes) == 0 {
-		return
-	}
-	last := r.routes[len(r.routes)-1]
-	rr := summarize(last.phases[phaseMain].reread)
-	if rr.n > 0 {
-		p("Traefik re-reads the whole folder on every event in it, whatever the file: at %s routes an event that changes nothing costs ",
-			groupInt(last.size))
-		p("about %s of CPU (p50). The gateway's writer therefore stages its temporary file outside the folder: a publish is one rename, ", ms(rr.p50))
-		p("the same single event as the floor (a temporary file inside would add create, write and chmod events, each a whole re-read).\n\n")
-	}
 }
 
-func signed(d time.Duration) string {
-	if d < 0 {
-		return "−" + ms(-d)
+func (r *report) writeStorm(p printer) {
+	p("## 4. Boot storm\n\n")
+	var st *stormResult
+	var size int
+	for _, sr := range r.routes {
+		if sr.storm != nil {
+			st, size = sr.storm, sr.size
+		}
 	}
-	return "+" + ms(d)
+	if st == nil {
+		p("Not measured in this run (it runs at the largest size, when routes are present, with `-storm-calls` > 0).\n\n")
+		return
+	}
+	p("What a node's restart does to the gateway: every workload sends its route again. %s `SetNamedProxy` calls from %d concurrent callers, ",
+		groupInt(st.calls), populateCallers)
+	p("each re-applying exactly what one of the %s routes present already is (same name, backend and mode), to the gateway and its idle ", groupInt(size))
+	p("Traefik. Reloads are read from Traefik's `%s` on its metrics endpoint before the storm and after it, once Traefik is idle again. ", reloadsMetric)
+	p("Target: 0 reloads.\n\n")
+	p("| Routes present | calls | total time | calls/s | Traefik reloads | met | Traefik CPU | gateway CPU |\n")
+	p("|---:|---:|---:|---:|---:|---|---:|---:|\n")
+	p("| %s | %s | %s | %.0f | %.0f | %s | %s | %s |\n\n", groupInt(size), groupInt(st.calls), ms(st.took), float64(st.calls)/st.took.Seconds(),
+		st.reloads, yesNo(st.reloads == 0), ms(st.traefikCPU), ms(st.gatewayCPU))
+}
+
+func (r *report) writeBursts(p printer) {
+	p("## 5. Bursts\n\n")
+	found := false
+	for _, sr := range r.routes {
+		b := sr.burst
+		if b == nil {
+			continue
+		}
+		if !found {
+			p("%d new routes at once: through the gateway, `SetNamedProxy` from %d concurrent callers (**ours**); and the same routes written by ",
+				b.routes, populateCallers)
+			p("hand, one file each in the per-file floor's layout, by %d concurrent writers, each file made outside the folder and renamed in ", populateCallers)
+			p("(**per-file floor**). Timed from the first call or write to the Traefik's API (`/api/overview`, asked every %s) counting every ", burstPoll)
+			p("new router; each of the routes is then checked to serve through the websecure entry point, and all are removed again. ")
+			p("Traefik CPU is from the start of the burst to an idle Traefik after the removal. No target: the comparison is the measure.\n\n")
+			p("| Routes present | ours, all served | ours, calls returned | per-file floor, all served | ours / floor | Traefik CPU ours | Traefik CPU floor |\n")
+			p("|---:|---:|---:|---:|---:|---:|---:|\n")
+			found = true
+		}
+		p("| %s | %s | %s | %s | %s | %s | %s |\n", groupInt(sr.size), p50Range(b.ours), p50Range(b.oursCalls), p50Range(b.floor),
+			fmtRatio(ratio(summarize(b.ours).p50, summarize(b.floor).p50)), p50Range(b.oursCPU), p50Range(b.floorCPU))
+	}
+	if !found {
+		p("Not measured in this run.\n\n")
+		return
+	}
+	p("\nThe per-file floor's Traefik re-reads its whole folder once per file renamed in, one after the other: the bursts run where the ")
+	p("routes present are few (`-burst-sizes`), as at %s routes the floor would take one full reload per new route.\n\n", groupInt(scaleSize))
+}
+
+func (r *report) writeZbus(p printer) {
+	p("## 6. zbus\n\n")
+	found := false
+	for _, sr := range r.routes {
+		z := sr.zbus
+		if z == nil {
+			continue
+		}
+		if !found {
+			p("From the bench process, against the gateway running without Traefik, on the same broker, in rounds of one call of each: ")
+			p("**no-op**, a call to an object the bench serves on the broker that does nothing; **floor**, a call to the same object that does ")
+			p("one synced small write (a route's file: temporary file in a staging folder, fsync, rename, fsync of the folder — what makes a ")
+			p("change survive a power cut); **write**, that write alone in the bench; **Set**, `SetNamedProxy` switching one of %d routes to ", zbusRoutes)
+			p("its other backend, so each call changes its route. %d rounds per size. Target: Set ≤ %.1f× the floor, p50.\n\n", len(z.set), targetZbusRatio)
+			p("| Routes present | no-op | write alone | floor (no-op + synced write) | Set | Set / floor | met |\n")
+			p("|---:|---:|---:|---:|---:|---:|---|\n")
+			found = true
+		}
+		rt := sr.zbusRatio()
+		p("| %s | %s | %s | %s | %s | %s | %s |\n", groupInt(sr.size), µs(summarize(z.noop).p50), µs(summarize(z.write).p50),
+			µs(summarize(z.floor).p50), µs(summarize(z.set).p50), fmtRatio(rt), yesNo(rt <= targetZbusRatio))
+	}
+	if !found {
+		p("Not measured in this run (`-zbus-rounds 0`).\n\n")
+		return
+	}
+	p("\n")
 }
 
 func (r *report) writeReload(p printer) {
-	p("## 2. Traefik reload cost\n\n")
-	p("The floor is Traefik's reload cost plus the probe's resolution: one event on an idle Traefik is passed on at once (the throttle ")
-	p("only delays a change that follows another within the throttle period), so the floor is the time to notice the event, re-read ")
-	p("and parse the whole folder, rebuild every router and service, and switch. \"Start\" is from starting the gateway on a folder that ")
-	p("already holds the routes to Traefik serving them.\n\n")
-	p("| Routes present | change applied (floor) p50 | p99 | with a default certificate (floor-defcert) p50 | start, throttle %s |", r.opts.throttle)
-	if !r.opts.skipZos {
-		p(" start, throttle %s |", r.opts.zosThrottle)
-	}
-	p("\n|---:|---:|---:|---:|---:|")
-	if !r.opts.skipZos {
-		p("---:|")
-	}
-	p("\n")
+	p("## 7. Traefik reload cost\n\n")
+	p("One change on an idle Traefik is applied at once (the throttle only holds back a change that follows another within its window), ")
+	p("so a floor's time to route is Traefik's reload: notice the event, re-read and parse the folder, rebuild every router and service, ")
+	p("switch. \"Start\" is from starting each Traefik on a folder that already holds the routes to serving the last of them.\n\n")
+	p("| Routes present | per-file floor, change p50 | one-file floor, change p50 | per-file floor, start | one-file floor, start | ours (gateway and Traefik), start |\n")
+	p("|---:|---:|---:|---:|---:|---:|\n")
 	for _, sr := range r.routes {
-		f, d := sr.stat(floor, routeOf), sr.stat(floorDefCert, routeOf)
-		p("| %s | %s | %s | %s | %s |", groupInt(sr.size), ms(f.p50), ms(f.p99), msOrDash(d), coldString(sr, phaseMain))
-		if !r.opts.skipZos {
-			p(" %s |", coldString(sr, phaseZos))
-		}
-		p("\n")
+		p("| %s | %s | %s | %s | %s | %s |\n", groupInt(sr.size), ms(sr.stat(perFile, routeOf).p50), ms(sr.stat(oneFile, routeOf).p50),
+			coldString(sr, perFile), coldString(sr, oneFile), coldString(sr, ours))
 	}
 	p("\n")
 	k := summarize(r.keygen)
 	p("Traefik generates a new self-signed RSA-2048 default certificate on **every** reload when none is configured ")
 	p("(`pkg/tls/tlsmanager.go`, `getDefaultCertificate`), and the gateway configures none. Generating an RSA-2048 key with the same Go ")
 	p("on this machine takes %s p50, %s p99 (%d keys, in the bench process). ", ms(k.p50), ms(k.p99), k.n)
-	if len(r.routes) > 0 && len(r.routes[0].samples[floorDefCert]) > 0 {
-		sr := r.routes[0]
-		f, d := sr.stat(floor, routeOf), sr.stat(floorDefCert, routeOf)
-		p("With a default certificate configured (a `tls.stores.default.defaultCertificate` in a dynamic file) the floor at %s routes goes ",
-			groupInt(sr.size))
-		p("from %s to %s p50 (%s). ", ms(f.p50), ms(d.p50), fmtRatio(ratio(d.p50, f.p50)))
+	for _, sr := range r.routes {
+		if d := sr.samples[perFileDefCert]; len(d) > 0 {
+			f := sr.stat(perFile, routeOf).p50
+			p("With a default certificate configured (a `tls.stores.default.defaultCertificate` in a dynamic file of the per-file floor, %s) ", plural(len(d), "sample"))
+			p("the per-file floor at %s routes goes from %s to %s p50 (%s). ", groupInt(sr.size), ms(f), ms(summarize(durations(d, routeOf)).p50),
+				fmtRatio(ratio(summarize(durations(d, routeOf)).p50, f)))
+		}
 	}
-	p("A gateway that writes a default certificate once (the wildcard of its domain when it has one, a self-signed one otherwise) would ")
-	p("take that cost off every change, for ours and the floor alike.\n\n")
-	if len(r.routes) < 2 {
-		return
-	}
-	first, last := r.routes[0], r.routes[len(r.routes)-1]
-	f0, fN := first.stat(floor, routeOf), last.stat(floor, routeOf)
-	o := last.stat(ours, routeOf)
-	if last.size > first.size {
-		per := (fN.p50 - f0.p50) * 1000 / time.Duration(last.size-first.size)
-		p("Each 1,000 routes add about %s to a reload (p50, from %s to %s routes). ", ms(per), groupInt(first.size), groupInt(last.size))
-	}
-	if rr := summarize(last.phases[phaseMain].reread); rr.n > 0 {
-		p("At %s routes, re-reading the folder alone — an event that changes nothing — costs Traefik %s of CPU (p50). ", groupInt(last.size), ms(rr.p50))
-	}
-	share := ratio(fN.p50, o.p50)
-	if share >= 0.5 {
-		p("**At %s routes Traefik's reload dominates time to route**: %s of ours' %s p50 (%.0f%%) is Traefik re-reading the folder ",
-			groupInt(last.size), ms(fN.p50), ms(o.p50), 100*share)
-		p("and rebuilding its routers — work that grows with the number of routes, not with the change. What would cut it:\n\n")
-		p("- One event per change (section 1), which the writer keeps to: each extra event in the folder costs a whole re-read, at this ")
-		p("size a reload of its own.\n")
-		p("- Fewer, bigger files: the re-read opens and parses one file per route; routes grouped in a few files (say by a hash of ")
-		p("the workload ID, each rewritten whole with the same temporary file and rename) cut the per-file cost, at the price of ")
-		p("rewriting a bigger file per change.\n")
-		p("- A default certificate (above), which takes the key generation off every reload.\n")
-		p("- What remains is Traefik rebuilding every router on each change; no file-based provider avoids it.\n\n")
-	} else {
-		p("At %s routes the reload is %s of ours' %s p50 (%.0f%%): it does not dominate.\n\n", groupInt(last.size), ms(fN.p50), ms(o.p50), 100*share)
-	}
+	p("A gateway that wrote a default certificate once would take that cost off every change.\n\n")
 }
 
-func msOrDash(s summary) string {
-	if s.n == 0 {
+func coldString(sr sizeResult, v variant) string {
+	if sr.size == 0 {
 		return "–"
 	}
-	return ms(s.p50)
-}
-
-func coldString(sr sizeResult, phase string) string {
-	pr, ok := sr.phases[phase]
-	if !ok || sr.size == 0 {
+	d, ok := sr.cold[v]
+	if !ok {
 		return "–"
 	}
-	return ms(pr.coldLoad)
+	return ms(d)
 }
 
-func (r *report) writeZbus(p printer) {
-	p("## 3. zbus\n\n")
-	p("`go %s` compares `SetNamedProxy` through zbus with a no-op method served on the same broker; `go %s` measures the module's ",
-		strings.Join(zbusBenchArgs, " "), strings.Join(dirWriteBenchArgs, " "))
-	p("write alone: temporary file, fsync, rename, fsync of the folder — the two fsyncs make a route survive a crash of the node.\n\n")
-	if r.zbusErr != nil {
-		p("Not measured: %s\n\n", oneLine(r.zbusErr))
-		return
+func (r *report) writeMemory(p printer) {
+	p("## 10. Memory\n\n")
+	p("Resident set size (VmRSS of /proc/<pid>/status) after the samples of each size.\n\n")
+	p("| Routes present | gateway | its Traefik | per-file floor's Traefik | one-file floor's Traefik |\n")
+	p("|---:|---:|---:|---:|---:|\n")
+	for _, sr := range r.routes {
+		p("| %s | %s | %s | %s | %s |\n", groupInt(sr.size), mib(sr.rss[rssGateway]), mib(sr.rss[rssOurs]), mib(sr.rss[rssPerFile]), mib(sr.rss[rssOneFile]))
 	}
-	rt := r.zbus.SetNamedProxy / r.zbus.Noop
-	ok := "yes"
-	if rt > targetZbusRatio {
-		ok = "**no**"
-	}
-	p("| No-op call | SetNamedProxy | ratio | ≤ %.0f× | synced write (DirWrite) | write's share of SetNamedProxy |\n", targetZbusRatio)
-	p("|---:|---:|---:|---|---:|---:|\n")
-	p("| %s | %s | %s | %s | %s | %.0f%% |\n\n", µs(r.zbus.Noop), µs(r.zbus.SetNamedProxy), fmtRatio(rt), ok, µs(r.zbus.DirWrite),
-		100*r.zbus.DirWrite/r.zbus.SetNamedProxy)
-	extra := r.zbus.SetNamedProxy - r.zbus.Noop
-	p("SetNamedProxy costs %s more than a no-op call; the synced write is %s of it, the rest is validation, rendering and the index. ",
-		µs(extra), µs(r.zbus.DirWrite))
-	if rt > targetZbusRatio {
-		rest := r.zbus.SetNamedProxy - r.zbus.DirWrite
-		p("Without the write the call would cost %s, %s a no-op call: the target is missed on the two fsyncs alone, ", µs(rest), fmtRatio(rest/r.zbus.Noop))
-		p("which are what makes a route survive a crash of the node (the fsync of the file before the rename, of the folder after it). ")
-		p("Against Traefik's side of time to route (section 1) they are small, and no Traefik event waits on them once the temporary ")
-		p("file is outside the watched folder.\n\n")
-	} else {
-		p("The fsyncs are the price of crash consistency; against Traefik's side of time to route (section 1) they are small.\n\n")
-	}
+	p("\n")
 }
 
 func (r *report) writeDNS(p printer) {
-	p("## 4. DNS\n\n")
+	p("## 8. DNS\n\n")
 	switch {
 	case r.dnsSkipped:
 		p("Skipped (`-skip-dns`).\n\n")
@@ -713,7 +842,7 @@ func (r *report) writeDNS(p printer) {
 }
 
 func (r *report) writeACME(p printer) {
-	p("## 5. Certificates\n\n")
+	p("## 9. Certificates\n\n")
 	switch {
 	case r.acmeSkipped:
 		p("Skipped (`-skip-acme`).\n\n")
@@ -727,28 +856,6 @@ func (r *report) writeACME(p printer) {
 	}
 }
 
-func (r *report) writeMemory(p printer) {
-	p("## 6. Memory\n\n")
-	p("Resident set size (VmRSS of /proc/<pid>/status) after the samples of each size.\n\n")
-	p("| Routes present | gateway | Traefik (throttle %s) |", r.opts.throttle)
-	if !r.opts.skipZos {
-		p(" Traefik (throttle %s) |", r.opts.zosThrottle)
-	}
-	p("\n|---:|---:|---:|")
-	if !r.opts.skipZos {
-		p("---:|")
-	}
-	p("\n")
-	for _, sr := range r.routes {
-		p("| %s | %s | %s |", groupInt(sr.size), mib(sr.phases[phaseMain].gatewayRSS), mib(sr.phases[phaseMain].traefikRSS))
-		if !r.opts.skipZos {
-			p(" %s |", mib(sr.phases[phaseZos].traefikRSS))
-		}
-		p("\n")
-	}
-	p("\n")
-}
-
 func metOrNot(ok bool) string {
 	if ok {
 		return "met"
@@ -757,7 +864,7 @@ func metOrNot(ok bool) string {
 }
 
 func (r *report) writeMetering(p printer) {
-	p("## 7. Metering cost\n\n")
+	p("## 11. Metering cost\n\n")
 	switch {
 	case r.meteringSkipped:
 		p("Skipped (`-skip-metering`).\n\n")
@@ -845,8 +952,10 @@ func (r *report) writeMetering(p printer) {
 
 func (r *report) writeNotes(p printer) {
 	notes := []string{
-		"Traefik tries to get the wildcard certificate of the gateway domain from the ACME server on every change and fails at once " +
-			"(the bench gives it a closed port, never Let's Encrypt); on a node with the certificate that attempt does not happen",
+		"Traefik tries to get the wildcard certificate of the gateway domain from the ACME server when a router names its resolver and " +
+			"fails at once (the bench gives it a closed port, never Let's Encrypt); on a node with the certificate that attempt does not happen",
+		"zos's default throttle (2 s) is no longer measured: on an idle Traefik it does not delay the first change, only the changes " +
+			"that follow within its window, and it needs a Traefik of its own per size",
 	}
 	for _, sr := range r.routes {
 		if sr.populated > 0 {
@@ -859,7 +968,7 @@ func (r *report) writeNotes(p printer) {
 		}
 	}
 	if r.cpuOthers > 0.2 {
-		notes = append(notes, fmt.Sprintf("other processes kept %.2f cores busy on average during time to route: expect noise, mostly in p99", r.cpuOthers))
+		notes = append(notes, fmt.Sprintf("other processes kept %.2f cores busy on average with the gateway's stack: expect noise, mostly in the max", r.cpuOthers))
 	}
 	p("## Notes\n\n")
 	for _, n := range notes {

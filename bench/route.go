@@ -4,20 +4,14 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/threefoldtech/gateway/pkg/traefik"
 )
 
 // Time-to-route settings.
@@ -37,40 +31,38 @@ const (
 	settleMargin = 50 * time.Millisecond
 	// settleTimeout bounds the wait for an idle Traefik.
 	settleTimeout = 60 * time.Second
-	// populateCallers is how many zbus calls pre-populate the folder at once.
+	// populateCallers is how many zbus calls pre-populate the gateway at
+	// once, and how many callers the boot storm and the bursts have.
 	populateCallers = 8
 	// loadTimeout bounds the wait for a fresh Traefik to serve the routes
 	// already present.
 	loadTimeout = 5 * time.Minute
+	// templateID names the route whose rendering the one-file floor copies.
+	templateID = "bench-template"
 )
 
 // variant is one way of publishing a route.
 type variant string
 
 const (
-	// ours is SetNamedProxy through zbus, the gateway at the bench's
-	// throttle.
+	// ours is SetNamedProxy through zbus, to the gateway and its Traefik.
 	ours variant = "ours"
-	// floor is the route file written by hand: a temporary file outside the
-	// watched folder renamed into it, one inotify event, no fsync.
-	floor variant = "floor"
-	// writer (diagnostic) is the gateway's own writer, pkg/traefik's
-	// Dir.Write, called in the bench: ours without zbus.
-	writer variant = "writer"
-	// writerOutside (diagnostic) is the same writer's steps (write, fsync,
-	// rename, fsync the folder) with the temporary file outside the watched
-	// folder: what ours would be with that change.
-	writerOutside variant = "writer-outside"
-	// floorDefCert (diagnostic) is floor against a Traefik given a default
-	// certificate, so that it does not generate an RSA key on every reload.
-	floorDefCert variant = "floor-defcert"
-	// zos is ours with the gateway at Traefik's default throttle of 2s, as
-	// the upstream zos gateway runs.
-	zos variant = "zos"
+	// perFile is the per-file floor: a Traefik of the bench's own holding
+	// every route in a file of its own, the shape the gateway wrote before
+	// its routes were grouped; a route is one file renamed in.
+	perFile variant = "per-file floor"
+	// oneFile is the one-file floor: a Traefik of the bench's own holding
+	// every route, in the gateway's current rendering, in one file; a route
+	// is that file rewritten and renamed in.
+	oneFile variant = "one-file floor"
+	// perFileDefCert (diagnostic) is the per-file floor with a default
+	// certificate, so that Traefik does not generate an RSA key on every
+	// reload.
+	perFileDefCert variant = "per-file floor, default certificate"
 )
 
 // variants lists every variant in report order.
-var variants = []variant{ours, floor, writer, writerOutside, floorDefCert, zos}
+var variants = []variant{ours, perFile, oneFile, perFileDefCert}
 
 // sample is one route published, served, deleted and gone.
 type sample struct {
@@ -93,235 +85,464 @@ type sample struct {
 // Linux).
 const clockTick = 10 * time.Millisecond
 
-// phase is one start of the gateway (and Traefik) at one size.
-type phase struct {
-	name     string
-	throttle time.Duration
-	// defCert gives Traefik a default certificate.
-	defCert bool
-	// rereads is how many events that change nothing are measured.
-	rereads int
-	plan    map[variant]int
-}
-
-// Phase names.
-const (
-	phaseMain    = "main"
-	phaseDefCert = "defcert"
-	phaseZos     = "zos"
-)
-
-// phaseResult is what one phase measured besides samples.
-type phaseResult struct {
-	// coldLoad is from the gateway's start to Traefik serving a route that
-	// was already in the folder.
-	coldLoad time.Duration
-	// gatewayRSS and traefikRSS are read after the samples.
-	gatewayRSS, traefikRSS uint64
-	// probes and resumed count the probes' TLS handshakes and those that
-	// resumed a session.
-	probes, resumed int64
-	// reread is the CPU Traefik used per event that changed nothing.
-	reread []time.Duration
-}
-
-// sizeResult is what one size of the folder gave.
+// sizeResult is what one number of routes present gave.
 type sizeResult struct {
 	size    int
 	samples map[variant][]sample
-	phases  map[string]phaseResult
 	// populated routes were added before this size, in populate.
 	populated int
 	populate  time.Duration
 	// unsettled counts the samples that started before Traefik was idle
 	// because the idle wait timed out.
 	unsettled int
+	// cold is, per variant, from the start of its Traefik (for ours, of
+	// the gateway, which starts Traefik) to serving the routes present.
+	cold map[variant]time.Duration
+	// starts are restarts of the gateway alone with the routes on disk,
+	// from the start of the process to the answer of its first zbus List;
+	// adopted counts those after which the same Traefik served.
+	starts  []time.Duration
+	adopted int
+	// list and metrics are the latencies of List and Metrics through zbus.
+	list, metrics []time.Duration
+	// zbus is the cost of a Set call against its floor at this size.
+	zbus *zbusResult
+	// rss is the resident set of the gateway and of each Traefik after the
+	// samples, by name.
+	rss map[string]uint64
+	// probes and resumed count the probes' TLS handshakes and those that
+	// resumed a session.
+	probes, resumed int64
+	// reloads is how far ours' traefik_config_reloads_total moved over its
+	// samples (-1: not read).
+	reloads float64
+	storm   *stormResult
+	burst   *burstResult
 }
+
+// RSS names.
+const (
+	rssGateway = "gateway"
+	rssOurs    = "traefik (ours)"
+	rssPerFile = "traefik (per-file floor)"
+	rssOneFile = "traefik (one-file floor)"
+)
 
 // routeOptions configure benchRoutes.
 type routeOptions struct {
-	sizes       []int
-	samples     int
-	diagSamples int
-	throttle    time.Duration
-	zosThrottle time.Duration
-	skipZos     bool
-	seed        uint64
-	// defCert is the default certificate of the floor-defcert phase.
+	sizes        []int
+	samples      int
+	diagSamples  int
+	startSamples int
+	apiCalls     int
+	zbusRounds   int
+	stormCalls   int
+	burstRoutes  int
+	burstRounds  int
+	burstSizes   []int
+	throttle     time.Duration
+	seed         uint64
+	// defCert is the default certificate of the diagnostic variant.
 	defCert defaultCert
 	verbose bool
 }
 
-// benchRoutes measures time-to-route at each size of the folder, in
-// increasing order. For each size it pre-populates the folder through zbus
-// with a gateway that runs no Traefik, then starts the gateway (and Traefik)
-// three times on that folder: at the bench's throttle for the ours, floor and
-// writer samples, interleaved in random order; the same with a default
-// certificate for the floor-defcert samples; at the zos throttle for the zos
-// samples.
+// routeRun is the state benchRoutes keeps from one size to the next.
+type routeRun struct {
+	s     *stack
+	o     routeOptions
+	logf  func(string, ...any)
+	rng   *rand.Rand
+	zf    *zbusFloor
+	shape *routeShape
+	// pf and of are the per-file and one-file floors' Traefiks, made at
+	// the first start of the gateway's.
+	pf, of *floorTraefik
+	have   int
+}
+
+// benchRoutes measures, at each number of routes present in increasing
+// order: the zbus call against its floor (gateway without Traefik), then with
+// the gateway and its Traefik the start of the gateway alone and its List and
+// Metrics, then time to route for ours and the two floors, each on a Traefik
+// of its own, samples interleaved in random order, one Traefik busy at a
+// time; then the bursts and the boot storm where asked.
 func benchRoutes(ctx context.Context, s *stack, o routeOptions, logf func(string, ...any)) ([]sizeResult, error) {
-	rng := rand.New(rand.NewPCG(o.seed, o.seed^0x9e3779b97f4a7c15))
-	phases := []phase{{name: phaseMain, throttle: o.throttle, rereads: min(o.diagSamples, 5),
-		plan: map[variant]int{ours: o.samples, floor: o.samples, writer: o.diagSamples, writerOutside: o.diagSamples}}}
-	if o.diagSamples > 0 {
-		phases = append(phases, phase{name: phaseDefCert, throttle: o.throttle, defCert: true, plan: map[variant]int{floorDefCert: o.diagSamples}})
-	}
-	if !o.skipZos {
-		phases = append(phases, phase{name: phaseZos, throttle: o.zosThrottle, plan: map[variant]int{zos: o.samples}})
-	}
-	var results []sizeResult
-	var tmpl *floorFile
-	have := 0
-	for _, size := range o.sizes {
-		res := sizeResult{size: size, samples: map[variant][]sample{}, phases: map[string]phaseResult{}}
-		if size > have {
-			took, err := populate(ctx, s, have, size, logf)
-			if err != nil {
-				return results, err
-			}
-			res.populated, res.populate = size-have, took
-			have = size
+	r := &routeRun{s: s, o: o, logf: logf, rng: rand.New(rand.NewPCG(o.seed, o.seed^0x9e3779b97f4a7c15))}
+	if o.zbusRounds > 0 {
+		zf, err := newZbusFloor(ctx, s)
+		if err != nil {
+			return nil, err
 		}
-		for _, ph := range phases {
-			if ph.defCert {
-				if err := o.defCert.install(s.proxyDir()); err != nil {
-					return results, err
-				}
-			}
-			pr, err := runPhase(ctx, s, &res, ph, &tmpl, rng, o.verbose, logf)
-			if ph.defCert {
-				if rerr := o.defCert.uninstall(s.proxyDir()); err == nil {
-					err = rerr
-				}
-			}
-			if err != nil {
-				return results, err
-			}
-			res.phases[ph.name] = pr
+		defer zf.close()
+		r.zf = zf
+	}
+	defer func() {
+		r.pf.stop()
+		r.of.stop()
+	}()
+	var results []sizeResult
+	for _, size := range o.sizes {
+		res, err := r.size(ctx, size)
+		if err != nil {
+			return results, fmt.Errorf("size %d: %w", size, err)
 		}
 		results = append(results, res)
 	}
 	return results, nil
 }
 
-// runPhase starts the gateway for ph, takes its samples in random order
-// into res, and stops the gateway. The first phase of the run captures the
-// template of the hand-written files into *tmpl.
-func runPhase(ctx context.Context, s *stack, res *sizeResult, ph phase, tmpl **floorFile, rng *rand.Rand, verbose bool, logf func(string, ...any)) (phaseResult, error) {
-	var pr phaseResult
-	m, cold, err := startMeasurer(ctx, s, res.size, ph.throttle, logf)
-	if err != nil {
-		return pr, err
+// size measures everything at one number of routes present.
+func (r *routeRun) size(ctx context.Context, size int) (sizeResult, error) {
+	s, o, logf := r.s, r.o, r.logf
+	res := sizeResult{size: size, samples: map[variant][]sample{}, cold: map[variant]time.Duration{}, rss: map[string]uint64{}, reloads: -1}
+
+	// The gateway without Traefik: with Traefik watching, every route added
+	// would make it re-read the folder, thousands of times.
+	if err := s.startGateway(ctx, o.throttle, false); err != nil {
+		s.stopGateway()
+		return res, err
 	}
+	if size > r.have {
+		took, err := populate(ctx, s, r.have, size, logf)
+		if err != nil {
+			s.stopGateway()
+			return res, err
+		}
+		res.populated, res.populate = size-r.have, took
+		r.have = size
+	}
+	if r.zf != nil {
+		z, err := r.zf.measure(ctx, o.zbusRounds, logf)
+		if err != nil {
+			s.stopGateway()
+			return res, err
+		}
+		res.zbus = &z
+	}
+	s.stopGateway()
+
+	// Ours: the gateway and its Traefik.
 	defer s.stopGateway()
-	pr.coldLoad = cold
-	if *tmpl == nil {
-		if *tmpl, err = captureTemplate(ctx, m); err != nil {
-			return pr, err
+	ot, err := r.startOurs(ctx, &res)
+	if err != nil {
+		return res, err
+	}
+	if r.shape == nil {
+		if err := r.capture(ctx, ot); err != nil {
+			return res, err
 		}
 	}
-	m.floor = *tmpl
+	if err := r.gatewayStarts(ctx, &res, ot); err != nil {
+		return res, err
+	}
+
+	// The floors, one Traefik started at a time.
+	pt, err := r.startPerFile(ctx, &res)
+	if err != nil {
+		return res, err
+	}
+	defer r.pf.stop()
+	ft, err := r.startOneFile(ctx, &res)
+	if err != nil {
+		return res, err
+	}
+	defer r.of.stop()
+
+	targets := map[variant]*target{ours: ot, perFile: pt, oneFile: ft}
 	var plan []variant
-	for _, v := range variants {
-		for range ph.plan[v] {
+	for _, v := range []variant{ours, perFile, oneFile} {
+		for range o.samples {
 			plan = append(plan, v)
 		}
 	}
-	rng.Shuffle(len(plan), func(i, j int) { plan[i], plan[j] = plan[j], plan[i] })
-	logf("size %d, %s phase, throttle %s: %d samples (%s)", res.size, ph.name, ph.throttle, len(plan), planString(ph.plan))
+	r.rng.Shuffle(len(plan), func(i, j int) { plan[i], plan[j] = plan[j], plan[i] })
+	logf("size %d: %d samples (%d each of ours, per-file floor, one-file floor) in random order", size, len(plan), o.samples)
+	reloads0, rerr := traefikReloads(ctx, s.gw.metrics)
 	for i, v := range plan {
-		smp, settled, err := m.sample(ctx, v, fmt.Sprintf("s%d-%s-%d", res.size, v, i))
+		if err := r.take(ctx, &res, targets[v], fmt.Sprintf("t%d-%d", size, i), i, len(plan)); err != nil {
+			return res, err
+		}
+	}
+	if reloads1, err := traefikReloads(ctx, s.gw.metrics); err == nil && rerr == nil {
+		res.reloads = reloads1 - reloads0
+	}
+	if size == 0 && o.diagSamples > 0 {
+		if err := r.defCert(ctx, &res, pt); err != nil {
+			return res, err
+		}
+	}
+	for _, t := range []*target{ot, pt, ft} {
+		res.probes += t.probe.probes.Load()
+		res.resumed += t.probe.resumed.Load()
+	}
+	if slices.Contains(o.burstSizes, size) && o.burstRoutes > 0 && o.burstRounds > 0 {
+		b, err := r.bursts(ctx, ot, pt)
 		if err != nil {
-			return pr, fmt.Errorf("size %d, %s sample %d: %w", res.size, v, i, err)
+			return res, fmt.Errorf("bursts: %w", err)
 		}
-		if !settled {
-			res.unsettled++
-		}
-		res.samples[v] = append(res.samples[v], smp)
-		if verbose || (i+1)%10 == 0 || i+1 == len(plan) {
-			logf("size %d: %d/%d, %s: route %s (call %s, %d probes), delete %s, traefik cpu %s", res.size, i+1, len(plan), v,
-				smp.route.Round(time.Millisecond), smp.call.Round(100*time.Microsecond), smp.polls, smp.del.Round(time.Millisecond), smp.traefikCPU)
-		}
+		res.burst = &b
 	}
-	if ph.rereads > 0 {
-		if pr.reread, err = m.reread(ctx, ph.rereads); err != nil {
-			return pr, err
+	if size > 0 && size == slices.Max(o.sizes) && o.stormCalls > 0 {
+		st, err := r.storm(ctx, ot, size)
+		if err != nil {
+			return res, fmt.Errorf("boot storm: %w", err)
 		}
-		logf("size %d: %d events that change nothing cost traefik %v of CPU", res.size, len(pr.reread), pr.reread)
+		res.storm = &st
 	}
+
 	n, err := s.list(ctx)
 	if err != nil {
-		return pr, err
+		return res, err
 	}
-	if n != res.size {
-		return pr, fmt.Errorf("size %d: the gateway holds %d routes after the samples", res.size, n)
+	if n != size {
+		return res, fmt.Errorf("the gateway holds %d routes after the samples, want %d", n, size)
 	}
-	pr.probes, pr.resumed = m.probe.probes.Load(), m.probe.resumed.Load()
-	if v, err := rss(s.gw.proc.pid()); err == nil {
-		pr.gatewayRSS = v
-	}
-	if v, err := rss(s.gw.traefik); err == nil {
-		pr.traefikRSS = v
-	}
-	return pr, nil
-}
-
-func planString(plan map[variant]int) string {
-	var parts []string
-	for _, v := range variants {
-		if plan[v] > 0 {
-			parts = append(parts, fmt.Sprintf("%d %s", plan[v], v))
+	for name, pid := range map[string]int{rssGateway: s.gw.proc.pid(), rssOurs: s.gw.traefik, rssPerFile: r.pf.pid(), rssOneFile: r.of.pid()} {
+		if v, err := rss(pid); err == nil {
+			res.rss[name] = v
 		}
 	}
-	return strings.Join(parts, ", ")
+	return res, nil
 }
 
-// populate adds the routes pop-<from> to pop-<to-1> through zbus, with a
-// gateway that runs no Traefik: with Traefik watching, every file would make
-// it re-read the whole folder, thousands of times.
-func populate(ctx context.Context, s *stack, from, to int, logf func(string, ...any)) (time.Duration, error) {
-	if err := s.startGateway(ctx, 100*time.Millisecond, false); err != nil {
-		s.stopGateway()
-		return 0, err
+// take runs one sample of t into res.
+func (r *routeRun) take(ctx context.Context, res *sizeResult, t *target, id string, i, n int) error {
+	smp, settled, err := t.sample(ctx, id)
+	if err != nil {
+		return fmt.Errorf("%s sample %d: %w", t.v, i, err)
 	}
-	defer s.stopGateway()
+	if !settled {
+		res.unsettled++
+	}
+	res.samples[t.v] = append(res.samples[t.v], smp)
+	if r.o.verbose || (i+1)%10 == 0 || i+1 == n {
+		r.logf("size %d: %d/%d, %s: route %s (call %s, %d probes), delete %s, traefik cpu %s", res.size, i+1, n, t.v,
+			smp.route.Round(time.Millisecond), smp.call.Round(100*time.Microsecond), smp.polls, smp.del.Round(time.Millisecond), smp.traefikCPU)
+	}
+	return nil
+}
+
+// startOurs starts the gateway with Traefik and waits until Traefik serves
+// the routes present and is idle.
+func (r *routeRun) startOurs(ctx context.Context, res *sizeResult) (*target, error) {
+	s := r.s
+	start := time.Now()
+	if err := s.startGateway(ctx, r.o.throttle, true); err != nil {
+		return nil, err
+	}
+	t := &target{v: ours, probe: newProber(s.gw.websecure), pid: s.gw.traefik, throttle: r.o.throttle,
+		publish:   func(ctx context.Context, id string, _ []byte) error { return s.setNamed(ctx, id, id) },
+		unpublish: func(ctx context.Context, id string) error { return s.deleteNamed(ctx, id) },
+	}
+	cold, err := t.load(ctx, res.size, start)
+	if err != nil {
+		return nil, fmt.Errorf("the gateway's traefik: %w", err)
+	}
+	res.cold[ours] = cold
+	r.logf("size %d: gateway and traefik (pid %d) up, routes served after %s", res.size, t.pid, cold.Round(time.Millisecond))
+	return t, nil
+}
+
+// capture publishes the template route through the gateway, checks that it
+// is served, and reads its rendering back from the folder the gateway's
+// Traefik watches, then makes the floors' Traefiks from the gateway's static
+// configuration.
+func (r *routeRun) capture(ctx context.Context, ot *target) error {
+	s := r.s
+	host := templateID + "." + benchDomain
+	start := time.Now()
+	if err := s.setNamed(ctx, templateID, templateID); err != nil {
+		return err
+	}
+	if _, _, err := ot.probe.wait(ctx, host, http.StatusOK, start, routeTimeout); err != nil {
+		return fmt.Errorf("the template route through the gateway: %w", err)
+	}
+	static, env, err := readStatic(s.root, s.gw.traefik)
+	if err != nil {
+		return err
+	}
+	dir, err := watchedDir(static)
+	if err != nil {
+		return err
+	}
+	var ids []string
+	if err := call(ctx, func(ctx context.Context) error {
+		l, err := s.stub.List(ctx)
+		for _, p := range l {
+			if p.WorkloadID != templateID {
+				ids = append(ids, p.WorkloadID)
+			}
+		}
+		return err
+	}); err != nil {
+		return err
+	}
+	if r.shape, err = captureShape(dir, templateID, host, ids); err != nil {
+		return err
+	}
+	start = time.Now()
+	if err := s.deleteNamed(ctx, templateID); err != nil {
+		return err
+	}
+	if _, _, err := ot.probe.wait(ctx, host, http.StatusNotFound, start, routeTimeout); err != nil {
+		return fmt.Errorf("deleting the template route: %w", err)
+	}
+	ot.last = time.Now()
+	ot.settle(ctx)
+	if r.pf, err = newFloorTraefik(s.work, "per-file", s.tools.traefik, static, env); err != nil {
+		return err
+	}
+	if r.of, err = newFloorTraefik(s.work, "one-file", s.tools.traefik, static, env); err != nil {
+		return err
+	}
+	r.logf("captured the gateway's rendering of a name route and its static configuration; floors in %s and %s", r.pf.dir, r.of.dir)
+	return nil
+}
+
+// gatewayStarts restarts the gateway alone, which adopts the running
+// Traefik, and times its start to the first answer on zbus; then times List
+// and Metrics.
+func (r *routeRun) gatewayStarts(ctx context.Context, res *sizeResult, ot *target) error {
+	s := r.s
+	for i := range r.o.startSamples {
+		adopted, err := s.restartGateway(ctx)
+		if err != nil {
+			return fmt.Errorf("restart %d of the gateway: %w", i+1, err)
+		}
+		res.starts = append(res.starts, s.gw.zbusUp)
+		if adopted {
+			res.adopted++
+		}
+		ot.pid = s.gw.traefik
+		if !waitIdle(ctx, []int{s.gw.proc.pid(), s.gw.traefik}, settleTimeout) {
+			r.logf("size %d: the gateway and traefik not idle %s after a restart", res.size, settleTimeout)
+		}
+	}
+	for range r.o.apiCalls {
+		start := time.Now()
+		n, err := s.list(ctx)
+		if err != nil {
+			return err
+		}
+		if n != res.size {
+			return fmt.Errorf("List gave %d routes, want %d", n, res.size)
+		}
+		res.list = append(res.list, time.Since(start))
+		start = time.Now()
+		if _, err := s.metrics(ctx); err != nil {
+			return err
+		}
+		res.metrics = append(res.metrics, time.Since(start))
+	}
+	r.logf("size %d: gateway start to zbus p50 %s (%d of %d adopted traefik), List p50 %s, Metrics p50 %s", res.size,
+		ms(summarize(res.starts).p50), res.adopted, len(res.starts), ms(summarize(res.list).p50), ms(summarize(res.metrics).p50))
+	return nil
+}
+
+// startPerFile adds the files of the routes present to the per-file floor's
+// folder, then starts its Traefik.
+func (r *routeRun) startPerFile(ctx context.Context, res *sizeResult) (*target, error) {
+	f, backend := r.pf, r.s.backendURL
+	for i := range res.size {
+		id, prefix := popName(i)
+		data, err := perFileRoute(id, prefix+"."+benchDomain, backend)
+		if err != nil {
+			return nil, err
+		}
+		if err := f.put(id+floorExt, data); err != nil {
+			return nil, err
+		}
+	}
+	t := &target{v: perFile, throttle: r.o.throttle,
+		render:    func(id string) ([]byte, error) { return perFileRoute(id, id+"."+benchDomain, backend) },
+		publish:   func(_ context.Context, id string, data []byte) error { return f.put(id+floorExt, data) },
+		unpublish: func(_ context.Context, id string) error { return f.remove(id + floorExt) },
+	}
+	return t, r.startFloor(ctx, res, f, t)
+}
+
+// startOneFile writes the routes present in one file in the one-file
+// floor's folder, then starts its Traefik.
+func (r *routeRun) startOneFile(ctx context.Context, res *sizeResult) (*target, error) {
+	f, sh, size := r.of, r.shape, res.size
+	base, err := sh.oneFile(size, "")
+	if err != nil {
+		return nil, err
+	}
+	if err := f.put(oneFileName, base); err != nil {
+		return nil, err
+	}
+	t := &target{v: oneFile, throttle: r.o.throttle,
+		render:    func(id string) ([]byte, error) { return sh.oneFile(size, id) },
+		publish:   func(_ context.Context, _ string, data []byte) error { return f.put(oneFileName, data) },
+		unpublish: func(_ context.Context, _ string) error { return f.put(oneFileName, base) },
+	}
+	return t, r.startFloor(ctx, res, f, t)
+}
+
+// startFloor starts f's Traefik for t and waits until it serves the routes
+// present and is idle.
+func (r *routeRun) startFloor(ctx context.Context, res *sizeResult, f *floorTraefik, t *target) error {
+	start := time.Now()
+	if err := f.start(ctx); err != nil {
+		return err
+	}
+	t.pid, t.probe = f.pid(), newProber(f.websecure)
+	cold, err := t.load(ctx, res.size, start)
+	if err != nil {
+		return fmt.Errorf("%s traefik: %w", t.v, err)
+	}
+	res.cold[t.v] = cold
+	r.logf("size %d: %s traefik (pid %d) up, routes served after %s", res.size, t.v, t.pid, cold.Round(time.Millisecond))
+	return nil
+}
+
+// defCert takes the diagnostic samples of the per-file floor with a default
+// certificate, then takes the certificate away.
+func (r *routeRun) defCert(ctx context.Context, res *sizeResult, pt *target) error {
+	data, err := r.o.defCert.render()
+	if err != nil {
+		return err
+	}
+	if err := r.pf.put(defCertName+floorExt, data); err != nil {
+		return err
+	}
+	pt.last = time.Now()
+	pt.settle(ctx)
+	d := *pt
+	d.v = perFileDefCert
+	for i := range r.o.diagSamples {
+		if err := r.take(ctx, res, &d, fmt.Sprintf("d%d-%d", res.size, i), i, r.o.diagSamples); err != nil {
+			return err
+		}
+	}
+	if err := r.pf.remove(defCertName + floorExt); err != nil {
+		return err
+	}
+	pt.last = time.Now()
+	pt.settle(ctx)
+	return nil
+}
+
+// populate adds the routes pop-<from> to pop-<to-1> through zbus to the
+// running gateway, from populateCallers callers.
+func populate(ctx context.Context, s *stack, from, to int, logf func(string, ...any)) (time.Duration, error) {
 	logf("pre-populating routes %d to %d through zbus (%d callers)", from, to-1, populateCallers)
 	start := time.Now()
-	var next atomic.Int64
-	next.Store(int64(from))
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	errs := make(chan error, populateCallers)
-	for range populateCallers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= to || ctx.Err() != nil {
-					return
-				}
-				id, prefix := popName(i)
-				if err := s.setNamed(ctx, id, prefix); err != nil {
-					errs <- err
-					cancel()
-					return
-				}
-				if (i+1)%2000 == 0 {
-					logf("pre-populated %d routes", i+1)
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	err := fanOut(ctx, to-from, populateCallers, func(ctx context.Context, i int) error {
+		id, prefix := popName(from + i)
+		if err := s.setNamed(ctx, id, prefix); err != nil {
+			return err
+		}
+		if (from+i+1)%2000 == 0 {
+			logf("pre-populated %d routes", from+i+1)
+		}
+		return nil
+	})
 	took := time.Since(start)
-	close(errs)
-	if err := <-errs; err != nil {
+	if err != nil {
 		return took, fmt.Errorf("pre-populating: %w", err)
-	}
-	if err := ctx.Err(); err != nil {
-		return took, err
 	}
 	n, err := s.list(ctx)
 	if err != nil {
@@ -334,101 +555,113 @@ func populate(ctx context.Context, s *stack, from, to int, logf func(string, ...
 	return took, nil
 }
 
+// fanOut calls fn for 0 to n-1 from callers goroutines and returns the first
+// error; the other callers stop at their next call.
+func fanOut(ctx context.Context, n, callers int, fn func(ctx context.Context, i int) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, callers)
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				if err := fn(ctx, i); err != nil {
+					errs <- err
+					cancel()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
 func popName(i int) (wlID, prefix string) {
 	return fmt.Sprintf("pop-%05d", i), fmt.Sprintf("pop%05d", i)
 }
 
-// measurer takes time-to-route samples against one run of the gateway.
-type measurer struct {
-	s        *stack
+// target is one Traefik and the way a route is published to it.
+type target struct {
+	v        variant
 	probe    *prober
+	pid      int
 	throttle time.Duration
-	floor    *floorFile
-	traefik  int
+	// render, when set, makes what publish writes, before the clock starts.
+	render    func(id string) ([]byte, error)
+	publish   func(ctx context.Context, id string, data []byte) error
+	unpublish func(ctx context.Context, id string) error
 	// last is when the last change was seen applied.
 	last time.Time
 }
 
-// startMeasurer starts the gateway at throttle, waits until Traefik serves
-// the size routes already present (the time it took is returned) and is
-// idle.
-func startMeasurer(ctx context.Context, s *stack, size int, throttle time.Duration, logf func(string, ...any)) (*measurer, time.Duration, error) {
-	start := time.Now()
-	if err := s.startGateway(ctx, throttle, true); err != nil {
-		s.stopGateway()
-		return nil, 0, err
-	}
-	m := &measurer{s: s, probe: newProber(s.gw.websecure), throttle: throttle, traefik: s.gw.traefik}
+// load waits until Traefik serves the size routes present, which start
+// began to load, and is idle; it returns the time from start to serving.
+func (t *target) load(ctx context.Context, size int, start time.Time) (time.Duration, error) {
 	var cold time.Duration
 	if size > 0 {
 		// Traefik loads the folder as one configuration: the last route
 		// served means all are.
 		_, prefix := popName(size - 1)
-		if _, _, err := m.probe.wait(ctx, prefix+"."+benchDomain, http.StatusOK, start, loadTimeout); err != nil {
-			s.stopGateway()
-			return nil, 0, fmt.Errorf("traefik serving the %d routes present: %w", size, err)
+		if _, _, err := t.probe.wait(ctx, prefix+"."+benchDomain, http.StatusOK, start, loadTimeout); err != nil {
+			return 0, fmt.Errorf("serving the %d routes present: %w", size, err)
 		}
 		cold = time.Since(start)
 		_, first := popName(0)
-		if st, ok, err := m.probe.get(ctx, first+"."+benchDomain); err != nil || st != http.StatusOK || !ok {
-			s.stopGateway()
-			return nil, 0, fmt.Errorf("route %s not served (status %d, %v)", first, st, err)
+		if st, ok, err := t.probe.get(ctx, first+"."+benchDomain); err != nil || st != http.StatusOK || !ok {
+			return 0, fmt.Errorf("route %s not served (status %d, %v)", first, st, err)
 		}
 	}
-	if n, err := s.list(ctx); err != nil || n != size {
-		s.stopGateway()
-		return nil, 0, fmt.Errorf("the gateway holds %d routes, want %d (%v)", n, size, err)
-	}
-	m.last = time.Now()
-	if !m.settle(ctx) {
-		logf("traefik not idle %s after its start", settleTimeout)
-	}
-	logf("gateway and traefik (pid %d, throttle %s) up with %d routes; served after %s", m.traefik, throttle, size, cold.Round(time.Millisecond))
-	return m, cold, nil
+	t.last = time.Now()
+	t.settle(ctx)
+	return cold, nil
 }
 
-// sample publishes the route id in the way v says, waits until it is
-// served, deletes it, waits until it is gone and until Traefik is idle.
-// settled is false when that last wait timed out.
-func (m *measurer) sample(ctx context.Context, v variant, id string) (smp sample, settled bool, err error) {
+// sample publishes the route id, waits until it is served, deletes it,
+// waits until it is gone and until Traefik is idle. settled is false when
+// that last wait timed out.
+func (t *target) sample(ctx context.Context, id string) (smp sample, settled bool, err error) {
 	host := id + "." + benchDomain
-	st0, err := readStat(m.traefik)
+	var data []byte
+	if t.render != nil {
+		if data, err = t.render(id); err != nil {
+			return smp, false, err
+		}
+	}
+	st0, err := readStat(t.pid)
 	if err != nil {
 		return smp, false, fmt.Errorf("traefik gone: %w", err)
 	}
 	start := time.Now()
-	switch v {
-	case ours, zos:
-		err = m.s.setNamed(ctx, id, id)
-	case floor, floorDefCert, writer, writerOutside:
-		err = m.floor.write(id, host, v)
-	default:
-		err = fmt.Errorf("unknown variant %q", v)
-	}
+	err = t.publish(ctx, id, data)
 	smp.call = time.Since(start)
 	if err != nil {
 		return smp, false, err
 	}
-	if smp.route, smp.polls, err = m.probe.wait(ctx, host, http.StatusOK, start, routeTimeout); err != nil {
+	if smp.route, smp.polls, err = t.probe.wait(ctx, host, http.StatusOK, start, routeTimeout); err != nil {
 		return smp, false, err
 	}
-
 	start = time.Now()
-	switch v {
-	case ours, zos:
-		err = m.s.deleteNamed(ctx, id)
-	default:
-		err = m.floor.remove(id)
-	}
-	if err != nil {
+	if err := t.unpublish(ctx, id); err != nil {
 		return smp, false, err
 	}
-	if smp.del, _, err = m.probe.wait(ctx, host, http.StatusNotFound, start, routeTimeout); err != nil {
+	if smp.del, _, err = t.probe.wait(ctx, host, http.StatusNotFound, start, routeTimeout); err != nil {
 		return smp, false, fmt.Errorf("waiting for the delete: %w", err)
 	}
-	m.last = time.Now()
-	settled = m.settle(ctx)
-	st1, err := readStat(m.traefik)
+	t.last = time.Now()
+	settled = t.settle(ctx)
+	st1, err := readStat(t.pid)
 	if err != nil {
 		return smp, false, fmt.Errorf("traefik gone: %w", err)
 	}
@@ -436,226 +669,19 @@ func (m *measurer) sample(ctx context.Context, v variant, id string) (smp sample
 	return smp, settled, nil
 }
 
-// reread renames a file Traefik does not load into the watched folder and
-// removes it again, n times, waiting for an idle Traefik after each event,
-// and returns the CPU Traefik used for each event: a re-read of the whole
-// folder that changes nothing, which every extra event of a write costs.
-func (m *measurer) reread(ctx context.Context, n int) ([]time.Duration, error) {
-	tmp := filepath.Join(m.floor.tmpDir, "noise.txt")
-	final := filepath.Join(m.s.proxyDir(), "bench-noise.txt")
-	var cpu []time.Duration
-	for range n {
-		for _, step := range []func() error{
-			func() error {
-				if err := os.WriteFile(tmp, []byte("not a configuration\n"), 0o644); err != nil {
-					return err
-				}
-				return os.Rename(tmp, final)
-			},
-			func() error { return os.Remove(final) },
-		} {
-			st0, err := readStat(m.traefik)
-			if err != nil {
-				return cpu, fmt.Errorf("traefik gone: %w", err)
-			}
-			if err := step(); err != nil {
-				return cpu, fmt.Errorf("touching the watched folder: %w", err)
-			}
-			m.last = time.Now()
-			m.settle(ctx)
-			st1, err := readStat(m.traefik)
-			if err != nil {
-				return cpu, fmt.Errorf("traefik gone: %w", err)
-			}
-			cpu = append(cpu, time.Duration(st1.cpu-st0.cpu)*clockTick)
-		}
-		if err := ctx.Err(); err != nil {
-			return cpu, err
-		}
-	}
-	return cpu, nil
-}
-
 // settle waits until Traefik's throttle window of the last change has closed
 // and Traefik has used no more than quietTicks of CPU over quietWindow: the
 // events of the last change are all handled, so the next sample starts from
 // an idle Traefik. It returns false if that took more than settleTimeout.
-func (m *measurer) settle(ctx context.Context) bool {
-	type point struct {
-		at  time.Time
-		cpu uint64
-	}
-	minEnd := m.last.Add(m.throttle + settleMargin)
-	deadline := time.Now().Add(settleTimeout)
-	var points []point
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		st, err := readStat(m.traefik)
-		if err != nil {
-			return false
-		}
-		now := time.Now()
-		points = append(points, point{now, st.cpu})
-		// Keep the newest point at least quietWindow old, and those after.
-		for len(points) > 1 && now.Sub(points[1].at) >= quietWindow {
-			points = points[1:]
-		}
-		if now.After(minEnd) && now.Sub(points[0].at) >= quietWindow && st.cpu-points[0].cpu <= quietTicks {
-			return true
-		}
+func (t *target) settle(ctx context.Context) bool {
+	if d := time.Until(t.last.Add(t.throttle + settleMargin)); d > 0 {
 		select {
 		case <-ctx.Done():
-		case <-time.After(20 * time.Millisecond):
+			return false
+		case <-time.After(d):
 		}
 	}
-	return false
-}
-
-// captureTemplate publishes a route through the gateway, checks that it is
-// served, and keeps its file as the template of the hand-written routes.
-func captureTemplate(ctx context.Context, m *measurer) (*floorFile, error) {
-	const id = "bench-template"
-	host := id + "." + benchDomain
-	start := time.Now()
-	if err := m.s.setNamed(ctx, id, id); err != nil {
-		return nil, err
-	}
-	if _, _, err := m.probe.wait(ctx, host, http.StatusOK, start, routeTimeout); err != nil {
-		return nil, fmt.Errorf("first route through the gateway: %w", err)
-	}
-	data, err := os.ReadFile(filepath.Join(m.s.proxyDir(), id+traefik.FileExt))
-	if err != nil {
-		return nil, fmt.Errorf("reading the route file the gateway wrote: %w", err)
-	}
-	f, err := newFloorFile(m.s.proxyDir(), filepath.Join(m.s.root, "bench-tmp"), id, host, data)
-	if err != nil {
-		return nil, err
-	}
-	start = time.Now()
-	if err := m.s.deleteNamed(ctx, id); err != nil {
-		return nil, err
-	}
-	if _, _, err := m.probe.wait(ctx, host, http.StatusNotFound, start, routeTimeout); err != nil {
-		return nil, fmt.Errorf("deleting the first route: %w", err)
-	}
-	m.last = time.Now()
-	m.settle(ctx)
-	return f, nil
-}
-
-// floorFile writes route files by hand from a file the gateway wrote, with
-// the names changed.
-type floorFile struct {
-	proxyDir, tmpDir string
-	dir              *traefik.Dir
-	tmplID, tmplHost string
-	tmpl             *traefik.Configuration
-}
-
-// newFloorFile reads the gateway's file data of route id at host and checks
-// that rendering it back under its own names gives the same bytes.
-func newFloorFile(proxyDir, tmpDir, id, host string, data []byte) (*floorFile, error) {
-	cfg, err := traefik.Unmarshal(data)
-	if err != nil {
-		return nil, fmt.Errorf("reading the template route: %w", err)
-	}
-	if cfg.TCP != nil || cfg.HTTP == nil || len(cfg.HTTP.Routers) != 1 || len(cfg.HTTP.Services) != 1 ||
-		cfg.HTTP.Routers[id] == nil || cfg.HTTP.Services[id] == nil {
-		return nil, fmt.Errorf("template route: want one HTTP router and service named %q, got:\n%s", id, data)
-	}
-	if err := os.MkdirAll(tmpDir, 0o755); err != nil {
-		return nil, fmt.Errorf("creating %s: %w", tmpDir, err)
-	}
-	dir, err := traefik.OpenDir(proxyDir)
-	if err != nil {
-		return nil, err
-	}
-	f := &floorFile{proxyDir: proxyDir, tmpDir: tmpDir, dir: dir, tmplID: id, tmplHost: host, tmpl: cfg}
-	again, err := f.render(id, host)
-	if err != nil {
-		return nil, err
-	}
-	if string(again) != string(data) {
-		return nil, fmt.Errorf("template route: rendered back as\n%s\nnot as the gateway wrote it:\n%s", again, data)
-	}
-	return f, nil
-}
-
-// render returns the template with router and service named id and the
-// rule's host replaced by host.
-func (f *floorFile) render(id, host string) ([]byte, error) {
-	r := *f.tmpl.HTTP.Routers[f.tmplID]
-	if !strings.Contains(r.Rule, f.tmplHost) {
-		return nil, fmt.Errorf("template rule %q does not name %s", r.Rule, f.tmplHost)
-	}
-	r.Rule = strings.ReplaceAll(r.Rule, f.tmplHost, host)
-	r.Service = id
-	return traefik.Marshal(&traefik.Configuration{HTTP: &traefik.HTTPConfiguration{
-		Routers:  map[string]*traefik.Router{id: &r},
-		Services: map[string]*traefik.Service{id: f.tmpl.HTTP.Services[f.tmplID]},
-	}})
-}
-
-// write puts the file of id in the watched folder the way v says: floor
-// renames a temporary file from a folder Traefik does not watch, without
-// fsync; writer calls the gateway's writer; writerOutside does the writer's
-// steps with the temporary file outside the watched folder.
-func (f *floorFile) write(id, host string, v variant) error {
-	data, err := f.render(id, host)
-	if err != nil {
-		return err
-	}
-	final := filepath.Join(f.proxyDir, id+traefik.FileExt)
-	tmp := filepath.Join(f.tmpDir, id+".tmp")
-	switch v {
-	case writer:
-		return f.dir.Write(id, data)
-	case floor, floorDefCert:
-		if err := os.WriteFile(tmp, data, 0o644); err != nil {
-			return fmt.Errorf("writing %s: %w", tmp, err)
-		}
-	case writerOutside:
-		t, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-		if err != nil {
-			return fmt.Errorf("writing %s: %w", tmp, err)
-		}
-		_, err = t.Write(data)
-		if err == nil {
-			err = t.Sync()
-		}
-		if err = errors.Join(err, t.Close()); err != nil {
-			os.Remove(tmp)
-			return fmt.Errorf("writing %s: %w", tmp, err)
-		}
-	default:
-		return fmt.Errorf("no file writer for variant %q", v)
-	}
-	if err := os.Rename(tmp, final); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("renaming %s into place: %w", tmp, err)
-	}
-	if v == writerOutside {
-		return syncDir(f.proxyDir)
-	}
-	return nil
-}
-
-func syncDir(path string) error {
-	d, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("syncing %s: %w", path, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing %s: %w", path, err)
-	}
-	return nil
-}
-
-func (f *floorFile) remove(id string) error {
-	if err := os.Remove(filepath.Join(f.proxyDir, id+traefik.FileExt)); err != nil {
-		return fmt.Errorf("removing route %s: %w", id, err)
-	}
-	return nil
+	return waitIdle(ctx, []int{t.pid}, settleTimeout)
 }
 
 // prober asks Traefik's websecure entry point for a name, over a new TCP

@@ -23,6 +23,7 @@ import (
 
 	"github.com/threefoldtech/gateway/pkg/gateway/stubs"
 	"github.com/threefoldtech/gateway/pkg/meter"
+	"github.com/threefoldtech/gateway/pkg/traefik"
 )
 
 // Stack settings.
@@ -56,14 +57,20 @@ type child struct {
 }
 
 // startChild runs bin with args in a process group of its own, so that a
-// Ctrl-C reaches only the bench, which then stops its children in order.
+// Ctrl-C reaches only the bench, which then stops its children in order. Its
+// environment is the bench's plus env.
 func startChild(name, logPath string, env []string, bin string, args ...string) (*child, error) {
+	return startChildEnv(name, logPath, append(os.Environ(), env...), bin, args...)
+}
+
+// startChildEnv is startChild with env the whole environment.
+func startChildEnv(name, logPath string, env []string, bin string, args ...string) (*child, error) {
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -335,13 +342,14 @@ type stack struct {
 	// meterRemoved that close has removed it.
 	meterUsed, meterRemoved bool
 
-	redis   *child
-	socket  string
-	backend *http.Server
-	// backendURL is the backend as routes name it.
-	backendURL string
-	client     zbus.Client
-	stub       *stubs.GatewayStub
+	redis             *child
+	socket            string
+	backend, backend2 *http.Server
+	// backendURL is the backend as routes name it; backendURL2 is a second
+	// one, the zbus measurement's routes switch between the two.
+	backendURL, backendURL2 string
+	client                  zbus.Client
+	stub                    *stubs.GatewayStub
 
 	gw *gatewayRun
 }
@@ -360,6 +368,10 @@ type gatewayRun struct {
 	dns, dnsAPI, closed, gwMetrics string
 	// traefik is the PID of the Traefik of this run, 0 if unmanaged.
 	traefik int
+	// zbusUp is from the start of the process to the answer of its first
+	// zbus call (List): a call made before the gateway serves waits in the
+	// broker's queue, and is answered as soon as it does.
+	zbusUp time.Duration
 }
 
 // newStack starts redis-server and the backend in work. close stops them.
@@ -424,22 +436,31 @@ func (s *stack) startRedis(ctx context.Context) error {
 	})
 }
 
-// startBackend serves 200 on 127.0.0.1, in this process.
+// startBackend serves 200 on 127.0.0.1, in this process, twice.
 func (s *stack) startBackend() error {
+	var err error
+	if s.backend, s.backendURL, err = serveOK(); err != nil {
+		return err
+	}
+	s.backend2, s.backendURL2, err = serveOK()
+	return err
+}
+
+// serveOK serves 200, marked with backendHeader, on a free loopback port.
+func serveOK() (*http.Server, string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return fmt.Errorf("starting the backend: %w", err)
+		return nil, "", fmt.Errorf("starting the backend: %w", err)
 	}
-	s.backendURL = "http://" + l.Addr().String()
-	s.backend = &http.Server{
+	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set(backendHeader, "1")
 			_, _ = w.Write([]byte("ok\n"))
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
-	go func() { _ = s.backend.Serve(l) }()
-	return nil
+	go func() { _ = srv.Serve(l) }()
+	return srv, "http://" + l.Addr().String(), nil
 }
 
 // startGateway starts the gateway with the given Traefik throttle; managed
@@ -498,9 +519,6 @@ func (s *stack) runGateway(ctx context.Context, g *gatewayRun) error {
 		"--traefik.websecure=" + g.websecure,
 		"--traefik.metrics=" + g.metrics,
 		"--traefik.throttle=" + g.throttle.String(),
-		// The floor measurements write route files into proxy/ by hand;
-		// the gateway's sweep would move them to quarantine meanwhile.
-		"--routes.sweep=24h",
 		"--dns.address=" + g.dns,
 		"--dns.api=" + g.dnsAPI,
 		// The gateway's own DNS server: the delegation check it runs at
@@ -515,11 +533,13 @@ func (s *stack) runGateway(ctx context.Context, g *gatewayRun) error {
 	// Set before the start: close then removes the table the gateway may
 	// have made, whatever happens next.
 	s.meterUsed = true
+	start := time.Now()
 	p, err := startChild("gateway", filepath.Join(s.work, "gateway.log"), nil, s.tools.gateway, args...)
 	if err != nil {
 		return err
 	}
 	g.proc = p
+	g.zbusUp = 0
 	s.gw = g
 	what := "the gateway to answer on zbus"
 	if g.managed {
@@ -530,8 +550,11 @@ func (s *stack) runGateway(ctx context.Context, g *gatewayRun) error {
 		if p.exited() {
 			return fmt.Errorf("gateway exited (log %s)", p.log)
 		}
-		if _, err := s.list(ctx); err != nil {
-			return err
+		if g.zbusUp == 0 {
+			if _, err := s.list(ctx); err != nil {
+				return err
+			}
+			g.zbusUp = time.Since(start)
 		}
 		if !g.managed {
 			return nil
@@ -581,10 +604,12 @@ func (s *stack) close() {
 	if s.redis != nil {
 		s.redis.stop()
 	}
-	if s.backend != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = s.backend.Shutdown(ctx)
-		cancel()
+	for _, b := range []*http.Server{s.backend, s.backend2} {
+		if b != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = b.Shutdown(ctx)
+			cancel()
+		}
 	}
 }
 
@@ -605,10 +630,9 @@ func (s *stack) removeMeterTable() {
 	}
 }
 
-// proxyDir is the folder Traefik watches.
-func (s *stack) proxyDir() string { return filepath.Join(s.root, "proxy") }
-
-func (s *stack) pidFile() string { return filepath.Join(s.root, "traefik", "traefik.pid") }
+func (s *stack) pidFile() string {
+	return filepath.Join(s.root, traefik.StateDirName, traefik.PIDFileName)
+}
 
 // traefikPID reads the pidfile the gateway writes and checks that the
 // process runs Traefik.
@@ -665,9 +689,23 @@ func (s *stack) list(ctx context.Context) (n int, err error) {
 	return n, err
 }
 
+func (s *stack) metrics(ctx context.Context) (n int, err error) {
+	err = call(ctx, func(ctx context.Context) error {
+		m, err := s.stub.Metrics(ctx)
+		n = len(m.Request)
+		return err
+	})
+	return n, err
+}
+
 func (s *stack) setNamed(ctx context.Context, wlID, prefix string) error {
+	return s.setNamedTo(ctx, wlID, prefix, s.backendURL)
+}
+
+// setNamedTo is setNamed with the backend named.
+func (s *stack) setNamedTo(ctx context.Context, wlID, prefix, backend string) error {
 	return call(ctx, func(ctx context.Context) error {
-		_, err := s.stub.SetNamedProxy(ctx, wlID, prefix, []string{s.backendURL}, false)
+		_, err := s.stub.SetNamedProxy(ctx, wlID, prefix, []string{backend}, false)
 		if err != nil {
 			return fmt.Errorf("SetNamedProxy(%q, %q): %w", wlID, prefix, err)
 		}

@@ -1,104 +1,180 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
-	"strconv"
-	"strings"
+	"os"
+	"path/filepath"
 	"time"
+
+	"github.com/threefoldtech/zbus"
+
+	"github.com/threefoldtech/gateway/internal/atomicfile"
 )
 
-// goBenchTimeout bounds one `go test -bench` run, compilation included.
-const goBenchTimeout = 10 * time.Minute
-
-// The go test benchmarks the report quotes, as run.
-var (
-	zbusBenchArgs     = []string{"test", "-tags", "integration", "-run", "^$", "-bench", "BenchmarkZbus", "-benchtime", "2000x", "./test/integration/"}
-	dirWriteBenchArgs = []string{"test", "-run", "^$", "-bench", "BenchmarkDirWrite", "-benchtime", "500x", "./pkg/traefik"}
+// zbus floor settings.
+const (
+	// zbusModule and zbusObject name the bench's own object on the broker.
+	zbusModule = "bench"
+	zbusObject = "floor"
+	// zbusWorkers is how many calls the bench's object serves at once.
+	zbusWorkers = 4
+	// zbusRoutes is how many routes the Set calls of the measurement cycle
+	// over; each call switches one of them to the other backend.
+	zbusRoutes = 32
+	// zbusRoutePrefix names those routes.
+	zbusRoutePrefix = "zbus-"
 )
 
-// zbusResult is the cost of a call through zbus.
-type zbusResult struct {
-	// Noop and SetNamedProxy are ns/op of BenchmarkZbus/noop and
-	// BenchmarkZbus/SetNamedProxy: a call that does nothing and the real
-	// call, through the same broker.
-	Noop, SetNamedProxy float64
-	// DirWrite is ns/op of BenchmarkDirWrite: the crash-consistent write
-	// alone (temporary file, fsync, rename, fsync of the folder).
-	DirWrite float64
+// zbusFloor is an object of the bench served on the stack's broker, whose
+// calls are the floor of a Set call: Nothing does nothing, Write does one
+// synced small write (temporary file in a staging folder, fsync, rename,
+// fsync of the folder, as internal/atomicfile does it for the gateway).
+type zbusFloor struct {
+	s      *stack
+	id     zbus.ObjectID
+	cancel context.CancelFunc
+	done   chan struct{}
+	obj    *floorObject
 }
 
-// benchZbus runs the zbus and writer benchmarks of the repository at repo as
-// subprocesses and reads their ns/op.
-func benchZbus(ctx context.Context, repo string, logf func(string, ...any)) (zbusResult, error) {
-	var r zbusResult
-	logf("running go %s", strings.Join(zbusBenchArgs, " "))
-	got, err := runGoBench(ctx, repo, zbusBenchArgs)
-	if err != nil {
-		return r, err
-	}
-	var ok1, ok2 bool
-	r.Noop, ok1 = got["BenchmarkZbus/noop"]
-	r.SetNamedProxy, ok2 = got["BenchmarkZbus/SetNamedProxy"]
-	if !ok1 || !ok2 {
-		return r, fmt.Errorf("go %s: no ns/op for BenchmarkZbus/noop and BenchmarkZbus/SetNamedProxy in %v", strings.Join(zbusBenchArgs, " "), got)
-	}
-	logf("running go %s", strings.Join(dirWriteBenchArgs, " "))
-	got, err = runGoBench(ctx, repo, dirWriteBenchArgs)
-	if err != nil {
-		return r, err
-	}
-	if r.DirWrite, ok1 = got["BenchmarkDirWrite"]; !ok1 {
-		return r, fmt.Errorf("go %s: no ns/op for BenchmarkDirWrite in %v", strings.Join(dirWriteBenchArgs, " "), got)
-	}
-	return r, nil
+// floorObject is what the bench serves on zbus.
+type floorObject struct {
+	staging, path string
+	data          []byte
 }
 
-// runGoBench runs go with args in repo and returns ns/op per benchmark name
-// (without the -GOMAXPROCS suffix).
-func runGoBench(ctx context.Context, repo string, args []string) (map[string]float64, error) {
-	out, err := runGo(ctx, repo, args)
+// Nothing does nothing: the cost of zbus itself.
+func (o *floorObject) Nothing(string) error { return nil }
+
+// Write replaces one small file, synced.
+func (o *floorObject) Write(string) error {
+	return atomicfile.WriteStaged(o.staging, o.path, o.data, 0o644)
+}
+
+// newZbusFloor serves the bench's object on the stack's broker until close.
+func newZbusFloor(ctx context.Context, s *stack) (*zbusFloor, error) {
+	base := filepath.Join(s.work, "zbus-floor")
+	obj := &floorObject{staging: filepath.Join(base, "staging"), path: filepath.Join(base, "files", "route"+floorExt)}
+	for _, d := range []string{obj.staging, filepath.Dir(obj.path)} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("creating %s: %w", d, err)
+		}
+	}
+	// The size of a route's file as the gateway wrote one per route.
+	data, err := perFileRoute("zbus-floor", "zbus-floor."+benchDomain, s.backendURL)
 	if err != nil {
 		return nil, err
 	}
-	return parseGoBench(out), nil
+	obj.data = data
+	server, err := zbus.NewRedisServer(zbusModule, "unix://"+s.socket, zbusWorkers)
+	if err != nil {
+		return nil, fmt.Errorf("serving the bench's zbus object: %w", err)
+	}
+	z := &zbusFloor{s: s, id: zbus.ObjectID{Name: zbusObject, Version: "0.0.1"}, obj: obj, done: make(chan struct{})}
+	if err := server.Register(z.id, obj); err != nil {
+		return nil, fmt.Errorf("serving the bench's zbus object: %w", err)
+	}
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	z.cancel = cancel
+	go func() {
+		defer close(z.done)
+		_ = server.Run(sctx)
+	}()
+	return z, nil
 }
 
-// parseGoBench reads the ns/op of each benchmark line of go test's output:
-// "BenchmarkX/sub-2  2000  93245 ns/op [more value unit pairs]".
-func parseGoBench(out []byte) map[string]float64 {
-	res := map[string]float64{}
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") {
-			continue
-		}
-		if _, err := strconv.Atoi(f[1]); err != nil {
-			continue
-		}
-		name := f[0]
-		if i := strings.LastIndexByte(name, '-'); i > 0 {
-			if _, err := strconv.Atoi(name[i+1:]); err == nil {
-				name = name[:i]
-			}
-		}
-		for i := 2; i+1 < len(f); i += 2 {
-			if f[i+1] != "ns/op" {
-				continue
-			}
-			if v, err := strconv.ParseFloat(f[i], 64); err == nil {
-				res[name] = v
-			}
+// close stops serving and waits for the server's loops. Each notices the
+// end of its context between two pulls from the broker, which wait up to
+// zbus's pull timeout (10 s) for a request: a call of each kind ends the
+// wait, so that no loop is still pulling when the broker stops.
+func (z *zbusFloor) close() {
+	z.cancel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, _ = z.s.client.Status(ctx, zbusModule)
+	_, _ = z.s.client.RequestContext(ctx, zbusModule, z.id, "Nothing", "x")
+	select {
+	case <-z.done:
+	case <-time.After(15 * time.Second):
+	}
+}
+
+func (z *zbusFloor) call(ctx context.Context, method string) error {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	res, err := z.s.client.RequestContext(ctx, zbusModule, z.id, method, "x")
+	if err != nil {
+		return fmt.Errorf("zbus %s: %w", method, err)
+	}
+	if err := res.CallError(); err != nil {
+		return fmt.Errorf("zbus %s: %w", method, err)
+	}
+	return nil
+}
+
+// zbusResult is the cost of a Set call against its floor, at one size.
+type zbusResult struct {
+	// noop is a call that does nothing; floor a call that does one synced
+	// small write; write that write alone, in the bench; set a
+	// SetNamedProxy that changes a route.
+	noop, floor, write, set []time.Duration
+}
+
+// measure takes rounds of one call of each kind, against the running
+// gateway (without Traefik) and the bench's object, on one broker. The Set
+// calls switch the routes zbus-* from one backend to the other, so each
+// changes its route; the routes are added before and deleted after.
+func (z *zbusFloor) measure(ctx context.Context, rounds int, logf func(string, ...any)) (zbusResult, error) {
+	var r zbusResult
+	s := z.s
+	id := func(i int) string { return fmt.Sprintf("%s%02d", zbusRoutePrefix, i%zbusRoutes) }
+	for i := range zbusRoutes {
+		if err := s.setNamedTo(ctx, id(i), id(i), s.backendURL); err != nil {
+			return r, err
 		}
 	}
-	return res
-}
-
-// tailLines returns the last n lines of b.
-func tailLines(b []byte, n int) string {
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+	// One unrecorded call of each first.
+	for _, m := range []string{"Nothing", "Write"} {
+		if err := z.call(ctx, m); err != nil {
+			return r, err
+		}
+	}
+	for i := range rounds {
+		if err := ctx.Err(); err != nil {
+			return r, err
+		}
+		start := time.Now()
+		if err := z.call(ctx, "Nothing"); err != nil {
+			return r, err
+		}
+		r.noop = append(r.noop, time.Since(start))
+		start = time.Now()
+		if err := z.call(ctx, "Write"); err != nil {
+			return r, err
+		}
+		r.floor = append(r.floor, time.Since(start))
+		start = time.Now()
+		if err := z.obj.Write(""); err != nil {
+			return r, err
+		}
+		r.write = append(r.write, time.Since(start))
+		backend := s.backendURL2
+		if (i/zbusRoutes)%2 == 1 {
+			backend = s.backendURL
+		}
+		start = time.Now()
+		if err := s.setNamedTo(ctx, id(i), id(i), backend); err != nil {
+			return r, err
+		}
+		r.set = append(r.set, time.Since(start))
+	}
+	for i := range zbusRoutes {
+		if err := s.deleteNamed(ctx, id(i)); err != nil {
+			return r, err
+		}
+	}
+	logf("zbus: no-op %s, floor (no-op + synced write) %s, SetNamedProxy %s p50 (%d rounds)",
+		ms(summarize(r.noop).p50), ms(summarize(r.floor).p50), ms(summarize(r.set).p50), rounds)
+	return r, nil
 }

@@ -1,0 +1,266 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// Boot storm and burst settings.
+const (
+	// reloadsMetric counts the configurations Traefik applied.
+	reloadsMetric = "traefik_config_reloads_total"
+	// burstTimeout bounds the wait for a burst's routes to serve, or to be
+	// gone.
+	burstTimeout = 5 * time.Minute
+	// burstCheckTimeout bounds the check that every route of a burst
+	// serves, all of them together.
+	burstCheckTimeout = 30 * time.Second
+	// burstPoll is how often the bench asks Traefik's API how many routers
+	// it runs during a burst.
+	burstPoll = 10 * time.Millisecond
+	// burstPrefix names the routes of a burst.
+	burstPrefix = "burst-"
+)
+
+// stormResult is the boot storm: calls Set calls that each re-apply exactly
+// what a route already is, from populateCallers callers.
+type stormResult struct {
+	calls int
+	took  time.Duration
+	// reloads is how far Traefik's traefik_config_reloads_total moved from
+	// before the storm to after it and Traefik's throttle window.
+	reloads float64
+	// traefikCPU and gatewayCPU are what each used over the same time.
+	traefikCPU, gatewayCPU time.Duration
+}
+
+// storm sends the boot storm to the gateway holding size routes.
+func (r *routeRun) storm(ctx context.Context, ot *target, size int) (stormResult, error) {
+	s := r.s
+	res := stormResult{calls: r.o.stormCalls}
+	before, err := traefikReloads(ctx, s.gw.metrics)
+	if err != nil {
+		return res, err
+	}
+	t0, g0 := cpuTime(s.gw.traefik), cpuTime(s.gw.proc.pid())
+	r.logf("boot storm: %d identical SetNamedProxy calls over the %d routes present, %d callers", res.calls, size, populateCallers)
+	start := time.Now()
+	err = fanOut(ctx, res.calls, populateCallers, func(ctx context.Context, i int) error {
+		id, prefix := popName(i % size)
+		return s.setNamed(ctx, id, prefix)
+	})
+	res.took = time.Since(start)
+	if err != nil {
+		return res, err
+	}
+	ot.last = time.Now()
+	ot.settle(ctx)
+	after, err := traefikReloads(ctx, s.gw.metrics)
+	if err != nil {
+		return res, err
+	}
+	res.reloads = after - before
+	res.traefikCPU, res.gatewayCPU = cpuTime(s.gw.traefik)-t0, cpuTime(s.gw.proc.pid())-g0
+	r.logf("boot storm: %s, %.0f traefik reloads, traefik cpu %s, gateway cpu %s", res.took.Round(time.Millisecond), res.reloads,
+		res.traefikCPU, res.gatewayCPU)
+	return res, nil
+}
+
+// burstResult is the bursts: routes new routes at once, through the
+// gateway from populateCallers callers, and written by hand one file each to
+// the per-file floor by as many writers.
+type burstResult struct {
+	routes int
+	// ours and floor are from the first call or write to Traefik running
+	// every route of the burst; oursCalls is until the last call returned.
+	ours, floor, oursCalls []time.Duration
+	// oursCPU and floorCPU are the CPU each Traefik used from the start
+	// of a burst to the end of its removal and an idle Traefik.
+	oursCPU, floorCPU []time.Duration
+}
+
+// bursts takes the rounds of bursts, ours and the floor's in turn.
+func (r *routeRun) bursts(ctx context.Context, ot, pt *target) (burstResult, error) {
+	s, n := r.s, r.o.burstRoutes
+	res := burstResult{routes: n}
+	id := func(i int) string { return fmt.Sprintf("%s%03d", burstPrefix, i) }
+	oursBurst := func() error {
+		var calls time.Duration
+		took, cpu, err := burstOnce(ctx, ot, s.gw.metrics, n,
+			func(ctx context.Context) error {
+				start := time.Now()
+				err := fanOut(ctx, n, populateCallers, func(ctx context.Context, i int) error { return s.setNamed(ctx, id(i), id(i)) })
+				calls = time.Since(start)
+				return err
+			},
+			func(ctx context.Context) error {
+				return fanOut(ctx, n, populateCallers, func(ctx context.Context, i int) error { return s.deleteNamed(ctx, id(i)) })
+			}, id)
+		if err != nil {
+			return fmt.Errorf("ours: %w", err)
+		}
+		res.ours, res.oursCalls, res.oursCPU = append(res.ours, took), append(res.oursCalls, calls), append(res.oursCPU, cpu)
+		r.logf("burst of %d, ours: all served after %s (calls done after %s), traefik cpu %s", n, took.Round(time.Millisecond), calls.Round(time.Millisecond), cpu)
+		return nil
+	}
+	floorBurst := func() error {
+		files := make([][]byte, n)
+		for i := range n {
+			var err error
+			if files[i], err = perFileRoute(id(i), id(i)+"."+benchDomain, s.backendURL); err != nil {
+				return err
+			}
+		}
+		took, cpu, err := burstOnce(ctx, pt, r.pf.ping, n,
+			func(ctx context.Context) error {
+				return fanOut(ctx, n, populateCallers, func(_ context.Context, i int) error { return r.pf.put(id(i)+floorExt, files[i]) })
+			},
+			func(ctx context.Context) error {
+				return fanOut(ctx, n, populateCallers, func(_ context.Context, i int) error { return r.pf.remove(id(i) + floorExt) })
+			}, id)
+		if err != nil {
+			return fmt.Errorf("per-file floor: %w", err)
+		}
+		res.floor, res.floorCPU = append(res.floor, took), append(res.floorCPU, cpu)
+		r.logf("burst of %d, per-file floor: all served after %s, traefik cpu %s", n, took.Round(time.Millisecond), cpu)
+		return nil
+	}
+	for round := range r.o.burstRounds {
+		order := []func() error{oursBurst, floorBurst}
+		if round%2 == 1 {
+			order = []func() error{floorBurst, oursBurst}
+		}
+		for _, f := range order {
+			if err := f(); err != nil {
+				return res, err
+			}
+		}
+	}
+	return res, nil
+}
+
+// burstOnce runs add, waits until the Traefik of t, whose API is at api,
+// runs n more HTTP routers than before and checks that each of the n routes
+// id(i) serves; then runs del and waits until the routers are back to what
+// they were and Traefik is idle. It returns the time from the start of add to
+// Traefik running them all, and the CPU Traefik used for the whole.
+func burstOnce(ctx context.Context, t *target, api string, n int, add, del func(context.Context) error, id func(int) string) (time.Duration, time.Duration, error) {
+	base, err := httpRouters(ctx, api)
+	if err != nil {
+		return 0, 0, err
+	}
+	cpu0 := cpuTime(t.pid)
+	start := time.Now()
+	added := make(chan error, 1)
+	go func() { added <- add(ctx) }()
+	err = poll(ctx, burstTimeout, burstPoll, fmt.Sprintf("traefik to run %d routers", base+n), func() error {
+		got, err := httpRouters(ctx, api)
+		if err != nil {
+			return err
+		}
+		if got < base+n {
+			return fmt.Errorf("%d routers", got)
+		}
+		return nil
+	})
+	took := time.Since(start)
+	if aerr := <-added; aerr != nil {
+		return 0, 0, aerr
+	}
+	if err != nil {
+		return 0, 0, err
+	}
+	// One deadline for all: the routes run, each should answer at once.
+	checked := time.Now()
+	for i := range n {
+		if _, _, err := t.probe.wait(ctx, id(i)+"."+benchDomain, http.StatusOK, checked, burstCheckTimeout); err != nil {
+			return 0, 0, fmt.Errorf("after the burst: %w", err)
+		}
+	}
+	if err := del(ctx); err != nil {
+		return 0, 0, err
+	}
+	if err := poll(ctx, burstTimeout, burstPoll, fmt.Sprintf("traefik to run %d routers again", base), func() error {
+		got, err := httpRouters(ctx, api)
+		if err != nil {
+			return err
+		}
+		if got != base {
+			return fmt.Errorf("%d routers", got)
+		}
+		return nil
+	}); err != nil {
+		return 0, 0, err
+	}
+	t.last = time.Now()
+	t.settle(ctx)
+	return took, cpuTime(t.pid) - cpu0, nil
+}
+
+// apiClient asks Traefik's API and metrics endpoint.
+var apiClient = &http.Client{Timeout: 10 * time.Second}
+
+// httpRouters asks the API of the Traefik at addr how many HTTP routers it
+// runs, its own included.
+func httpRouters(ctx context.Context, addr string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/api/overview", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := apiClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("asking traefik's api: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("asking traefik's api: %s", resp.Status)
+	}
+	var o struct {
+		HTTP struct {
+			Routers struct {
+				Total int `json:"total"`
+			} `json:"routers"`
+		} `json:"http"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&o); err != nil {
+		return 0, fmt.Errorf("reading traefik's /api/overview: %w", err)
+	}
+	return o.HTTP.Routers.Total, nil
+}
+
+// traefikReloads reads traefik_config_reloads_total from the metrics of the
+// Traefik at addr.
+func traefikReloads(ctx context.Context, addr string) (float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := apiClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("reading traefik's metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("reading traefik's metrics: %s", resp.Status)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return 0, fmt.Errorf("reading traefik's metrics: %w", err)
+	}
+	fam, ok := fams[reloadsMetric]
+	if !ok || len(fam.GetMetric()) == 0 {
+		return 0, fmt.Errorf("no %s in traefik's metrics", reloadsMetric)
+	}
+	var sum float64
+	for _, m := range fam.GetMetric() {
+		sum += m.GetCounter().GetValue()
+	}
+	return sum, nil
+}
