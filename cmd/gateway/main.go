@@ -170,8 +170,10 @@ func run(cfg *Configuration) error {
 		Meter:            routeMeter,
 		MeterUnavailable: meterErr,
 		Probe:            traefik.API{Base: traefik.APIURL(cfg.Traefik.Metrics), Client: &http.Client{Timeout: probeTimeout}},
-		Registry:         reg,
-		Logger:           log,
+		// Without one Traefik makes a new RSA certificate at every reload.
+		DefaultCertificate: traefik.NewDefaultCertificate(stateDir, cfg.Public.Domain),
+		Registry:           reg,
+		Logger:             log,
 	})
 	if err != nil {
 		return err

@@ -2,13 +2,16 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -207,7 +210,7 @@ func TestAnchorFollowsDomain(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := routeYAML(t, renderAnchor(domain)); string(data) != want {
+		if want := routeYAML(t, renderAnchor(domain, nil)); string(data) != want {
 			t.Fatalf("anchor holds\n%s\nwant\n%s", data, want)
 		}
 	}
@@ -219,6 +222,75 @@ func TestAnchorFollowsDomain(t *testing.T) {
 	check("gw.example")
 	newModuleWith(t, root, func(c *Config) { c.Domain = "new.example" })
 	check("new.example")
+	if q := quarantined(t, root); len(q) != 0 {
+		t.Fatalf("quarantine holds %v", q)
+	}
+}
+
+// swapCert is a DefaultCertificate whose certificate the test changes.
+type swapCert struct {
+	mu   sync.Mutex
+	cert *traefik.TLSCertificate
+}
+
+func (s *swapCert) Current() (*traefik.TLSCertificate, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cert, nil
+}
+
+func (s *swapCert) set(c *traefik.TLSCertificate) {
+	s.mu.Lock()
+	s.cert = c
+	s.mu.Unlock()
+}
+
+// TestDefaultCertificatePublished guards the default certificate: the
+// reserved file sets it, with a domain or without one, and a change of the
+// certificate (the wildcard obtained, or renewed) is published by Run, while
+// a Run that finds it unchanged writes nothing.
+func TestDefaultCertificatePublished(t *testing.T) {
+	root := t.TempDir()
+	anchor := filepath.Join(root, traefik.RoutesDirName, "gateway~anchor"+traefik.FileExt)
+	self := &traefik.TLSCertificate{CertFile: "/state/default-self.crt", KeyFile: "/state/default-self.key"}
+	certs := &swapCert{cert: self}
+	check := func(domain string, cert *traefik.TLSCertificate) {
+		t.Helper()
+		data, err := os.ReadFile(anchor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := routeYAML(t, renderAnchor(domain, cert)); string(data) != want {
+			t.Fatalf("reserved file holds\n%s\nwant\n%s", data, want)
+		}
+	}
+	newModuleWith(t, root, func(c *Config) { c.Domain = ""; c.DefaultCertificate = certs })
+	check("", self)
+	m, _ := newModuleWith(t, root, func(c *Config) { c.DefaultCertificate = certs; c.SweepInterval = 10 * time.Millisecond })
+	check("gw.example", self)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); m.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	before, _ := os.Stat(anchor)
+	time.Sleep(50 * time.Millisecond)
+	if after, _ := os.Stat(anchor); !os.SameFile(before, after) {
+		t.Fatal("Run wrote the reserved file again with nothing changed")
+	}
+	wild := &traefik.TLSCertificate{CertFile: "/state/default-0123456789ab.crt", KeyFile: "/state/default-0123456789ab.key"}
+	certs.set(wild)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		data, _ := os.ReadFile(anchor)
+		if string(data) == routeYAML(t, renderAnchor("gw.example", wild)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the new default certificate not published:\n%s", data)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if q := quarantined(t, root); len(q) != 0 {
 		t.Fatalf("quarantine holds %v", q)
 	}

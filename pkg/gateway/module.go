@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -63,10 +64,22 @@ type Config struct {
 	// Probe, when set, tells when Traefik serves a new route, for the
 	// gateway_route_publish_seconds metric.
 	Probe RouteProbe
+	// DefaultCertificate, when set, gives the certificate Traefik presents
+	// to a client whose SNI matches none it has (traefik.DefaultCertificate);
+	// the module publishes it at start and again, within SweepInterval,
+	// when it changes.
+	DefaultCertificate DefaultCertificate
 	// Registry receives the module's metrics. Nil registers none.
 	Registry prometheus.Registerer
 	// Logger receives the module's logs.
 	Logger zerolog.Logger
+}
+
+// DefaultCertificate gives the default certificate of Traefik's TLS store;
+// traefik.DefaultCertificate is the implementation the daemon uses.
+type DefaultCertificate interface {
+	// Current returns the certificate to configure now.
+	Current() (*traefik.TLSCertificate, error)
 }
 
 // DefaultLookupTimeout bounds the DNS check of a user domain. A resolver
@@ -111,6 +124,10 @@ type Module struct {
 	leading bool
 	// failing are the entries the last sweep could not move, logged once.
 	failing map[string]bool
+	// defaultCert is the default certificate last published, anchorDone
+	// set once the reserved file was.
+	defaultCert *traefik.TLSCertificate
+	anchorDone  bool
 }
 
 var _ Gateway = (*Module)(nil)
@@ -208,13 +225,34 @@ func (m *Module) publishAtStart() error {
 	if converted > 0 {
 		m.log.Info().Int("routes", converted).Msg("routes converted from one file per route to group files")
 	}
-	var anchor *traefik.Configuration
-	if m.cfg.Domain != "" {
-		anchor = renderAnchor(m.cfg.Domain)
+	if err := m.publishAnchor(); err != nil {
+		return fmt.Errorf("publishing the anchor of the wildcard certificate and the default certificate: %w", err)
 	}
-	if err := m.routes.PublishAnchor(anchor); err != nil {
-		return fmt.Errorf("publishing the anchor of the wildcard certificate: %w", err)
+	return nil
+}
+
+// publishAnchor publishes the reserved file as it renders with the default
+// certificate now; it writes only when that changed.
+func (m *Module) publishAnchor() error {
+	var cert *traefik.TLSCertificate
+	if m.cfg.DefaultCertificate != nil {
+		var err error
+		if cert, err = m.cfg.DefaultCertificate.Current(); err != nil {
+			return err
+		}
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.anchorDone && reflect.DeepEqual(cert, m.defaultCert) {
+		return nil
+	}
+	if err := m.routes.PublishAnchor(renderAnchor(m.cfg.Domain, cert)); err != nil && !errors.Is(err, traefik.ErrNotDurable) {
+		return err
+	}
+	if m.anchorDone && cert != nil {
+		m.log.Info().Str("cert", cert.CertFile).Msg("default certificate changed")
+	}
+	m.defaultCert, m.anchorDone = cert, true
 	return nil
 }
 
@@ -233,6 +271,9 @@ func (m *Module) Run(ctx context.Context) error {
 			return ctx.Err()
 		case <-t.C:
 			m.sweep(nil)
+			if err := m.publishAnchor(); err != nil {
+				m.log.Error().Err(err).Msg("publishing the default certificate")
+			}
 		}
 	}
 }

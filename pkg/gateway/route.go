@@ -167,13 +167,15 @@ func (r route) renderLegacy(domain string) *traefik.Configuration {
 // it, and no route can serve the gateway domain itself.
 const anchorPath = "/.well-known/gateway-anchor/"
 
-// renderAnchor builds the anchor router of domain (traefik.AnchorName): the
-// one router that carries the DNS-01 resolver and the wildcard certificate
-// of domain, so that Traefik obtains and renews it once for every name
-// proxy.
-func renderAnchor(domain string) *traefik.Configuration {
-	return &traefik.Configuration{
-		HTTP: &traefik.HTTPConfiguration{
+// renderAnchor builds the content of the reserved file: the anchor router
+// of domain (traefik.AnchorName), the one router that carries the DNS-01
+// resolver and the wildcard certificate of domain, so that Traefik obtains
+// and renews it once for every name proxy; and the default certificate of
+// Traefik's TLS store, cert. It is nil when there is neither.
+func renderAnchor(domain string, cert *traefik.TLSCertificate) *traefik.Configuration {
+	cfg := &traefik.Configuration{}
+	if domain != "" {
+		cfg.HTTP = &traefik.HTTPConfiguration{
 			Routers: map[string]*traefik.Router{traefik.AnchorName: {
 				EntryPoints: []string{traefik.EntryPointWebSecure},
 				Rule:        hostRule(domain) + " && PathPrefix(`" + anchorPath + "`)",
@@ -183,8 +185,15 @@ func renderAnchor(domain string) *traefik.Configuration {
 					Domains:      []traefik.Domain{{Main: domain, SANs: []string{"*." + domain}}},
 				},
 			}},
-		},
+		}
 	}
+	if cert != nil {
+		cfg.TLS = &traefik.TLSConfiguration{Stores: map[string]*traefik.TLSStore{traefik.DefaultStore: {DefaultCertificate: cert}}}
+	}
+	if cfg.HTTP == nil && cfg.TLS == nil {
+		return nil
+	}
+	return cfg
 }
 
 // parseRoute reads back a configuration the gateway wrote for workload id.

@@ -76,7 +76,7 @@ func TestNameProxyCarriesNoResolver(t *testing.T) {
 		t.Fatalf("name proxy renders without tls: {}:\n%s", data)
 	}
 
-	got, err := traefik.Marshal(renderAnchor("gw.example"))
+	got, err := traefik.Marshal(renderAnchor("gw.example", nil))
 	if err != nil {
 		t.Fatal(err)
 	}

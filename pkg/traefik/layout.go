@@ -28,7 +28,7 @@ const NumGroups = 64
 const groupPrefix = "routes~"
 
 // anchorFile is the name, without FileExt, of the reserved file that holds
-// the anchor router.
+// the anchor router and the default certificate of Traefik's TLS store.
 const anchorFile = "gateway~anchor"
 
 // holdFile is the name, without FileExt, of the file that holds Traefik's
@@ -165,6 +165,9 @@ func Merge(routes map[string]*Configuration) *Configuration {
 // checkNamed refuses a route configuration with an element not named id, or
 // with no element at all: Split would give it to another route, or lose it.
 func checkNamed(id string, cfg *Configuration) error {
+	if cfg.TLS != nil {
+		return fmt.Errorf("configuration of route %q: a route has no tls section", id)
+	}
 	parts := Split(cfg)
 	if _, ok := parts[id]; !ok || len(parts) != 1 {
 		return fmt.Errorf("configuration of route %q: every router, middleware and service must be named %q", id, id)

@@ -339,13 +339,13 @@ func (r *Routes) PublishAll(cfgs map[string]*Configuration) (converted int, err 
 
 // PublishAnchor makes cfg the content of the reserved file, or removes it
 // when cfg is nil. A file that holds exactly cfg is left as it is, so a
-// restart costs Traefik no reload; one that holds something else than an
-// anchor router is moved to quarantine first (the next Sweep returns it).
+// restart costs Traefik no reload; one that holds something else than the
+// anchor router and the default certificate is moved to quarantine first (the next Sweep returns it).
 // Sweep writes the file again if it changes behind the gateway's back.
 func (r *Routes) PublishAnchor(cfg *Configuration) error {
 	var want []byte
 	if cfg != nil {
-		if err := checkNamed(AnchorName, cfg); err != nil {
+		if err := checkAnchor(cfg); err != nil {
 			return err
 		}
 		var err error
@@ -386,11 +386,32 @@ func (r *Routes) PublishAnchor(cfg *Configuration) error {
 	return r.writeAnchor()
 }
 
-// isAnchor tells whether data reads back as an anchor router and nothing
-// else.
+// isAnchor tells whether data reads back as what the reserved file may
+// hold, and nothing else.
 func isAnchor(data []byte) bool {
 	cfg, err := Unmarshal(data)
-	return err == nil && checkNamed(AnchorName, cfg) == nil
+	return err == nil && checkAnchor(cfg) == nil
+}
+
+// checkAnchor refuses a configuration of the reserved file that holds more
+// than the anchor router and the default certificate of the default store,
+// or neither.
+func checkAnchor(cfg *Configuration) error {
+	tls := cfg.TLS
+	if tls != nil {
+		if len(tls.Stores) != 1 || tls.Stores[DefaultStore] == nil || tls.Stores[DefaultStore].DefaultCertificate == nil {
+			return fmt.Errorf("the reserved file's tls section may only set the default certificate of the %q store", DefaultStore)
+		}
+	}
+	rest := *cfg
+	rest.TLS = nil
+	if rest.HTTP == nil && rest.TCP == nil {
+		if tls == nil {
+			return errors.New("the reserved file holds neither the anchor router nor the default certificate")
+		}
+		return nil
+	}
+	return checkNamed(AnchorName, &rest)
 }
 
 // writeAnchor writes r.anchor.data to the reserved file.
@@ -451,7 +472,7 @@ func (r *Routes) Load(fn func(id string, cfg *Configuration, err error)) error {
 			case err != nil:
 				legacy = append(legacy, found{c.id, nil, err})
 			default:
-				cfg, err := Unmarshal(data)
+				cfg, err := unmarshalRoutes(data)
 				if err == nil {
 					r.legacy[c.id] = st
 				}
@@ -473,11 +494,24 @@ func (r *Routes) readGroup(n int) (map[string]*Configuration, Stamp, error) {
 	if err != nil {
 		return nil, Stamp{}, err
 	}
-	cfg, err := Unmarshal(data)
+	cfg, err := unmarshalRoutes(data)
 	if err != nil {
 		return nil, Stamp{}, err
 	}
 	return Split(cfg), st, nil
+}
+
+// unmarshalRoutes reads back a file of routes. A tls section is refused:
+// only the reserved file may set Traefik's TLS stores.
+func unmarshalRoutes(data []byte) (*Configuration, error) {
+	cfg, err := Unmarshal(data)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.TLS != nil {
+		return nil, errors.New("a tls section, which only " + anchorFile + FileExt + " may hold")
+	}
+	return cfg, nil
 }
 
 // Locate returns the group file of route id, for an operator to look at.
@@ -628,8 +662,10 @@ func (r *Routes) sweepGroup(n int, present bool, keep func(id string) bool) {
 	g := &r.groups[n]
 	if !present {
 		// Removed behind the gateway's back: its routes are written
-		// again with the next change of the group.
-		g.stamp = Stamp{}
+		// again.
+		if g.stamp != (Stamp{}) || len(g.routes) > 0 {
+			g.stamp, g.stale = Stamp{}, len(g.routes) > 0
+		}
 	} else if st, _, err := r.dir.stat(groupName(n)); err != nil {
 		return
 	} else if st != g.stamp || g.stale {
@@ -726,7 +762,9 @@ func (r *Routes) refresh(n int) error {
 		if len(moved) > 0 && moved[0].Err != nil {
 			return fmt.Errorf("writing %s: moving aside what is there: %w", r.dir.File(name), moved[0].Err)
 		}
-		g.stamp, g.stale = Stamp{}, false
+		// Its routes are written again, by the caller's write or the
+		// sweep's.
+		g.stamp, g.stale = Stamp{}, len(g.routes) > 0
 		return nil
 	}
 	var aside []Quarantined

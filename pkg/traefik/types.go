@@ -14,7 +14,31 @@ package traefik
 type Configuration struct {
 	HTTP *HTTPConfiguration `yaml:"http,omitempty"`
 	TCP  *TCPConfiguration  `yaml:"tcp,omitempty"`
+	// TLS is only ever in the reserved file (layout.go): it sets the
+	// default certificate.
+	TLS *TLSConfiguration `yaml:"tls,omitempty"`
 }
+
+// TLSConfiguration holds the TLS stores, by name; the gateway sets the
+// default certificate of the store named "default", the one every router
+// uses.
+type TLSConfiguration struct {
+	Stores map[string]*TLSStore `yaml:"stores,omitempty"`
+}
+
+// TLSStore is a TLS store.
+type TLSStore struct {
+	DefaultCertificate *TLSCertificate `yaml:"defaultCertificate,omitempty"`
+}
+
+// TLSCertificate is a certificate and its key, as paths of PEM files.
+type TLSCertificate struct {
+	CertFile string `yaml:"certFile"`
+	KeyFile  string `yaml:"keyFile"`
+}
+
+// DefaultStore names the TLS store every router uses.
+const DefaultStore = "default"
 
 // HTTPConfiguration holds HTTP routers and services, keyed by name.
 type HTTPConfiguration struct {

@@ -3,10 +3,16 @@
 package acme
 
 import (
+	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -15,11 +21,13 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/threefoldtech/gateway/pkg/traefik"
 	"github.com/threefoldtech/gateway/test/harness"
 )
 
-// TestWildcardCertificate sets two name proxies and checks that both are
-// served with one wildcard certificate obtained by DNS-01: Traefik presents
+// TestWildcardCertificate checks the default certificate (self-signed, then
+// the wildcard), sets two name proxies and checks that both are served with
+// one wildcard certificate obtained by DNS-01: Traefik presents
 // the challenges to the gateway's httpreq API, the gateway's DNS server
 // answers them to Pebble. Then it kills Traefik and checks that the Traefik
 // the gateway starts again serves the same certificate from its ACME storage
@@ -43,6 +51,21 @@ func TestWildcardCertificate(t *testing.T) {
 	pebble.Start(t, harness.PebbleOptions{HTTPPort: harness.PortOf(t, gw.WebAddr), DNSServer: gw.DNSAddr})
 	roots := pebble.Roots(t)
 
+	// Before the wildcard exists, a name Traefik has no certificate for
+	// gets the gateway's self-signed default certificate, the one it keeps
+	// in its state folder.
+	self := defaultLeaf(t, gw)
+	selfFile, err := os.ReadFile(filepath.Join(gw.Root, traefik.StateDirName, "default-self.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if block, _ := pem.Decode(selfFile); block == nil || !bytes.Equal(block.Bytes, self.Raw) {
+		t.Fatalf("the default certificate served (CN %q) is not the one in default-self.crt", self.Subject.CommonName)
+	}
+	if key, ok := self.PublicKey.(*ecdsa.PublicKey); !ok || key.Curve != elliptic.P256() {
+		t.Errorf("the default certificate's key is %T, want EC P-256", self.PublicKey)
+	}
+
 	alpha := harness.StartHTTPBackend(t, "alpha-backend")
 	beta := harness.StartHTTPBackend(t, "beta-backend")
 	start := time.Now()
@@ -60,6 +83,17 @@ func TestWildcardCertificate(t *testing.T) {
 		t.Errorf("the two names are served with two certificates (serials %s and %s), want one", harness.SerialHex(leaf), harness.SerialHex(betaLeaf))
 	}
 	checkWildcard(t, leaf, "gw.test")
+	// The wildcard becomes the default certificate, within one sweep.
+	harness.WaitFor(t, routeTimeout, "the wildcard to be the default certificate", func() error {
+		got, err := harness.PeerLeaf(context.Background(), gw.WebSecureAddr, "unknown.invalid")
+		if err != nil {
+			return err
+		}
+		if !got.Equal(leaf) {
+			return fmt.Errorf("SNI unknown.invalid gets %q (serial %s)", got.Subject.CommonName, harness.SerialHex(got))
+		}
+		return nil
+	})
 	if !slices.Contains(pebble.Issued(), harness.SerialHex(leaf)) {
 		t.Errorf("the certificate served (serial %s) is not one Pebble issued: %v", harness.SerialHex(leaf), pebble.Issued())
 	}
@@ -166,4 +200,23 @@ func lookupTXT(server, name string) ([]string, error) {
 		}
 	}
 	return values, nil
+}
+
+// defaultLeaf returns the certificate Traefik presents to a name it has no
+// certificate for.
+func defaultLeaf(t testing.TB, gw *harness.Gateway) *x509.Certificate {
+	t.Helper()
+	var leaf *x509.Certificate
+	harness.WaitFor(t, routeTimeout, "the default certificate", func() error {
+		got, err := harness.PeerLeaf(context.Background(), gw.WebSecureAddr, "unknown.invalid")
+		if err != nil {
+			return err
+		}
+		if got.Subject.CommonName != "gateway default certificate" {
+			return fmt.Errorf("SNI unknown.invalid gets %q", got.Subject.CommonName)
+		}
+		leaf = got
+		return nil
+	})
+	return leaf
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -69,6 +70,21 @@ func DialTLS(ctx context.Context, addr, sni string) (*tls.Conn, error) {
 		return nil, err
 	}
 	return c.(*tls.Conn), nil
+}
+
+// PeerLeaf completes a TLS handshake with addr, SNI sni, and returns the
+// certificate the server presented, without verifying it.
+func PeerLeaf(ctx context.Context, addr, sni string) (*x509.Certificate, error) {
+	c, err := DialTLS(ctx, addr, sni)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	certs := c.ConnectionState().PeerCertificates
+	if len(certs) == 0 {
+		return nil, fmt.Errorf("no certificate from %s (SNI %s)", addr, sni)
+	}
+	return certs[0], nil
 }
 
 // TLSAnswer is what one request over a fresh TLS connection returned.
