@@ -38,6 +38,7 @@ type options struct {
 	apiCalls     int
 	zbusRounds   int
 	stormCalls   int
+	profileSecs  int
 	burstRoutes  int
 	burstRounds  int
 	burstSizes   []int
@@ -72,6 +73,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.apiCalls, "api-calls", 9, "List and Metrics calls timed per size")
 	fs.IntVar(&o.zbusRounds, "zbus-rounds", 400, "rounds of a no-op call, a synced-write call and a Set call per size (0: none)")
 	fs.IntVar(&o.stormCalls, "storm-calls", 10000, "identical Set calls of the boot storm, at the largest size (0: none)")
+	fs.IntVar(&o.profileSecs, "profile-seconds", 30, "seconds of CPU profile of ours' Traefik while routes change, at the largest size (0: none)")
 	fs.IntVar(&o.burstRoutes, "burst-routes", 500, "new routes per burst (0: no bursts)")
 	fs.IntVar(&o.burstRounds, "burst-rounds", 2, "bursts of each kind (ours, per-file floor)")
 	burstSizes := fs.String("burst-sizes", "0", "numbers of routes present at which bursts are measured, comma separated, among -sizes")
@@ -97,15 +99,16 @@ func parseFlags(args []string) (options, error) {
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if o.quick {
 		quick := map[string]func(){
-			"sizes":         func() { *sizes = "0,1000" },
-			"samples":       func() { o.samples = 5 },
-			"diag-samples":  func() { o.diagSamples = 3 },
-			"start-samples": func() { o.startSamples = 3 },
-			"api-calls":     func() { o.apiCalls = 5 },
-			"zbus-rounds":   func() { o.zbusRounds = 150 },
-			"burst-rounds":  func() { o.burstRounds = 1 },
-			"acme-runs":     func() { o.acmeRuns = 1 },
-			"dns-duration":  func() { o.dnsDuration = 3 * time.Second },
+			"sizes":           func() { *sizes = "0,1000" },
+			"samples":         func() { o.samples = 5 },
+			"diag-samples":    func() { o.diagSamples = 3 },
+			"start-samples":   func() { o.startSamples = 3 },
+			"api-calls":       func() { o.apiCalls = 5 },
+			"zbus-rounds":     func() { o.zbusRounds = 150 },
+			"burst-rounds":    func() { o.burstRounds = 1 },
+			"profile-seconds": func() { o.profileSecs = 10 },
+			"acme-runs":       func() { o.acmeRuns = 1 },
+			"dns-duration":    func() { o.dnsDuration = 3 * time.Second },
 		}
 		for name, apply := range quick {
 			if !set[name] {
@@ -124,7 +127,7 @@ func parseFlags(args []string) (options, error) {
 		return o, fmt.Errorf("-samples %d: need at least 1", o.samples)
 	}
 	for name, v := range map[string]int{"diag-samples": o.diagSamples, "start-samples": o.startSamples, "api-calls": o.apiCalls,
-		"zbus-rounds": o.zbusRounds, "storm-calls": o.stormCalls, "burst-routes": o.burstRoutes, "burst-rounds": o.burstRounds} {
+		"zbus-rounds": o.zbusRounds, "storm-calls": o.stormCalls, "profile-seconds": o.profileSecs, "burst-routes": o.burstRoutes, "burst-rounds": o.burstRounds} {
 		if v < 0 || v > 100000 {
 			return o, fmt.Errorf("-%s %d: from 0 to 100000", name, v)
 		}
@@ -289,7 +292,7 @@ func run(ctx context.Context, o options, start time.Time, logf func(string, ...a
 	routesStart := time.Now()
 	rep.routes, err = benchRoutes(ctx, s, routeOptions{
 		sizes: o.sizes, samples: o.samples, diagSamples: o.diagSamples, startSamples: o.startSamples, apiCalls: o.apiCalls,
-		zbusRounds: o.zbusRounds, stormCalls: o.stormCalls, burstRoutes: o.burstRoutes, burstRounds: o.burstRounds,
+		zbusRounds: o.zbusRounds, stormCalls: o.stormCalls, profileSecs: o.profileSecs, burstRoutes: o.burstRoutes, burstRounds: o.burstRounds,
 		burstSizes: o.burstSizes, throttle: o.throttle, seed: o.seed, defCert: defCert, verbose: o.verbose,
 	}, logf)
 	// Stopped and reaped, the children's CPU time counts in selfCPU.

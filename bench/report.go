@@ -448,6 +448,7 @@ func (r *report) markdown() string {
 	r.writeBursts(p)
 	r.writeZbus(p)
 	r.writeReload(p)
+	r.writeProfile(p)
 	r.writeDNS(p)
 	r.writeACME(p)
 	r.writeMemory(p)
@@ -794,7 +795,7 @@ func (r *report) writeReload(p printer) {
 	p("\n")
 	k := summarize(r.keygen)
 	p("Traefik generates a new self-signed RSA-2048 default certificate on **every** reload when none is configured ")
-	p("(`pkg/tls/tlsmanager.go`, `getDefaultCertificate`), and the gateway configures none. Generating an RSA-2048 key with the same Go ")
+	p("(`pkg/tls/tlsmanager.go`, `getDefaultCertificate`); the gateway configures one (its reserved file, `docs/OPERATIONS.md`), the floors none. Generating an RSA-2048 key with the same Go ")
 	p("on this machine takes %s p50, %s p99 (%d keys, in the bench process). ", ms(k.p50), ms(k.p99), k.n)
 	for _, sr := range r.routes {
 		if d := sr.samples[perFileDefCert]; len(d) > 0 {
@@ -804,7 +805,25 @@ func (r *report) writeReload(p printer) {
 				fmtRatio(ratio(summarize(durations(d, routeOf)).p50, f)))
 		}
 	}
-	p("A gateway that wrote a default certificate once would take that cost off every change.\n\n")
+	p("That is the cost the gateway's own default certificate takes off every change of ours.\n\n")
+}
+
+func (r *report) writeProfile(p printer) {
+	for _, sr := range r.routes {
+		pr := sr.profile
+		if pr == nil {
+			continue
+		}
+		p("### Where ours' Traefik spends its CPU at %s routes\n\n", groupInt(pr.size))
+		p("A CPU profile of ours' Traefik (`api.debug`, `--traefik.debug`, on its loopback entry point) over %ds, while the bench ", pr.seconds)
+		p("published and deleted %d routes through the gateway one after the other, as the samples do (not timed); ", pr.changes)
+		p("`go tool pprof -top -cum`, the functions with the most CPU under them:\n\n")
+		p("```\n")
+		for _, line := range strings.Split(strings.TrimRight(pr.top, "\n"), "\n") {
+			p("%s\n", line)
+		}
+		p("```\n\n")
+	}
 }
 
 func coldString(sr sizeResult, v variant) string {

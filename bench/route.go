@@ -118,6 +118,7 @@ type sizeResult struct {
 	reloads float64
 	storm   *stormResult
 	burst   *burstResult
+	profile *profileResult
 }
 
 // RSS names.
@@ -137,6 +138,7 @@ type routeOptions struct {
 	apiCalls     int
 	zbusRounds   int
 	stormCalls   int
+	profileSecs  int
 	burstRoutes  int
 	burstRounds  int
 	burstSizes   []int
@@ -282,6 +284,13 @@ func (r *routeRun) size(ctx context.Context, size int) (sizeResult, error) {
 			return res, fmt.Errorf("bursts: %w", err)
 		}
 		res.burst = &b
+	}
+	if size > 0 && size == slices.Max(o.sizes) && o.profileSecs > 0 {
+		pr, err := r.profile(ctx, ot, size)
+		if err != nil {
+			return res, fmt.Errorf("profile: %w", err)
+		}
+		res.profile = &pr
 	}
 	if size > 0 && size == slices.Max(o.sizes) && o.stormCalls > 0 {
 		st, err := r.storm(ctx, ot, size)

@@ -4,7 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/common/expfmt"
@@ -263,4 +268,73 @@ func traefikReloads(ctx context.Context, addr string) (float64, error) {
 		sum += m.GetCounter().GetValue()
 	}
 	return sum, nil
+}
+
+// profileResult is where ours' Traefik spent its CPU while routes changed.
+type profileResult struct {
+	size    int
+	seconds int
+	// changes are the routes published and deleted while it ran.
+	changes int
+	// top is `go tool pprof -top -cum` of the profile, path where it is.
+	top, path string
+}
+
+// profile takes a CPU profile of ours' Traefik (api.debug, on its loopback
+// entry point) while the bench publishes and deletes routes through the
+// gateway, one after the other, as the samples do. Its changes are not
+// timed: the profiler's own cost stays out of the samples.
+func (r *routeRun) profile(ctx context.Context, ot *target, size int) (profileResult, error) {
+	s := r.s
+	res := profileResult{size: size, seconds: r.o.profileSecs, path: filepath.Join(s.work, fmt.Sprintf("traefik-%d.pprof", size))}
+	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", s.gw.metrics, res.seconds)
+	got := make(chan error, 1)
+	go func() { got <- saveURL(ctx, url, res.path, time.Duration(res.seconds)*time.Second+time.Minute) }()
+	end := time.Now().Add(time.Duration(res.seconds) * time.Second)
+	for time.Now().Before(end) {
+		if _, _, err := ot.sample(ctx, fmt.Sprintf("prof%d-%d", size, res.changes)); err != nil {
+			return res, err
+		}
+		res.changes++
+	}
+	if err := <-got; err != nil {
+		return res, err
+	}
+	out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-cum", "-nodecount=30", s.tools.traefik, res.path).Output()
+	if err != nil {
+		return res, fmt.Errorf("go tool pprof: %w", err)
+	}
+	// The profile's build ID and time say nothing to a reader.
+	var keep []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if !strings.HasPrefix(line, "Build ID:") && !strings.HasPrefix(line, "Time:") {
+			keep = append(keep, line)
+		}
+	}
+	res.top = strings.Join(keep, "\n")
+	r.logf("size %d: profile of ours' Traefik over %d changes in %ds in %s", size, res.changes, res.seconds, res.path)
+	return res, nil
+}
+
+// saveURL saves what GET url returns to path, within timeout.
+func saveURL(ctx context.Context, url, path string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, data, 0o644)
 }

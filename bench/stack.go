@@ -519,6 +519,8 @@ func (s *stack) runGateway(ctx context.Context, g *gatewayRun) error {
 		"--traefik.websecure=" + g.websecure,
 		"--traefik.metrics=" + g.metrics,
 		"--traefik.throttle=" + g.throttle.String(),
+		// /debug/pprof on the loopback entry point, for the profile.
+		"--traefik.debug",
 		"--dns.address=" + g.dns,
 		"--dns.api=" + g.dnsAPI,
 		// The gateway's own DNS server: the delegation check it runs at

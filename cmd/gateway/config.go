@@ -70,6 +70,7 @@ type Traefik struct {
 	WebSecure   string          `description:"Address of the HTTPS entry point." json:"websecure,omitempty" toml:"websecure,omitempty" yaml:"websecure,omitempty"`
 	Metrics     string          `description:"Address of the Prometheus metrics and ping entry point; never public." json:"metrics,omitempty" toml:"metrics,omitempty" yaml:"metrics,omitempty"`
 	Throttle    ptypes.Duration `description:"Traefik's providersThrottleDuration: how long it waits after a change before reloading." json:"throttle,omitempty" toml:"throttle,omitempty" yaml:"throttle,omitempty"`
+	Debug       bool            `description:"Serve Go's profiles of Traefik at /debug/pprof/ on the metrics entry point (loopback only), to find where its time goes." json:"debug,omitempty" toml:"debug,omitempty" yaml:"debug,omitempty"`
 	ReadTimeout ptypes.Duration `description:"readTimeout of the web and websecure entry points: the time a client has to send its TLS ClientHello and request head, and each whole request, body included. It bounds slow or silent clients, and uploads too: a request body still streaming at its end is cut (Traefik has no timeout of the head alone). Server-sent events, websockets and passthrough routes are not cut. 0: no timeout, and slow clients hold connections forever." json:"readtimeout,omitempty" toml:"readtimeout,omitempty" yaml:"readtimeout,omitempty"`
 }
 

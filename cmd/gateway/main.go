@@ -134,6 +134,7 @@ func run(cfg *Configuration) error {
 		ACMECACertificates: caFiles,
 		DNSResolvers:       dnsResolvers,
 		LogLevel:           traefik.LogLevel(level),
+		Debug:              cfg.Traefik.Debug,
 	})
 	if err != nil {
 		return fmt.Errorf("static configuration: %w", err)
