@@ -54,7 +54,8 @@ type Public struct {
 
 // Routes configures the routes folder.
 type Routes struct {
-	Sweep ptypes.Duration `description:"How often proxy/ is swept: whatever appeared there that the gateway did not write is moved to proxy-quarantine/." json:"sweep,omitempty" toml:"sweep,omitempty" yaml:"sweep,omitempty"`
+	Sweep  ptypes.Duration `description:"How often proxy/ is swept: whatever appeared there that the gateway did not write is moved to proxy-quarantine/." json:"sweep,omitempty" toml:"sweep,omitempty" yaml:"sweep,omitempty"`
+	Status ptypes.Duration `description:"How often the status of every route (served, certificate, backends' health) is read from Traefik for List." json:"status,omitempty" toml:"status,omitempty" yaml:"status,omitempty"`
 }
 
 // Backends is the backend policy.
@@ -102,7 +103,7 @@ func defaultConfiguration() *Configuration {
 		Broker:  gateway.DefaultBroker,
 		Root:    gateway.DefaultRoot,
 		Workers: gateway.DefaultWorkers,
-		Routes:  Routes{Sweep: ptypes.Duration(gateway.DefaultSweepInterval)},
+		Routes:  Routes{Sweep: ptypes.Duration(gateway.DefaultSweepInterval), Status: ptypes.Duration(gateway.DefaultStatusInterval)},
 		Traefik: Traefik{
 			Binary:      traefik.DefaultBinary,
 			Managed:     true,
@@ -175,6 +176,9 @@ func (c *Configuration) check() (settings, error) {
 	}
 	if c.Traefik.Throttle < 0 {
 		return s, fmt.Errorf("--traefik.throttle must not be negative")
+	}
+	if c.Routes.Status <= 0 {
+		return s, fmt.Errorf("--routes.status must be positive")
 	}
 	if c.Routes.Sweep <= 0 {
 		return s, fmt.Errorf("--routes.sweep must be positive")

@@ -168,9 +168,11 @@ func run(cfg *Configuration) error {
 		Resolver:         gateway.DNSResolver{Server: resolver},
 		Workers:          cfg.Workers,
 		SweepInterval:    time.Duration(cfg.Routes.Sweep),
+		StatusInterval:   time.Duration(cfg.Routes.Status),
 		Meter:            routeMeter,
 		MeterUnavailable: meterErr,
 		Probe:            traefik.API{Base: traefik.APIURL(cfg.Traefik.Metrics), Client: &http.Client{Timeout: probeTimeout}},
+		Status:           traefik.Observer{API: traefik.API{Base: traefik.APIURL(cfg.Traefik.Metrics)}, StateDir: stateDir},
 		// Without one Traefik makes a new RSA certificate at every reload.
 		DefaultCertificate: traefik.NewDefaultCertificate(stateDir, cfg.Public.Domain),
 		Registry:           reg,

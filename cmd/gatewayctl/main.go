@@ -5,9 +5,13 @@
 //	gatewayctl [--broker URL] set-name WLID PREFIX BACKEND... [--passthrough]
 //	gatewayctl [--broker URL] set-fqdn WLID FQDN BACKEND... [--passthrough]
 //	gatewayctl [--broker URL] delete WLID
-//	gatewayctl [--broker URL] list
+//	gatewayctl [--broker URL] list [--json]
 //	gatewayctl [--metrics URL] metrics
 //	gatewayctl [--broker URL] metrics --json
+//
+// list prints every route with its status (is Traefik serving it, its
+// certificate, its backends' health) as a table, or with --json as the bus
+// call returns it.
 //
 // metrics prints the byte totals of each workload as a table, read from the
 // gateway's own Prometheus endpoint; with --json it makes the bus call
@@ -34,13 +38,13 @@ func main() {
 	passthrough := flag.Bool("passthrough", false, "pass TLS through to the backends (set-name, set-fqdn)")
 	timeout := flag.Duration("timeout", 30*time.Second, "how long to wait for the answer")
 	metricsURL := flag.String("metrics", gateway.DefaultMetricsURL, "the gateway's Prometheus endpoint (metrics)")
-	asJSON := flag.Bool("json", false, "metrics: make the bus call and print its answer as JSON")
+	asJSON := flag.Bool("json", false, "list: print the routes as JSON; metrics: make the bus call and print its answer as JSON")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: gatewayctl [flags] set-name WLID PREFIX BACKEND... | set-fqdn WLID FQDN BACKEND... | delete WLID | list | metrics")
 		flag.PrintDefaults()
 	}
-	flag.Parse()
-	if len(flag.Args()) == 1 && flag.Arg(0) == "metrics" && !*asJSON {
+	args := parseInterspersed(flag.CommandLine, os.Args[1:])
+	if len(args) == 1 && args[0] == "metrics" && !*asJSON {
 		ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 		defer cancel()
 		rows, err := scrapeWorkloadBytes(ctx, *metricsURL)
@@ -53,13 +57,13 @@ func main() {
 		}
 		return
 	}
-	if err := run(*broker, *passthrough, *timeout, flag.Args()); err != nil {
+	if err := run(*broker, *passthrough, *asJSON, *timeout, args); err != nil {
 		fmt.Fprintln(os.Stderr, "gatewayctl:", err)
 		os.Exit(1)
 	}
 }
 
-func run(broker string, passthrough bool, timeout time.Duration, args []string) (err error) {
+func run(broker string, passthrough, asJSON bool, timeout time.Duration, args []string) (err error) {
 	if len(args) == 0 {
 		flag.Usage()
 		return fmt.Errorf("no command")
@@ -94,7 +98,10 @@ func run(broker string, passthrough bool, timeout time.Duration, args []string) 
 		if err != nil {
 			return err
 		}
-		return printJSON(list)
+		if asJSON {
+			return printJSON(list)
+		}
+		return printRoutes(os.Stdout, list, time.Now())
 	case cmd == "metrics" && len(args) == 1:
 		m, err := gw.Metrics(ctx)
 		if err != nil {
@@ -106,6 +113,23 @@ func run(broker string, passthrough bool, timeout time.Duration, args []string) 
 		return fmt.Errorf("bad command line %q", args)
 	}
 	return nil
+}
+
+// parseInterspersed parses the flags of args wherever they are, before or
+// after the command and its arguments, and returns the rest in order.
+func parseInterspersed(fs *flag.FlagSet, args []string) []string {
+	var rest []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			os.Exit(2) // the flag package said why
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return rest
+		}
+		rest = append(rest, args[0])
+		args = args[1:]
+	}
 }
 
 func printJSON(v any) error {

@@ -6,6 +6,8 @@ package gateway
 //go:generate go run github.com/threefoldtech/zbus/zbusc -module gateway -version 0.0.1 -name gateway -package stubs github.com/threefoldtech/gateway/pkg/gateway+Gateway stubs/gateway_stub.go
 //go:generate go run github.com/threefoldtech/zbus/zbusc -module gateway -version 0.0.1 -name manager -package zos github.com/threefoldtech/gateway/pkg/gateway+Gateway zos/gateway_stub.go
 
+import "time"
+
 // Bus names of the object, as other node modules address it.
 const (
 	// ModuleName is the zbus module the gateway serves.
@@ -79,4 +81,40 @@ type Proxy struct {
 	Backends []string
 	// TLSPassthrough is true when the backends terminate TLS themselves.
 	TLSPassthrough bool
+	// Status is how Traefik serves the route, as last read (every
+	// StatusInterval); nil until first read, or when Traefik cannot be
+	// asked.
+	Status *RouteStatus
+}
+
+// RouteStatus is what a tenant wants to know of a deployed route.
+type RouteStatus struct {
+	// Live is set when Traefik serves the route: its router (the TCP one
+	// for passthrough) is enabled.
+	Live bool
+	// Problems are what Traefik reports wrong with the route's router or
+	// service, if anything.
+	Problems []string
+	// Certificate is the certificate Traefik holds for the route's domain:
+	// the wildcard of the gateway domain for a name proxy, the domain's own
+	// for an FQDN proxy; nil when it holds none yet, and for passthrough
+	// (the backends present theirs).
+	Certificate *CertificateStatus
+	// Backends maps each backend of a passthrough route with several, as
+	// IP:port, to "UP" or "DOWN" as Traefik's TCP health check last saw
+	// it; empty for other routes, whose backends Traefik does not report
+	// on (HTTP routes have a passive health check, which tells nobody).
+	Backends map[string]string
+	// CheckedAt is when Traefik was asked.
+	CheckedAt time.Time
+}
+
+// CertificateStatus describes a certificate.
+type CertificateStatus struct {
+	// Issuer is the common name of the certificate's issuer.
+	Issuer string
+	// Names are the names it is valid for.
+	Names []string
+	// NotAfter is when it expires; Traefik renews it 30 days before.
+	NotAfter time.Time
 }

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -69,6 +70,12 @@ type Config struct {
 	// the module publishes it at start and again, within SweepInterval,
 	// when it changes.
 	DefaultCertificate DefaultCertificate
+	// Status, when set, tells how Traefik serves the routes: List returns
+	// it with each route, read every StatusInterval by Run.
+	Status StatusSource
+	// StatusInterval is how often Run reads the status. Default
+	// DefaultStatusInterval.
+	StatusInterval time.Duration
 	// Registry receives the module's metrics. Nil registers none.
 	Registry prometheus.Registerer
 	// Logger receives the module's logs.
@@ -128,6 +135,10 @@ type Module struct {
 	// set once the reserved file was.
 	defaultCert *traefik.TLSCertificate
 	anchorDone  bool
+
+	// status is the last reading of the routes' status, nil when there is
+	// none.
+	status atomic.Pointer[statusView]
 }
 
 var _ Gateway = (*Module)(nil)
@@ -158,7 +169,10 @@ func New(cfg Config) (*Module, error) {
 	if cfg.SweepInterval == 0 {
 		cfg.SweepInterval = DefaultSweepInterval
 	}
-	if cfg.SweepInterval < 0 || cfg.LookupTimeout < 0 {
+	if cfg.StatusInterval == 0 {
+		cfg.StatusInterval = DefaultStatusInterval
+	}
+	if cfg.SweepInterval < 0 || cfg.LookupTimeout < 0 || cfg.StatusInterval < 0 {
 		return nil, fmt.Errorf("the sweep interval and the lookup timeout must not be negative")
 	}
 	if cfg.Meter == nil && cfg.MeterUnavailable == nil {
@@ -263,6 +277,9 @@ func (m *Module) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() { m.seen.run(ctx) })
+	if m.cfg.Status != nil {
+		wg.Go(func() { m.watchStatus(ctx) })
+	}
 	t := time.NewTicker(m.cfg.SweepInterval)
 	defer t.Stop()
 	for {
@@ -502,12 +519,19 @@ func (m *Module) unpublish(wlID string) (deleted bool, err error) {
 	return true, nil
 }
 
-// List returns every route, sorted by workload ID.
+// List returns every route, sorted by workload ID, with its status as last
+// read from Traefik.
 func (m *Module) List() ([]Proxy, error) {
 	m.t.called(methodList, nil)
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.idx.list(), nil
+	list := m.idx.list()
+	m.mu.Unlock()
+	if view := m.status.Load(); view != nil {
+		for i := range list {
+			list[i].Status = view.routes[list[i].WorkloadID]
+		}
+	}
+	return list, nil
 }
 
 // Metrics returns, per workload, the bytes its route carried since the

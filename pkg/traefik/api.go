@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -85,4 +86,105 @@ func (a API) RouterServed(ctx context.Context, name string, tcp bool) (bool, err
 		return false, fmt.Errorf("asking traefik about %s router %q: answer has no status", kind, name)
 	}
 	return router.Status == routerStatusEnabled, nil
+}
+
+// maxListBytes bounds a page of a list of Traefik's API: 10,000 routers are a
+// few megabytes.
+const maxListBytes = 64 << 20
+
+// listPerPage is how many elements a page of a list asks for: the whole
+// list in one answer, on a node of any size.
+const listPerPage = 1000000
+
+// RouterState is a router of the file provider as Traefik's API reports it.
+type RouterState struct {
+	// Status is "enabled" (served), "warning" (served in part) or
+	// "disabled" (its configuration is broken).
+	Status string `json:"status"`
+	// Errors are Traefik's reasons for a status other than enabled.
+	Errors []string `json:"error"`
+}
+
+// ServiceState is a service of the file provider as Traefik's API reports
+// it.
+type ServiceState struct {
+	Status string   `json:"status"`
+	Errors []string `json:"error"`
+	// Servers maps each server (a URL for HTTP, an address for TCP) to
+	// "UP" or "DOWN", as health checks last saw it; empty when Traefik
+	// checks none.
+	Servers map[string]string `json:"serverStatus"`
+}
+
+// Snapshot is the state of every router and service of the file provider,
+// HTTP and TCP, by name (without the "@file" suffix).
+type Snapshot struct {
+	HTTPRouters, TCPRouters   map[string]RouterState
+	HTTPServices, TCPServices map[string]ServiceState
+}
+
+// Snapshot reads the state of every router and service of the file
+// provider, four requests whatever the number of routes.
+func (a API) Snapshot(ctx context.Context) (Snapshot, error) {
+	var s Snapshot
+	var err error
+	if s.HTTPRouters, err = list[RouterState](ctx, a, "http/routers"); err != nil {
+		return s, err
+	}
+	if s.TCPRouters, err = list[RouterState](ctx, a, "tcp/routers"); err != nil {
+		return s, err
+	}
+	if s.HTTPServices, err = list[ServiceState](ctx, a, "http/services"); err != nil {
+		return s, err
+	}
+	if s.TCPServices, err = list[ServiceState](ctx, a, "tcp/services"); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+// list reads the list at path of Traefik's API, keeping the elements of the
+// file provider.
+func list[T any](ctx context.Context, a API, path string) (map[string]T, error) {
+	u := strings.TrimSuffix(a.Base, "/") + "/" + path + "?per_page=" + strconv.Itoa(listPerPage)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("asking traefik for its %s: %w", path, err)
+	}
+	client := a.Client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("asking traefik for its %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("asking traefik for its %s: status %s", path, resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxListBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("asking traefik for its %s: reading answer: %w", path, err)
+	}
+	if len(body) > maxListBytes {
+		return nil, fmt.Errorf("asking traefik for its %s: answer larger than %d bytes", path, maxListBytes)
+	}
+	var items []struct {
+		Name string `json:"name"`
+	}
+	if err := json.Unmarshal(body, &items); err != nil {
+		return nil, fmt.Errorf("asking traefik for its %s: decoding answer: %w", path, err)
+	}
+	var values []T
+	if err := json.Unmarshal(body, &values); err != nil {
+		return nil, fmt.Errorf("asking traefik for its %s: decoding answer: %w", path, err)
+	}
+	out := make(map[string]T, len(items))
+	for i, it := range items {
+		if name, ok := strings.CutSuffix(it.Name, fileProviderSuffix); ok {
+			out[name] = values[i]
+		}
+	}
+	return out, nil
 }

@@ -1,6 +1,7 @@
 package traefik
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -272,4 +273,30 @@ func statStamp(path string) (Stamp, bool, error) {
 		return Stamp{}, false, fmt.Errorf("looking at %s: %w", path, err)
 	}
 	return stampOf(fi), true, nil
+}
+
+// Observer tells how Traefik serves the routes: the state of its routers
+// and services from its API, and the certificates of its ACME storage.
+type Observer struct {
+	API API
+	// StateDir is the folder of the storage files (StateDirName under the
+	// module's root).
+	StateDir string
+}
+
+// Snapshot returns the state of every router and service of the file
+// provider.
+func (o Observer) Snapshot(ctx context.Context) (Snapshot, error) { return o.API.Snapshot(ctx) }
+
+// Certificates returns the certificates of both ACME storage files.
+func (o Observer) Certificates() ([]ACMECertificate, error) {
+	var out []ACMECertificate
+	for _, name := range []string{acmeDNSStorageName, acmeHTTPStorageName} {
+		certs, err := ReadACMEStorage(filepath.Join(o.StateDir, name))
+		if err != nil {
+			return out, err
+		}
+		out = append(out, certs...)
+	}
+	return out, nil
 }

@@ -45,6 +45,7 @@ func TestWildcardCertificate(t *testing.T) {
 		Resolver:       resolver.Addr,
 		CAServer:       pebble.DirectoryURL,
 		CACertificates: pebble.CAFile,
+		Extra:          []string{"--routes.status=300ms"},
 	})
 	// Pebble looks the TXT records up at the gateway's own DNS server, the
 	// one _acme-challenge.gw.test would be delegated to.
@@ -83,6 +84,26 @@ func TestWildcardCertificate(t *testing.T) {
 		t.Errorf("the two names are served with two certificates (serials %s and %s), want one", harness.SerialHex(leaf), harness.SerialHex(betaLeaf))
 	}
 	checkWildcard(t, leaf, "gw.test")
+	// List tells the tenant which certificate serves the route.
+	harness.WaitFor(t, routeTimeout, "List to show the certificate of "+alphaName, func() error {
+		list, err := gw.List()
+		if err != nil {
+			return err
+		}
+		for _, p := range list {
+			if p.WorkloadID != "wl-alpha" {
+				continue
+			}
+			if p.Status == nil || p.Status.Certificate == nil {
+				return fmt.Errorf("status %+v", p.Status)
+			}
+			if c := p.Status.Certificate; c.Issuer != leaf.Issuer.CommonName || !c.NotAfter.Equal(leaf.NotAfter) || !slices.Contains(c.Names, "*.gw.test") {
+				return fmt.Errorf("certificate %+v, want the one served (issuer %q, expires %s)", c, leaf.Issuer.CommonName, leaf.NotAfter)
+			}
+			return nil
+		}
+		return fmt.Errorf("wl-alpha not listed")
+	})
 	// The wildcard becomes the default certificate, within one sweep.
 	harness.WaitFor(t, routeTimeout, "the wildcard to be the default certificate", func() error {
 		got, err := harness.PeerLeaf(context.Background(), gw.WebSecureAddr, "unknown.invalid")
