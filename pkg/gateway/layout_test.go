@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -231,12 +232,13 @@ func TestAnchorFollowsDomain(t *testing.T) {
 type swapCert struct {
 	mu   sync.Mutex
 	cert *traefik.TLSCertificate
+	err  error
 }
 
 func (s *swapCert) Current() (*traefik.TLSCertificate, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.cert, nil
+	return s.cert, s.err
 }
 
 func (s *swapCert) set(c *traefik.TLSCertificate) {
@@ -293,5 +295,30 @@ func TestDefaultCertificatePublished(t *testing.T) {
 	}
 	if q := quarantined(t, root); len(q) != 0 {
 		t.Fatalf("quarantine holds %v", q)
+	}
+}
+
+// TestDefaultCertificateFailureDoesNotStopTheGateway guards the start: a
+// default certificate that cannot be had (a full disk, a broken state
+// folder) is logged, the gateway starts without one (Traefik makes its own)
+// and publishes it once it can.
+func TestDefaultCertificateFailureDoesNotStopTheGateway(t *testing.T) {
+	root := t.TempDir()
+	anchor := filepath.Join(root, traefik.RoutesDirName, "gateway~anchor"+traefik.FileExt)
+	certs := &swapCert{err: errors.New("disk full")}
+	m, _ := newModuleWith(t, root, func(c *Config) { c.DefaultCertificate = certs })
+	data, err := os.ReadFile(anchor)
+	if err != nil || string(data) != routeYAML(t, renderAnchor("gw.example", nil)) {
+		t.Fatalf("reserved file %v:\n%s", err, data)
+	}
+	self := &traefik.TLSCertificate{CertFile: "/state/default-self.crt", KeyFile: "/state/default-self.key"}
+	certs.mu.Lock()
+	certs.cert, certs.err = self, nil
+	certs.mu.Unlock()
+	if err := m.publishAnchor(); err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := os.ReadFile(anchor); string(data) != routeYAML(t, renderAnchor("gw.example", self)) {
+		t.Fatalf("reserved file once the certificate can be had:\n%s", data)
 	}
 }

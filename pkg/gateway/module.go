@@ -246,17 +246,21 @@ func (m *Module) publishAtStart() error {
 }
 
 // publishAnchor publishes the reserved file as it renders with the default
-// certificate now; it writes only when that changed.
+// certificate now; it writes only when that changed. A default certificate
+// that cannot be had is logged and leaves the last one (at start, none:
+// Traefik makes its own); the next sweep tries again.
 func (m *Module) publishAnchor() error {
 	var cert *traefik.TLSCertificate
+	var certErr error
 	if m.cfg.DefaultCertificate != nil {
-		var err error
-		if cert, err = m.cfg.DefaultCertificate.Current(); err != nil {
-			return err
-		}
+		cert, certErr = m.cfg.DefaultCertificate.Current()
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if certErr != nil {
+		m.log.Error().Err(certErr).Msg("the default certificate cannot be had; Traefik presents the last one, or one of its own, until it can")
+		cert = m.defaultCert
+	}
 	if m.anchorDone && reflect.DeepEqual(cert, m.defaultCert) {
 		return nil
 	}
