@@ -68,7 +68,7 @@ func (c *acmeClient) obtain(ctx context.Context, domain string) (certPEM, keyPEM
 				err = fmt.Errorf("%w (and %w)", err, serr)
 			}
 		}
-		return nil, nil, err
+		return nil, nil, domainError(err)
 	}
 	return res.Certificate, res.PrivateKey, nil
 }
@@ -179,3 +179,15 @@ func (l legoLogger) Fatalln(args ...any) {
 	l.log.Fatal().Msg(strings.TrimSpace(fmt.Sprintln(args...)))
 }
 func (l legoLogger) Fatalf(format string, args ...any) { l.log.Fatal().Msgf(format, args...) }
+
+// domainError returns the one error inside lego's per-domain error of a
+// one-domain order ("error: one or more domains had a problem: [domain]
+// …"), which says the same in fewer words; err itself otherwise.
+func domainError(err error) error {
+	if multi, ok := err.(interface{ Unwrap() []error }); ok {
+		if errs := multi.Unwrap(); len(errs) == 1 && errs[0] != nil {
+			return errs[0]
+		}
+	}
+	return err
+}

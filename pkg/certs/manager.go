@@ -44,8 +44,10 @@ type Status struct {
 	LastError string
 	// LastAttempt is when the last order started.
 	LastAttempt time.Time
-	// NextAttempt is when the next order may start, after a failure; zero
-	// when none is scheduled.
+	// NextAttempt is when the next order may start after a failure; zero
+	// when none is scheduled. While an order runs, it is when the next one
+	// would start should this one fail, and it is kept in Dir: a process
+	// that dies during an order waits that long after its restart.
 	NextAttempt time.Time
 }
 
@@ -242,10 +244,14 @@ func (m *Manager) Unwant(domains ...string) {
 // SetWanted makes domains the whole set of wanted domains: the others are
 // dropped as by Unwant.
 func (m *Manager) SetWanted(domains []string) {
+	set := make(map[string]bool, len(domains))
+	for _, d := range domains {
+		set[d] = true
+	}
 	m.mu.Lock()
 	var unwant []string
 	for d, s := range m.domains {
-		if s.Wanted && !slices.Contains(domains, d) {
+		if s.Wanted && !set[d] {
 			unwant = append(unwant, d)
 		}
 	}
@@ -466,6 +472,9 @@ func (m *Manager) order(ctx context.Context, domain string) {
 	attempt := s.Failures + 1
 	renewal := m.certs[domain] != nil
 	s.LastAttempt = m.now()
+	// Should the process die during the order, the next start waits as
+	// after a failure: a crash loop does not become an order storm.
+	s.NextAttempt = s.LastAttempt.Add(backoff(m.cfg.BackoffMin, m.cfg.BackoffMax, attempt))
 	m.saveStateLocked()
 	m.mu.Unlock()
 
