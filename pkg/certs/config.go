@@ -69,7 +69,9 @@ type Config struct {
 	Registry prometheus.Registerer
 	// OnChange is called, never under a lock, after the set of usable
 	// certificates changed: one obtained, renewed, imported, retired or
-	// expired. Optional.
+	// expired. It runs on Run's goroutine or on that of the Want, Unwant,
+	// SetWanted or Import call that made the change, so possibly on
+	// several at once. Optional.
 	OnChange func()
 	// HTTPClient talks to CAServer. Nil: a client with bounded timeouts
 	// that trusts the system's roots and CACertificates.

@@ -110,10 +110,6 @@ func newManager(cfg Config, now func() time.Time) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	met, err := newMetrics(cfg.Registry)
-	if err != nil {
-		return nil, err
-	}
 	log := cfg.Logger.With().Str("component", "certs").Logger()
 	routeLegoLog(cfg.Logger)
 	m := &Manager{
@@ -121,7 +117,6 @@ func newManager(cfg Config, now func() time.Time) (*Manager, error) {
 		log:        log,
 		store:      st,
 		challenges: newChallenges(),
-		metrics:    met,
 		now:        now,
 		wake:       make(chan struct{}, 1),
 		closed:     make(chan struct{}),
@@ -158,6 +153,10 @@ func newManager(cfg Config, now func() time.Time) (*Manager, error) {
 		}
 	}
 	if err := m.store.saveState(domains); err != nil {
+		return nil, err
+	}
+	// Last: a New that fails leaves nothing registered.
+	if m.metrics, err = newMetrics(cfg.Registry); err != nil {
 		return nil, err
 	}
 	m.updateMetricsLocked()
