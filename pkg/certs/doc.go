@@ -33,7 +33,10 @@
 // Dir holds the ACME account (account/key.pem, account/registration.json),
 // the certificates (certificates/<domain>.crt with the full chain, and
 // certificates/<domain>.key, mode 0600) and the per-domain state
-// (state.json). Every file is replaced atomically.
+// (state.json). Every file is replaced atomically. A renewal replaces the
+// key, then the certificate: a reader between the two renames would see a
+// pair that does not match, so the files are for reading after OnChange
+// (Traefik reads them when its configuration is rewritten), not on a timer.
 //
 // The challenge answers are served by Handler, which the gateway mounts
 // under /.well-known/acme-challenge/ of its plain HTTP entry point.
