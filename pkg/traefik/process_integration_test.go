@@ -125,8 +125,8 @@ func (s *traefikSetup) processWith(t testing.TB, env []string, reg prometheus.Re
 		StopTimeout: 5 * time.Second,
 		// Replaced Traefiks are handed over, as in the gateway.
 		MetricsAddress: s.opts.MetricsAddress,
-		Logger:      testLogger(t),
-		Registry:    reg,
+		Logger:         testLogger(t),
+		Registry:       reg,
 	})
 	if err != nil {
 		t.Fatalf("NewProcess: %v", err)
