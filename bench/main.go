@@ -48,6 +48,7 @@ type options struct {
 	skipACME     bool
 	acmeRuns     int
 	skipMetering bool
+	skipHandover bool
 	dnsDuration  time.Duration
 	gateway      string
 	keep         bool
@@ -84,6 +85,7 @@ func parseFlags(args []string) (options, error) {
 	fs.BoolVar(&o.skipACME, "skip-acme", false, "do not time certificates (the ACME end-to-end tests, with Pebble)")
 	fs.IntVar(&o.acmeRuns, "acme-runs", 3, "runs of the ACME end-to-end tests to time certificates")
 	fs.BoolVar(&o.skipMetering, "skip-metering", false, "do not measure the throughput cost of metering")
+	fs.BoolVar(&o.skipHandover, "skip-handover", false, "do not hand Traefik over under load at each size with routes")
 	fs.DurationVar(&o.dnsDuration, "dns-duration", 10*time.Second, "how long dnsperf measures each DNS server")
 	fs.StringVar(&o.gateway, "gateway", "", "gateway binary to measure (default: built from this tree into the work folder)")
 	fs.BoolVar(&o.verbose, "v", false, "log every sample")
@@ -293,7 +295,7 @@ func run(ctx context.Context, o options, start time.Time, logf func(string, ...a
 	rep.routes, err = benchRoutes(ctx, s, routeOptions{
 		sizes: o.sizes, samples: o.samples, diagSamples: o.diagSamples, startSamples: o.startSamples, apiCalls: o.apiCalls,
 		zbusRounds: o.zbusRounds, stormCalls: o.stormCalls, profileSecs: o.profileSecs, burstRoutes: o.burstRoutes, burstRounds: o.burstRounds,
-		burstSizes: o.burstSizes, throttle: o.throttle, seed: o.seed, defCert: defCert, verbose: o.verbose,
+		burstSizes: o.burstSizes, throttle: o.throttle, seed: o.seed, defCert: defCert, verbose: o.verbose, handover: !o.skipHandover,
 	}, logf)
 	// Stopped and reaped, the children's CPU time counts in selfCPU.
 	s.close()

@@ -379,6 +379,9 @@ func (r *report) printTable(w io.Writer) {
 	}
 	tw.Flush()
 	for _, sr := range r.routes {
+		if h := sr.handover; h != nil {
+			fmt.Fprintf(w, "handover at %d routes: %d requests, %d failed, slowest %s, successor ready after %s\n", sr.size, h.requests, h.failed, ms(h.slowest), ms(h.readyAfter))
+		}
 		if st := sr.storm; st != nil {
 			fmt.Fprintf(w, "boot storm at %d routes: %d calls in %s, %.0f traefik reloads, traefik cpu %s\n", sr.size, st.calls, ms(st.took), st.reloads, ms(st.traefikCPU))
 		}
@@ -453,6 +456,7 @@ func (r *report) markdown() string {
 	r.writeACME(p)
 	r.writeMemory(p)
 	r.writeMetering(p)
+	r.writeHandover(p)
 	r.writeNotes(p)
 	return b.String()
 }
@@ -515,6 +519,17 @@ func (r *report) writeSummary(p printer) {
 		}
 		p("- **Gateway start** with the routes on disk to serving zbus, p50: %s. Target < %s: %s.\n", strings.Join(starts, "; "), targetStart, verdict(startOK))
 		p("- **`List()` and `Metrics()`**, p50: %s. Target < %s each: %s.\n", strings.Join(apis, "; "), ms(targetAPI), verdict(apiOK))
+		var hos []string
+		hoOK := true
+		for _, sr := range r.routes {
+			if h := sr.handover; h != nil {
+				hoOK = hoOK && h.failed == 0
+				hos = append(hos, fmt.Sprintf("%s routes %d of %s failed, slowest %s", groupInt(sr.size), h.failed, groupInt(int(h.requests)), ms(h.slowest)))
+			}
+		}
+		if len(hos) > 0 {
+			p("- **Traefik handover** under HTTPS load: %s. Target 0 failed: %s.\n", strings.Join(hos, "; "), verdict(hoOK))
+		}
 		for _, sr := range r.routes {
 			if st := sr.storm; st != nil {
 				p("- **Boot storm** at %s routes: %s identical Set calls from %d callers in %s (%.0f calls/s); Traefik reloads caused: %.0f. Target 0: %s.\n",
@@ -720,6 +735,40 @@ func (r *report) writeStorm(p printer) {
 	p("|---:|---:|---:|---:|---:|---|---:|---:|\n")
 	p("| %s | %s | %s | %.0f | %.0f | %s | %s | %s |\n\n", groupInt(size), groupInt(st.calls), ms(st.took), float64(st.calls)/st.took.Seconds(),
 		st.reloads, yesNo(st.reloads == 0), ms(st.traefikCPU), ms(st.gatewayCPU))
+}
+
+func (r *report) writeHandover(p printer) {
+	p("## 12. Traefik handover\n\n")
+	found := false
+	for _, sr := range r.routes {
+		h := sr.handover
+		if h == nil {
+			continue
+		}
+		if !found {
+			p("The gateway stopped and started again with another `--traefik.readtimeout`, which changes Traefik's static configuration, ")
+			p("as an upgrade does, under load: %d clients sending HTTPS requests to one route through the websecure entry point without pause, ", handoverClients)
+			p("half on a new TLS connection each, half on a kept one, from %s before the stop to %s after the old Traefik exited. ", handoverBefore, handoverAfter)
+			p("The new gateway hands Traefik over to a successor on the same sockets (docs/OPERATIONS.md, \"Handover\"). ")
+			p("A request fails on any error or any answer but the backend's 200. Successor ready: from its start to serving every router ")
+			p("of its predecessor, as the gateway logs it. Target: 0 failed requests.\n\n")
+			p("| Routes present | requests | failed | met | slowest request | p99 | successor ready | gateway stop to old Traefik's exit |\n")
+			p("|---:|---:|---:|---|---:|---:|---:|---:|\n")
+			found = true
+		}
+		p("| %s | %s | %d | %s | %s | %s | %s | %s |\n", groupInt(sr.size), groupInt(int(h.requests)), h.failed, yesNo(h.failed == 0),
+			ms(h.slowest), ms(h.p99), ms(h.readyAfter), ms(h.wall))
+	}
+	if !found {
+		p("Not measured in this run.\n\n")
+		return
+	}
+	for _, sr := range r.routes {
+		if h := sr.handover; h != nil && h.firstFailure != "" {
+			p("\nFirst failure at %s routes: `%s`\n", groupInt(sr.size), h.firstFailure)
+		}
+	}
+	p("\n")
 }
 
 func (r *report) writeBursts(p printer) {

@@ -115,10 +115,11 @@ type sizeResult struct {
 	probes, resumed int64
 	// reloads is how far ours' traefik_config_reloads_total moved over its
 	// samples (-1: not read).
-	reloads float64
-	storm   *stormResult
-	burst   *burstResult
-	profile *profileResult
+	reloads  float64
+	storm    *stormResult
+	burst    *burstResult
+	handover *handoverResult
+	profile  *profileResult
 }
 
 // RSS names.
@@ -147,6 +148,8 @@ type routeOptions struct {
 	// defCert is the default certificate of the diagnostic variant.
 	defCert defaultCert
 	verbose bool
+	// handover hands Traefik over under load at each size with routes.
+	handover bool
 }
 
 // routeRun is the state benchRoutes keeps from one size to the next.
@@ -237,6 +240,13 @@ func (r *routeRun) size(ctx context.Context, size int) (sizeResult, error) {
 	}
 	if err := r.gatewayStarts(ctx, &res, ot); err != nil {
 		return res, err
+	}
+	if size > 0 && o.handover {
+		h, err := r.handover(ctx, ot, size)
+		if err != nil {
+			return res, fmt.Errorf("handover: %w", err)
+		}
+		res.handover = &h
 	}
 
 	// The floors, one Traefik started at a time.

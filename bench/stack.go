@@ -368,6 +368,8 @@ type gatewayRun struct {
 	dns, dnsAPI, closed, gwMetrics string
 	// traefik is the PID of the Traefik of this run, 0 if unmanaged.
 	traefik int
+	// extra flags end the command line: a change of Traefik's settings.
+	extra []string
 	// zbusUp is from the start of the process to the answer of its first
 	// zbus call (List): a call made before the gateway serves waits in the
 	// broker's queue, and is answered as soon as it does.
@@ -532,6 +534,7 @@ func (s *stack) runGateway(ctx context.Context, g *gatewayRun) error {
 		"--metrics.address=" + g.gwMetrics,
 		"--metering.table=" + s.meterTable,
 	}
+	args = append(args, g.extra...)
 	// Set before the start: close then removes the table the gateway may
 	// have made, whatever happens next.
 	s.meterUsed = true

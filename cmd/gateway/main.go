@@ -189,8 +189,11 @@ func run(cfg *Configuration) error {
 			ConfigFile: configFile,
 			StateDir:   stateDir,
 			Env:        traefikEnv,
-			Registry:   reg,
-			Logger:     log,
+			// Hands Traefik over on its own sockets when its static
+			// configuration or binary changes.
+			MetricsAddress: cfg.Traefik.Metrics,
+			Registry:       reg,
+			Logger:         log,
 		})
 		if err != nil {
 			return err

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -82,6 +83,20 @@ type ProcessConfig struct {
 	// after SIGTERM before it gets SIGKILL. Default 5s, above the 2s
 	// graceTimeOut the static configuration gives requests in flight.
 	StopTimeout time.Duration
+	// MetricsAddress is the address of the internal entry point,
+	// StaticOptions.MetricsAddress. With it, a Traefik whose static
+	// configuration or binary changed is handed over to its successor on
+	// the same sockets, without refusing a connection (see handover); the
+	// entry points must have reusePort. Without it, or when the running
+	// Traefik's sockets cannot be shared, the old Traefik is stopped before
+	// the new one starts.
+	MetricsAddress string
+	// HandoverTimeout bounds a handover: the successor's start until it
+	// serves every router of its predecessor. Default 60s. Past it, the
+	// successor gets the traffic if its API answers; otherwise it is
+	// stopped, the predecessor keeps serving, and the handover is tried
+	// again later.
+	HandoverTimeout time.Duration
 	// Logger receives the supervision log, with component=traefik.
 	Logger zerolog.Logger
 	// Registry receives the supervision's metrics,
@@ -117,6 +132,10 @@ type Process struct {
 	running bool
 	// lost is the pid of the last Traefik that exited or was replaced.
 	lost int
+	// retryAt is when a failed handover may be tried again, retryWait the
+	// wait after the next failure.
+	retryAt   time.Time
+	retryWait time.Duration
 }
 
 // NewProcess fills the defaults of cfg and validates it. It starts nothing.
@@ -204,6 +223,9 @@ func (c *ProcessConfig) provision() {
 	if c.StopTimeout == 0 {
 		c.StopTimeout = DefaultStopTimeout
 	}
+	if c.HandoverTimeout == 0 {
+		c.HandoverTimeout = DefaultHandoverTimeout
+	}
 }
 
 // validate checks a provisioned c and makes its paths absolute: the command
@@ -246,6 +268,14 @@ func (c *ProcessConfig) validate() error {
 	}
 	if c.StopTimeout < 0 {
 		return fmt.Errorf("process option StopTimeout %s: must not be negative", c.StopTimeout)
+	}
+	if c.HandoverTimeout < 0 {
+		return fmt.Errorf("process option HandoverTimeout %s: must not be negative", c.HandoverTimeout)
+	}
+	if c.MetricsAddress != "" {
+		if _, err := netip.ParseAddrPort(c.MetricsAddress); err != nil {
+			return fmt.Errorf("process option MetricsAddress %s: not an ip:port", quote.Short(c.MetricsAddress))
+		}
 	}
 	return nil
 }
@@ -318,14 +348,23 @@ func (p *Process) Run(ctx context.Context) error {
 		case eventDone:
 			return nil
 		case eventConfigChanged:
-			p.log.Info().Int("pid", inst.pid).Msg("static configuration changed, replacing traefik")
-			if err := p.end(context.Background(), inst, exitReplaced); err != nil {
-				p.log.Error().Err(err).Msg("stopping traefik")
+			hash, err := p.configHash()
+			if err != nil {
+				continue // supervise says so
 			}
-			p.forget(inst)
-			// The next acquire starts the new Traefik right away, even if
-			// ctx ended meanwhile: the data plane must not stay down.
-			downSince = time.Now()
+			p.log.Info().Int("pid", inst.pid).Msg("static configuration changed, replacing traefik")
+			if _, err := p.replace(inst, hash); err != nil {
+				p.log.Error().Err(err).Msg("replacing traefik")
+			}
+			// The next acquire returns the successor, or the Traefik that
+			// still serves, or starts the new one right away if neither
+			// runs, even if ctx ended meanwhile: the data plane must not
+			// stay down.
+			p.mu.Lock()
+			if p.cur == nil {
+				downSince = time.Now()
+			}
+			p.mu.Unlock()
 		case eventExited:
 			// Unless Stop, which counts the exit it caused, raced the wake.
 			if !p.isStopped() {
@@ -402,7 +441,7 @@ func (p *Process) supervise(ctx context.Context, inst *instance) event {
 				continue
 			}
 			failing = false
-			if hash != inst.hash {
+			if hash != inst.hash && p.retryDue() {
 				return eventConfigChanged
 			}
 		}
@@ -424,22 +463,24 @@ func (p *Process) acquire() (*instance, error) {
 		return nil, errStopped
 	}
 	if cur != nil {
+		// One of another configuration is replaced by supervise, which
+		// knows when a failed handover may be tried again.
 		if !cur.exited() {
-			if cur.hash == hash {
-				return cur, nil
-			}
-			p.log.Info().Int("pid", cur.pid).Msg("static configuration changed, replacing traefik")
-			if err := p.end(context.Background(), cur, exitReplaced); err != nil {
-				return nil, err
-			}
+			return cur, nil
 		}
 		p.forget(cur)
 	}
 
-	if inst, err := p.adopt(hash); inst != nil || err != nil {
-		return inst, err
+	inst, err := p.adopt(hash)
+	if err != nil {
+		return nil, err
 	}
-	p.stopStrays()
+	if inst != nil {
+		// A gateway that crashed during a handover left two.
+		p.stopStrays(inst.pid)
+		return inst, nil
+	}
+	p.stopStrays(0)
 	return p.start(hash)
 }
 
@@ -493,19 +534,67 @@ func (p *Process) adopt(hash string) (*instance, error) {
 	default:
 		p.log.Info().Int("pid", inst.pid).Bool("same_binary", match == cmdlineSame).
 			Msg("running traefik has another configuration or binary, replacing it")
-		err := p.end(context.Background(), inst, exitReplaced)
-		inst.close()
-		if err != nil {
-			return nil, err
-		}
-		return nil, nil
+		inst.hash = rec.Hash
+		p.metrics.starts[startAdopted].Inc()
+		return p.replace(inst, hash)
 	}
 }
 
+// replace runs a Traefik of the configuration hash instead of old: by a
+// handover when old's sockets allow it, otherwise by stopping old and
+// starting the new one. It returns the Traefik that serves: the new one, or
+// old when the handover failed, which is then tried again after a growing
+// wait (see retryDue). Either is the current Traefik.
+func (p *Process) replace(old *instance, hash string) (*instance, error) {
+	succ, err := p.handover(old, hash)
+	if err == nil {
+		old.close()
+		p.mu.Lock()
+		p.retryAt, p.retryWait = time.Time{}, 0
+		p.mu.Unlock()
+		return succ, nil
+	}
+	if !errors.Is(err, errNoHandover) {
+		p.mu.Lock()
+		p.retryWait = min(max(2*p.retryWait, handoverRetryMin), handoverRetryMax)
+		p.retryAt = time.Now().Add(p.retryWait)
+		wait := p.retryWait
+		stopped := p.stopped
+		if !stopped {
+			p.cur = old
+		}
+		p.mu.Unlock()
+		p.log.Error().Err(err).Int("pid", old.pid).Stringer("retry_in", wait).Msg("traefik not handed over; it keeps serving")
+		if stopped {
+			old.close()
+			return nil, errStopped
+		}
+		p.startedOnce.Do(func() { close(p.started) })
+		return old, nil
+	}
+	if p.cfg.MetricsAddress != "" {
+		p.log.Warn().Err(err).Int("pid", old.pid).Msg("stopping traefik before its successor starts")
+	}
+	err = p.end(context.Background(), old, exitReplaced)
+	p.forget(old)
+	if err != nil {
+		return nil, err
+	}
+	return p.start(hash)
+}
+
+// retryDue tells whether a Traefik of an outdated configuration may be
+// replaced now.
+func (p *Process) retryDue() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return !time.Now().Before(p.retryAt)
+}
+
 // stopStrays stops the Traefiks running our configuration file that no
-// pidfile names (a lost pidfile): their ports would keep the new one from
-// starting.
-func (p *Process) stopStrays() {
+// pidfile names but keep: a lost pidfile, whose Traefik's ports would keep
+// the new one from starting, or a handover cut short by a crash.
+func (p *Process) stopStrays(keep int) {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		p.log.Warn().Err(err).Msg("looking for stray traefik processes")
@@ -513,7 +602,7 @@ func (p *Process) stopStrays() {
 	}
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
+		if err != nil || pid == keep {
 			continue
 		}
 		// A cheap look first; openVerified then pins and identifies the
@@ -538,8 +627,26 @@ func (p *Process) stopStrays() {
 	}
 }
 
-// start starts a Traefik as our child, in its own session.
+// start starts a Traefik as our child and makes it the current one.
 func (p *Process) start(hash string) (*instance, error) {
+	inst, err := p.spawn(hash)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.install(inst); err != nil {
+		// Without a pidfile the next gateway would start a second Traefik
+		// that cannot bind the ports.
+		_ = p.end(context.Background(), inst, exitReplaced)
+		p.forget(inst)
+		return nil, err
+	}
+	p.log.Info().Int("pid", inst.pid).Str("config", p.cfg.ConfigFile).Msg("traefik started")
+	return inst, nil
+}
+
+// spawn starts a Traefik as our child, in its own session. It is not the
+// current one until install.
+func (p *Process) spawn(hash string) (*instance, error) {
 	if err := os.MkdirAll(p.cfg.StateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating traefik state folder: %w", err)
 	}
@@ -567,12 +674,11 @@ func (p *Process) start(hash string) (*instance, error) {
 	}
 
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.stopped {
-		p.mu.Unlock()
 		return nil, errStopped
 	}
 	if err := cmd.Start(); err != nil {
-		p.mu.Unlock()
 		return nil, fmt.Errorf("starting %s: %w", p.argv[0], err)
 	}
 	p.metrics.starts[startStarted].Inc()
@@ -589,21 +695,29 @@ func (p *Process) start(hash string) (*instance, error) {
 		_ = cmd.Wait()
 		close(inst.done)
 	}()
+	return inst, nil
+}
+
+// install makes inst, spawned, the current Traefik and names it in the
+// pidfile.
+func (p *Process) install(inst *instance) error {
+	p.mu.Lock()
+	if p.stopped {
+		p.mu.Unlock()
+		return errStopped
+	}
 	// The pidfile is written under the lock, so that a concurrent Stop, which
 	// removes it, always comes after.
-	err = writePidFile(p.pidFile, pidRecord{PID: inst.pid, Hash: hash})
-	p.cur = inst
+	err := writePidFile(p.pidFile, pidRecord{PID: inst.pid, Hash: inst.hash})
+	if err == nil {
+		p.cur = inst
+	}
 	p.mu.Unlock()
 	if err != nil {
-		// Without a pidfile the next gateway would start a second Traefik
-		// that cannot bind the ports.
-		_ = p.end(context.Background(), inst, exitReplaced)
-		p.forget(inst)
-		return nil, err
+		return err
 	}
 	p.startedOnce.Do(func() { close(p.started) })
-	p.log.Info().Int("pid", inst.pid).Str("config", p.cfg.ConfigFile).Msg("traefik started")
-	return inst, nil
+	return nil
 }
 
 // forget drops inst as the current Traefik.

@@ -202,6 +202,7 @@ func buildStatic(opts StaticOptions) (*StaticConfiguration, error) {
 			EntryPointWeb: {
 				Address:   opts.WebAddress,
 				AsDefault: true,
+				ReusePort: true,
 				Transport: &EntryPointsTransport{
 					LifeCycle:          &LifeCycle{GraceTimeOut: &grace},
 					RespondingTimeouts: &RespondingTimeouts{ReadTimeout: &readTimeout},
@@ -222,6 +223,7 @@ func buildStatic(opts StaticOptions) (*StaticConfiguration, error) {
 			EntryPointWebSecure: {
 				Address:   opts.WebSecureAddress,
 				AsDefault: true,
+				ReusePort: true,
 				Transport: &EntryPointsTransport{
 					LifeCycle: &LifeCycle{GraceTimeOut: &grace},
 					RespondingTimeouts: &RespondingTimeouts{
@@ -234,6 +236,7 @@ func buildStatic(opts StaticOptions) (*StaticConfiguration, error) {
 			// must not become reachable on the metrics address.
 			EntryPointInternal: {
 				Address:   opts.MetricsAddress,
+				ReusePort: true,
 				Transport: &EntryPointsTransport{LifeCycle: &LifeCycle{GraceTimeOut: &grace}},
 			},
 		},

@@ -52,9 +52,12 @@ type EntryPoint struct {
 	AsDefault bool `yaml:"asDefault,omitempty"`
 	// AllowACMEByPass lets routers of the dynamic configuration answer
 	// /.well-known/acme-challenge/ instead of Traefik's own ACME handler.
-	AllowACMEByPass bool                  `yaml:"allowACMEByPass,omitempty"`
-	Transport       *EntryPointsTransport `yaml:"transport,omitempty"`
-	HTTP            *EntryPointHTTPConfig `yaml:"http,omitempty"`
+	AllowACMEByPass bool `yaml:"allowACMEByPass,omitempty"`
+	// ReusePort sets SO_REUSEPORT on the listener, so that a successor can
+	// listen on the same address before this Traefik stops.
+	ReusePort bool                  `yaml:"reusePort,omitempty"`
+	Transport *EntryPointsTransport `yaml:"transport,omitempty"`
+	HTTP      *EntryPointHTTPConfig `yaml:"http,omitempty"`
 }
 
 // EntryPointsTransport configures the connections between clients and

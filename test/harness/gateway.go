@@ -290,6 +290,15 @@ func (g *Gateway) Restart(t testing.TB) {
 	g.start(t)
 }
 
+// RestartWith starts the gateway again, as Restart, with extra appended to
+// its command line: a later flag wins, so a test changes a setting of the
+// running node as an upgrade would.
+func (g *Gateway) RestartWith(t testing.TB, extra ...string) {
+	t.Helper()
+	g.args = append(g.args, extra...)
+	g.Restart(t)
+}
+
 // PIDFile is Traefik's pidfile, written by the gateway.
 func (g *Gateway) PIDFile() string { return filepath.Join(g.Root, "traefik", "traefik.pid") }
 

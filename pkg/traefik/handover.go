@@ -1,0 +1,223 @@
+package traefik
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"slices"
+	"time"
+)
+
+// Defaults of the handover.
+const (
+	// DefaultHandoverTimeout is the default ProcessConfig.HandoverTimeout.
+	DefaultHandoverTimeout = 60 * time.Second
+	// handoverSettle is how long the predecessor keeps accepting after new
+	// connections go to its successor: the handshakes it saw begin finish
+	// in its accept queue, and it takes them, before it stops listening.
+	handoverSettle = 500 * time.Millisecond
+	// handoverPoll is how often the successor is asked whether it is ready.
+	handoverPoll = 50 * time.Millisecond
+	// handoverRetryMin and handoverRetryMax bound the wait before a failed
+	// handover is tried again; the predecessor serves meanwhile.
+	handoverRetryMin = time.Second
+	handoverRetryMax = time.Minute
+)
+
+// errNoHandover says a Traefik cannot be handed over: its sockets are not
+// SO_REUSEPORT (a Traefik started before entry points had reusePort), or
+// the kernel does not let the gateway reach them. It is replaced by stopping
+// it first.
+var errNoHandover = errors.New("traefik cannot be handed over")
+
+// handover replaces old by a Traefik running the configuration of hash
+// without refusing or resetting a connection. Both listen on the same
+// addresses, in one SO_REUSEPORT group per address (reusePort on every
+// entry point). The gateway steers each group:
+//
+//  1. every new connection to old (index 0 of the group), then starts the
+//     successor, whose sockets join the groups at index 1;
+//  2. once the successor listens, connections to the internal entry point
+//     go to it, and the gateway asks its API until it serves every router
+//     old served (or HandoverTimeout passed);
+//  3. then every new connection goes to the successor; old takes what
+//     handshakes were under way for handoverSettle, then gets SIGTERM and
+//     drains its requests and connections for the graceTimeOut of its entry
+//     points (2s): established websockets and passthrough connections are
+//     kept until then, and closed by old Traefik when it exits.
+//
+// The steering is a BPF program of one instruction per group; it is removed
+// at the end. It returns the successor, installed as the current Traefik.
+// On errNoHandover nothing was changed. On any other error the successor
+// was stopped and old still serves every connection.
+func (p *Process) handover(old *instance, hash string) (*instance, error) {
+	internal, err := netip.ParseAddrPort(p.cfg.MetricsAddress)
+	if err != nil {
+		return nil, fmt.Errorf("%w: no internal entry point address: %v", errNoHandover, err)
+	}
+	olds, err := listeners(old.pid)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errNoHandover, err)
+	}
+	defer func() { closeListeners(olds) }()
+	if len(olds) == 0 {
+		return nil, fmt.Errorf("%w: pid %d listens on no TCP address", errNoHandover, old.pid)
+	}
+	for _, l := range olds {
+		if !l.reusePort {
+			return nil, fmt.Errorf("%w: its socket on %s is not SO_REUSEPORT", errNoHandover, l.addr)
+		}
+	}
+
+	// A new connection for each request: the steering applies to new
+	// connections, and a kept one would go on asking the predecessor.
+	api := API{Base: APIURL(p.cfg.MetricsAddress), Client: &http.Client{
+		Timeout:   5 * time.Second,
+		Transport: &http.Transport{DisableKeepAlives: true},
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.HandoverTimeout)
+	defer cancel()
+	// What the successor must serve before it gets the traffic.
+	want, err := api.Snapshot(ctx)
+	if err != nil {
+		p.log.Warn().Err(err).Msg("handover: reading the routers of the running traefik; the successor gets the traffic once its API answers")
+	}
+
+	for _, l := range olds {
+		if err := l.steer(0); err != nil {
+			unsteer(olds)
+			return nil, fmt.Errorf("%w: %v", errNoHandover, err)
+		}
+	}
+	start := time.Now()
+	succ, err := p.spawn(hash)
+	if err != nil {
+		unsteer(olds)
+		return nil, err
+	}
+	abort := func(err error) (*instance, error) {
+		// The groups still hand everything to old: the successor's sockets
+		// leave them with nothing queued.
+		if endErr := p.end(context.Background(), succ, exitReplaced); endErr != nil {
+			p.log.Error().Err(endErr).Int("pid", succ.pid).Msg("handover: stopping the successor")
+		}
+		succ.close()
+		unsteer(olds)
+		return nil, err
+	}
+
+	news, err := waitListening(ctx, succ, internal)
+	if err != nil {
+		return abort(err)
+	}
+	defer func() { closeListeners(news) }()
+	for _, l := range olds {
+		if l.addr == internal {
+			if err := l.steer(1); err != nil {
+				return abort(err)
+			}
+		}
+	}
+	if err := p.waitServing(ctx, succ, api, want); err != nil {
+		return abort(err)
+	}
+	for _, l := range olds {
+		if err := l.steer(1); err != nil {
+			// Connections already went to the successor on the groups
+			// steered so far; old serves the others until it stops.
+			return abort(err)
+		}
+	}
+	if err := p.install(succ); err != nil {
+		return abort(err)
+	}
+	ready := time.Since(start)
+
+	time.Sleep(handoverSettle)
+	if err := p.end(context.Background(), old, exitReplaced); err != nil {
+		p.log.Error().Err(err).Int("pid", old.pid).Msg("handover: stopping the predecessor")
+	}
+	// Old's sockets, closed by old, live on in the gateway's copies; closed
+	// here, they leave their groups, whose only member is the successor.
+	// Then the kernel's hash may choose again.
+	closeListeners(olds)
+	olds = nil
+	unsteer(news)
+	p.log.Info().Int("pid", succ.pid).Int("predecessor", old.pid).
+		Stringer("ready_after", roundMs(ready)).Stringer("total", roundMs(time.Since(start))).
+		Msg("traefik handed over")
+	return succ, nil
+}
+
+// unsteer removes the steering of each group; a failure is only logged: the
+// hash then spreads connections over sockets that all accept.
+func unsteer(ls []listener) {
+	for _, l := range ls {
+		_ = l.unsteer()
+	}
+}
+
+// waitListening waits until succ listens on the internal address: Traefik
+// creates every entry point's listener before it starts any, so the others
+// listen too. It returns succ's listeners.
+func waitListening(ctx context.Context, succ *instance, internal netip.AddrPort) ([]listener, error) {
+	for {
+		if succ.exited() {
+			return nil, fmt.Errorf("handover: the successor, pid %d, exited before it listened", succ.pid)
+		}
+		ls, err := listeners(succ.pid)
+		if err == nil && slices.ContainsFunc(ls, func(l listener) bool { return l.addr == internal }) {
+			return ls, nil
+		}
+		closeListeners(ls)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("handover: the successor, pid %d, did not listen on %s: %w", succ.pid, internal, ctx.Err())
+		case <-time.After(handoverPoll):
+		}
+	}
+}
+
+// waitServing waits until succ's API reports every router of want with the
+// status it had in the predecessor. Past the deadline the successor gets the
+// traffic anyway, with a warning naming what it lacks: a route deleted
+// during the handover is in want and never comes.
+func (p *Process) waitServing(ctx context.Context, succ *instance, api API, want Snapshot) error {
+	answered, missing := false, 0
+	for {
+		if succ.exited() {
+			return fmt.Errorf("handover: the successor, pid %d, exited before it served the routes", succ.pid)
+		}
+		got, err := api.Snapshot(ctx)
+		if err == nil {
+			answered = true
+			missing = lacking(want.HTTPRouters, got.HTTPRouters) + lacking(want.TCPRouters, got.TCPRouters)
+			if missing == 0 {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if !answered {
+				return fmt.Errorf("handover: the successor's API never answered: %w", err)
+			}
+			p.log.Warn().Int("missing", missing).Msg("handover: the successor still lacks routers of its predecessor; handing over anyway")
+			return nil
+		case <-time.After(handoverPoll):
+		}
+	}
+}
+
+// lacking counts the routers of want that got lacks or reports with another
+// status.
+func lacking(want, got map[string]RouterState) int {
+	n := 0
+	for name, w := range want {
+		if g, ok := got[name]; !ok || g.Status != w.Status {
+			n++
+		}
+	}
+	return n
+}
