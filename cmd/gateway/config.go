@@ -5,11 +5,13 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"time"
 
 	ptypes "github.com/traefik/paerser/types"
 
 	"github.com/threefoldtech/gateway/internal/dnsclient"
 	"github.com/threefoldtech/gateway/pkg/acmedns"
+	"github.com/threefoldtech/gateway/pkg/certs"
 	"github.com/threefoldtech/gateway/pkg/gateway"
 	"github.com/threefoldtech/gateway/pkg/meter"
 	"github.com/threefoldtech/gateway/pkg/traefik"
@@ -20,7 +22,7 @@ import (
 type Configuration struct {
 	ConfigFile string   `description:"Configuration file (YAML or TOML) to read the other options from." json:"-" toml:"-" yaml:"-"`
 	Broker     string   `description:"Redis broker of zbus: unix:///path/to/socket or tcp://[password@]host:port." json:"broker,omitempty" toml:"broker,omitempty" yaml:"broker,omitempty"`
-	Root       string   `description:"Folder of the module's state: proxy/ holds the routes as Traefik files (routes in 64 group files by a hash of the wlID), traefik/ the static configuration and ACME storage." json:"root,omitempty" toml:"root,omitempty" yaml:"root,omitempty"`
+	Root       string   `description:"Folder of the module's state: proxy/ holds the routes as Traefik files (routes in 64 group files by a hash of the wlID), traefik/ the static configuration, Traefik's ACME storage (the wildcard of the gateway domain) and the certificate files it serves, certs/ the ACME account and certificates of user domains." json:"root,omitempty" toml:"root,omitempty" yaml:"root,omitempty"`
 	Workers    uint     `description:"Calls served in parallel." json:"workers,omitempty" toml:"workers,omitempty" yaml:"workers,omitempty"`
 	Resolver   string   `description:"DNS server (host[:port]) asked for the records of user domains. Default: the first name server of /etc/resolv.conf." json:"resolver,omitempty" toml:"resolver,omitempty" yaml:"resolver,omitempty"`
 	Public     Public   `description:"The node's public identity." json:"public,omitempty" toml:"public,omitempty" yaml:"public,omitempty"`
@@ -77,9 +79,12 @@ type Traefik struct {
 
 // ACME configures certificates.
 type ACME struct {
-	Email          string   `description:"E-mail of the ACME account." json:"email,omitempty" toml:"email,omitempty" yaml:"email,omitempty"`
-	CAServer       string   `description:"ACME directory URL." json:"caserver,omitempty" toml:"caserver,omitempty" yaml:"caserver,omitempty"`
-	CACertificates []string `description:"PEM files of extra roots to trust for the ACME server (a private CA such as Pebble)." json:"cacertificates,omitempty" toml:"cacertificates,omitempty" yaml:"cacertificates,omitempty"`
+	Email          string          `description:"E-mail of the ACME account." json:"email,omitempty" toml:"email,omitempty" yaml:"email,omitempty"`
+	CAServer       string          `description:"ACME directory URL." json:"caserver,omitempty" toml:"caserver,omitempty" yaml:"caserver,omitempty"`
+	CACertificates []string        `description:"PEM files of extra roots to trust for the ACME server (a private CA such as Pebble)." json:"cacertificates,omitempty" toml:"cacertificates,omitempty" yaml:"cacertificates,omitempty"`
+	BackoffMin     ptypes.Duration `description:"Wait after the first failed attempt to get a user domain's certificate; it doubles after each failure in a row." json:"backoffmin,omitempty" toml:"backoffmin,omitempty" yaml:"backoffmin,omitempty"`
+	BackoffMax     ptypes.Duration `description:"Longest wait between two attempts to get a user domain's certificate." json:"backoffmax,omitempty" toml:"backoffmax,omitempty" yaml:"backoffmax,omitempty"`
+	KeepRetired    ptypes.Duration `description:"How long the certificate of a user domain no longer routed is kept, never served nor renewed, so that a route set again meanwhile gets it back without a new order." json:"keepretired,omitempty" toml:"keepretired,omitempty" yaml:"keepretired,omitempty"`
 }
 
 // DNS configures the embedded DNS server.
@@ -113,7 +118,12 @@ func defaultConfiguration() *Configuration {
 			Throttle:    ptypes.Duration(traefik.DefaultThrottle),
 			ReadTimeout: ptypes.Duration(traefik.DefaultReadTimeout),
 		},
-		ACME:     ACME{CAServer: traefik.DefaultACMECAServer},
+		ACME: ACME{
+			CAServer:    traefik.DefaultACMECAServer,
+			BackoffMin:  ptypes.Duration(certs.DefaultBackoffMin),
+			BackoffMax:  ptypes.Duration(certs.DefaultBackoffMax),
+			KeepRetired: ptypes.Duration(certs.DefaultKeepRetired),
+		},
 		DNS:      DNS{Address: acmedns.DefaultAddress, API: acmedns.DefaultAPIAddress},
 		Metering: Metering{Table: meter.DefaultTable, Interval: ptypes.Duration(meter.DefaultInterval)},
 		Metrics:  Metrics{Address: gateway.DefaultMetricsAddress},
@@ -191,6 +201,12 @@ func (c *Configuration) check() (settings, error) {
 	}
 	if c.Traefik.ReadTimeout < 0 {
 		return s, fmt.Errorf("--traefik.readtimeout must not be negative (0 means no timeout)")
+	}
+	if c.ACME.BackoffMin <= 0 || c.ACME.BackoffMax < c.ACME.BackoffMin {
+		return s, fmt.Errorf("--acme.backoffmin %s and --acme.backoffmax %s: need 0 < backoffmin <= backoffmax", time.Duration(c.ACME.BackoffMin), time.Duration(c.ACME.BackoffMax))
+	}
+	if c.ACME.KeepRetired < 0 {
+		return s, fmt.Errorf("--acme.keepretired must not be negative")
 	}
 	return s, nil
 }

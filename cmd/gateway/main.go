@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -22,6 +24,7 @@ import (
 	"github.com/threefoldtech/gateway/internal/dnsclient"
 	"github.com/threefoldtech/gateway/internal/tasks"
 	"github.com/threefoldtech/gateway/pkg/acmedns"
+	"github.com/threefoldtech/gateway/pkg/certs"
 	"github.com/threefoldtech/gateway/pkg/gateway"
 	"github.com/threefoldtech/gateway/pkg/meter"
 	"github.com/threefoldtech/gateway/pkg/traefik"
@@ -144,6 +147,33 @@ func run(cfg *Configuration) error {
 		return err
 	}
 
+	// Certificates of user domains: the gateway orders them (HTTP-01,
+	// answered on the metrics server, where Traefik forwards challenges)
+	// and hands them to Traefik through the reserved file.
+	var module atomic.Pointer[gateway.Module]
+	certManager, err := certs.New(certs.Config{
+		Dir:            filepath.Join(root, certs.DirName),
+		CAServer:       cfg.ACME.CAServer,
+		CACertificates: caFiles,
+		Email:          cfg.ACME.Email,
+		BackoffMin:     time.Duration(cfg.ACME.BackoffMin),
+		BackoffMax:     time.Duration(cfg.ACME.BackoffMax),
+		KeepRetired:    time.Duration(cfg.ACME.KeepRetired),
+		Logger:         log,
+		Registry:       reg,
+		OnChange: func() {
+			if m := module.Load(); m != nil {
+				m.CertificatesChanged()
+			}
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("--acme.*: %w", err)
+	}
+	importLegacyCertificates(stateDir, certManager, log)
+	metricsServer.Handle(certs.ChallengePath, certManager.Handler())
+	parts = append(parts, tasks.Task{Name: "certificates", Run: certManager.Run})
+
 	// A node without nftables still routes; Metrics then says why it
 	// cannot count.
 	var routeMeter gateway.Meter
@@ -160,7 +190,7 @@ func run(cfg *Configuration) error {
 		parts = append(parts, tasks.Task{Name: "metering", Run: bytesMeter.Run})
 	}
 
-	module, err := gateway.New(gateway.Config{
+	mod, err := gateway.New(gateway.Config{
 		Routes:           routes,
 		Domain:           cfg.Public.Domain,
 		PublicIPs:        s.publicIPs,
@@ -175,13 +205,20 @@ func run(cfg *Configuration) error {
 		Status:           traefik.Observer{API: traefik.API{Base: traefik.APIURL(cfg.Traefik.Metrics)}, StateDir: stateDir},
 		// Without one Traefik makes a new RSA certificate at every reload.
 		DefaultCertificate: traefik.NewDefaultCertificate(stateDir, cfg.Public.Domain),
+		Certificates:       certManager,
+		CertificateFiles:   traefik.CertificateFiles{Dir: filepath.Join(stateDir, traefik.CertificatesDirName)},
+		ChallengeURL:       "http://" + cfg.Metrics.Address,
 		Registry:           reg,
 		Logger:             log,
 	})
 	if err != nil {
 		return err
 	}
-	parts = append(parts, tasks.Task{Name: "route sweep", Run: module.Run})
+	module.Store(mod)
+	// Certificates that changed while the module started are in what it
+	// published; one more look costs nothing.
+	mod.CertificatesChanged()
+	parts = append(parts, tasks.Task{Name: "route sweep", Run: mod.Run})
 
 	if cfg.Traefik.Managed {
 		proc, err := traefik.NewProcess(traefik.ProcessConfig{
@@ -201,11 +238,44 @@ func run(cfg *Configuration) error {
 		parts = append(parts, tasks.Task{Name: "traefik", Run: proc.Run})
 	}
 	parts = append(parts, tasks.Task{Name: "zbus", Run: func(ctx context.Context) error {
-		return gateway.Serve(ctx, gateway.BusConfig{Broker: cfg.Broker, Workers: cfg.Workers, Logger: log}, module)
+		return gateway.Serve(ctx, gateway.BusConfig{Broker: cfg.Broker, Workers: cfg.Workers, Logger: log}, mod)
 	}})
 
 	log.Info().Str("root", root).Str("broker", gateway.RedactBroker(cfg.Broker)).Str("domain", cfg.Public.Domain).Msg("gateway starting")
 	err = tasks.Run(ctx, log, parts...)
 	log.Info().Msg("gateway stopped")
 	return err
+}
+
+// importLegacyCertificates takes over the certificates Traefik's HTTP-01
+// resolver obtained for user domains before the gateway obtained them itself,
+// so that no domain needs a new order, then renames that storage: Traefik,
+// which no longer has the resolver, would never renew nor prune them. A
+// certificate whose domain is no longer routed is kept as retired
+// (--acme.keepretired), then deleted.
+func importLegacyCertificates(stateDir string, m *certs.Manager, log zerolog.Logger) {
+	legacy, err := traefik.LegacyHTTPStorage(stateDir)
+	if err != nil {
+		log.Error().Err(err).Msg("reading the certificates of Traefik's former HTTP-01 resolver; they are not imported")
+		return
+	}
+	if len(legacy) == 0 {
+		if err := traefik.RetireLegacyHTTPStorage(stateDir); err != nil {
+			log.Warn().Err(err).Msg("renaming the storage of Traefik's former HTTP-01 resolver")
+		}
+		return
+	}
+	imported := 0
+	for _, c := range legacy {
+		if err := m.Import(strings.ToLower(c.Main), c.Certificate, c.Key); err != nil {
+			log.Warn().Err(err).Str("fqdn", c.Main).Msg("certificate of Traefik's former HTTP-01 resolver not imported")
+			continue
+		}
+		imported++
+	}
+	if err := traefik.RetireLegacyHTTPStorage(stateDir); err != nil {
+		log.Error().Err(err).Msg("renaming the storage of Traefik's former HTTP-01 resolver; it is imported again at the next start")
+		return
+	}
+	log.Info().Int("imported", imported).Int("found", len(legacy)).Msg("certificates of Traefik's former HTTP-01 resolver taken over")
 }

@@ -25,13 +25,22 @@ func printRoutes(w io.Writer, routes []gateway.Proxy, now time.Time) error {
 		live, cert, problems := "?", "-", "-"
 		backends := strings.Join(p.Backends, " ")
 		if st := p.Status; st != nil {
-			live = "no"
-			if st.Live {
+			switch {
+			case st.CheckedAt.IsZero():
+				// Only the certificate's side is known yet.
+			case st.Live:
 				live = "yes"
+			default:
+				live = "no"
 			}
 			switch c := st.Certificate; {
 			case p.TLSPassthrough:
 				cert = "backend's own"
+			case c == nil && st.ACME != nil && st.ACME.Failures > 0:
+				cert = fmt.Sprintf("failing (%d in a row)", st.ACME.Failures)
+				if !st.ACME.NextAttempt.IsZero() {
+					cert += ", next try " + st.ACME.NextAttempt.Local().Format(time.DateTime)
+				}
 			case c == nil:
 				cert = "none yet"
 			default:
@@ -47,8 +56,12 @@ func printRoutes(w io.Writer, routes []gateway.Proxy, now time.Time) error {
 				}
 				backends = strings.Join(parts, ", ")
 			}
-			if len(st.Problems) > 0 {
-				problems = strings.Join(st.Problems, "; ")
+			ps := slices.Clone(st.Problems)
+			if a := st.ACME; a != nil && a.LastError != "" {
+				ps = append(ps, "certificate: "+a.LastError)
+			}
+			if len(ps) > 0 {
+				problems = strings.Join(ps, "; ")
 			}
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.WorkloadID, p.FQDN, kind, live, cert, backends, problems)

@@ -13,18 +13,21 @@ func TestPrintRoutes(t *testing.T) {
 	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 	routes := []gateway.Proxy{
 		{WorkloadID: "wl-1", FQDN: "app.gw.example", Kind: gateway.KindName, Backends: []string{"http://10.0.0.1:80", "http://10.0.0.2:80"},
-			Status: &gateway.RouteStatus{Live: true, Backends: map[string]string{"http://10.0.0.2:80": "DOWN", "http://10.0.0.1:80": "UP"},
+			Status: &gateway.RouteStatus{Live: true, CheckedAt: now, Backends: map[string]string{"http://10.0.0.2:80": "DOWN", "http://10.0.0.1:80": "UP"},
 				Certificate: &gateway.CertificateStatus{Issuer: "R11", NotAfter: now.Add(60 * 24 * time.Hour)}}},
 		{WorkloadID: "wl-2", FQDN: "shop.example", Kind: gateway.KindFQDN, Backends: []string{"10.0.0.3:443"}, TLSPassthrough: true,
-			Status: &gateway.RouteStatus{Problems: []string{"Traefik has not loaded the route yet"}}},
+			Status: &gateway.RouteStatus{CheckedAt: now, Problems: []string{"Traefik has not loaded the route yet"}}},
 		{WorkloadID: "wl-3", FQDN: "new.gw.example", Kind: gateway.KindName, Backends: []string{"http://10.0.0.4"}},
+		// Its certificate failing, and Traefik not asked yet.
+		{WorkloadID: "wl-4", FQDN: "moved.example", Kind: gateway.KindFQDN, Backends: []string{"http://10.0.0.5"},
+			Status: &gateway.RouteStatus{ACME: &gateway.ACMEStatus{Failures: 2, LastError: "invalid authorization", NextAttempt: now.Add(10 * time.Minute)}}},
 	}
 	var b strings.Builder
 	if err := printRoutes(&b, routes, now); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
-	if len(lines) != 4 {
+	if len(lines) != 5 {
 		t.Fatalf("%d lines:\n%s", len(lines), b.String())
 	}
 	for i, want := range [][]string{
@@ -32,6 +35,7 @@ func TestPrintRoutes(t *testing.T) {
 		{"wl-1", "yes", "R11, expires 2027-01-25", "http://10.0.0.1:80 UP, http://10.0.0.2:80 DOWN"},
 		{"wl-2", "name", "no", "backend's own", "Traefik has not loaded the route yet"},
 		{"wl-3", "?", "http://10.0.0.4"},
+		{"wl-4", "?", "failing (2 in a row), next try ", "certificate: invalid authorization"},
 	} {
 		for _, w := range want {
 			if w == "name" {

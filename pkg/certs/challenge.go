@@ -11,7 +11,7 @@ import (
 )
 
 // challengePrefix is the path under which HTTP-01 tokens are fetched.
-const challengePrefix = "/.well-known/acme-challenge/"
+const challengePrefix = ChallengePath
 
 // pending is an HTTP-01 challenge being validated.
 type pending struct {

@@ -17,6 +17,13 @@ import (
 	"github.com/threefoldtech/gateway/internal/quote"
 )
 
+// ChallengePath is the path under which Handler answers HTTP-01
+// challenges.
+const ChallengePath = "/.well-known/acme-challenge/"
+
+// DirName is the folder of a Manager's state under the gateway's root.
+const DirName = "certs"
+
 // Defaults of Config.
 const (
 	// DefaultBackoffMin is the wait after the first failed order of a

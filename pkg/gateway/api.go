@@ -95,11 +95,15 @@ type RouteStatus struct {
 	// Problems are what Traefik reports wrong with the route's router or
 	// service, if anything.
 	Problems []string
-	// Certificate is the certificate Traefik holds for the route's domain:
-	// the wildcard of the gateway domain for a name proxy, the domain's own
-	// for an FQDN proxy; nil when it holds none yet, and for passthrough
-	// (the backends present theirs).
+	// Certificate is the certificate that serves the route's domain: the
+	// wildcard of the gateway domain for a name proxy, the domain's own,
+	// which the gateway obtains, for an FQDN proxy; nil when there is none
+	// yet, and for passthrough (the backends present theirs).
 	Certificate *CertificateStatus
+	// ACME is where the gateway stands in getting the certificate of an
+	// FQDN proxy's domain, while it has none or after an attempt failed;
+	// nil otherwise, and for other routes.
+	ACME *ACMEStatus
 	// Backends maps each backend of a passthrough route with several, as
 	// IP:port, to "UP" or "DOWN" as Traefik's TCP health check last saw
 	// it; empty for other routes, whose backends Traefik does not report
@@ -109,12 +113,28 @@ type RouteStatus struct {
 	CheckedAt time.Time
 }
 
+// ACMEStatus is where the gateway stands in getting a domain's certificate.
+// After a failed attempt it waits before the next, longer after each
+// failure (docs/OPERATIONS.md, "Certificates").
+type ACMEStatus struct {
+	// Failures counts the attempts that failed in a row.
+	Failures int
+	// LastError says why the last attempt failed.
+	LastError string
+	// LastAttempt is when the last attempt started; zero if none did.
+	LastAttempt time.Time
+	// NextAttempt is when the next one starts; zero when one is under way
+	// or due now.
+	NextAttempt time.Time
+}
+
 // CertificateStatus describes a certificate.
 type CertificateStatus struct {
 	// Issuer is the common name of the certificate's issuer.
 	Issuer string
 	// Names are the names it is valid for.
 	Names []string
-	// NotAfter is when it expires; Traefik renews it 30 days before.
+	// NotAfter is when it expires. It is renewed when a third of its
+	// lifetime is left: 30 days before, for Let's Encrypt's 90.
 	NotAfter time.Time
 }

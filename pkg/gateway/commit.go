@@ -199,6 +199,7 @@ func (m *Module) commitBatch() []*pending {
 			continue
 		}
 		m.idx.put(r)
+		m.wantCertificate(c.old, c.held, r)
 		if !c.held {
 			m.seen.created(r.id, r.passthrough, at)
 		}

@@ -38,6 +38,9 @@ func legacyRoutes(t testing.TB) ([]route, map[string]*traefik.Configuration) {
 		if r.kind == KindName && !r.passthrough {
 			old[r.id] = r.renderLegacy("gw.example")
 		}
+		if r.acme() {
+			old[r.id] = r.renderLegacyFQDN()
+		}
 	}
 	return routes, old
 }
@@ -211,7 +214,7 @@ func TestAnchorFollowsDomain(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := routeYAML(t, renderAnchor(domain, nil)); string(data) != want {
+		if want := routeYAML(t, renderAnchor(domain, nil, nil, "")); string(data) != want {
 			t.Fatalf("anchor holds\n%s\nwant\n%s", data, want)
 		}
 	}
@@ -262,7 +265,7 @@ func TestDefaultCertificatePublished(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := routeYAML(t, renderAnchor(domain, cert)); string(data) != want {
+		if want := routeYAML(t, renderAnchor(domain, cert, nil, "")); string(data) != want {
 			t.Fatalf("reserved file holds\n%s\nwant\n%s", data, want)
 		}
 	}
@@ -285,7 +288,7 @@ func TestDefaultCertificatePublished(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		data, _ := os.ReadFile(anchor)
-		if string(data) == routeYAML(t, renderAnchor("gw.example", wild)) {
+		if string(data) == routeYAML(t, renderAnchor("gw.example", wild, nil, "")) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -308,7 +311,7 @@ func TestDefaultCertificateFailureDoesNotStopTheGateway(t *testing.T) {
 	certs := &swapCert{err: errors.New("disk full")}
 	m, _ := newModuleWith(t, root, func(c *Config) { c.DefaultCertificate = certs })
 	data, err := os.ReadFile(anchor)
-	if err != nil || string(data) != routeYAML(t, renderAnchor("gw.example", nil)) {
+	if err != nil || string(data) != routeYAML(t, renderAnchor("gw.example", nil, nil, "")) {
 		t.Fatalf("reserved file %v:\n%s", err, data)
 	}
 	self := &traefik.TLSCertificate{CertFile: "/state/default-self.crt", KeyFile: "/state/default-self.key"}
@@ -318,7 +321,7 @@ func TestDefaultCertificateFailureDoesNotStopTheGateway(t *testing.T) {
 	if err := m.publishAnchor(); err != nil {
 		t.Fatal(err)
 	}
-	if data, _ := os.ReadFile(anchor); string(data) != routeYAML(t, renderAnchor("gw.example", self)) {
+	if data, _ := os.ReadFile(anchor); string(data) != routeYAML(t, renderAnchor("gw.example", self, nil, "")) {
 		t.Fatalf("reserved file once the certificate can be had:\n%s", data)
 	}
 }

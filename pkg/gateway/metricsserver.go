@@ -32,13 +32,15 @@ const (
 )
 
 // MetricsServer serves a Prometheus registry at /metrics on a loopback
-// address.
+// address, and whatever else the gateway serves there for Traefik alone
+// (Handle).
 type MetricsServer struct {
 	address  string
 	gatherer prometheus.Gatherer
 	log      zerolog.Logger
 	ready    chan struct{}
 	addr     string
+	mux      *http.ServeMux
 }
 
 // NewMetricsServer checks that address is a loopback host:port: the byte
@@ -57,7 +59,15 @@ func NewMetricsServer(address string, gatherer prometheus.Gatherer, log zerolog.
 		gatherer: gatherer,
 		log:      log.With().Str("component", "metrics").Logger(),
 		ready:    make(chan struct{}),
+		mux:      http.NewServeMux(),
 	}, nil
+}
+
+// Handle serves handler for pattern beside /metrics, such as the HTTP-01
+// challenge answers Traefik forwards (certs.Manager.Handler). Call it
+// before Run.
+func (s *MetricsServer) Handle(pattern string, handler http.Handler) {
+	s.mux.Handle(pattern, handler)
 }
 
 // Ready is closed once the server listens; Addr is set by then.
@@ -74,10 +84,9 @@ func (s *MetricsServer) Run(ctx context.Context) error {
 	}
 	s.addr = l.Addr().String()
 	close(s.ready)
-	mux := http.NewServeMux()
-	mux.Handle(metricsPath, promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{ErrorLog: logAdapter{s.log}}))
+	s.mux.Handle(metricsPath, promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{ErrorLog: logAdapter{s.log}}))
 	srv := &http.Server{
-		Handler:           mux,
+		Handler:           s.mux,
 		ReadHeaderTimeout: metricsReadTimeout,
 		ReadTimeout:       metricsReadTimeout,
 		WriteTimeout:      metricsWriteTimeout,

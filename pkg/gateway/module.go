@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/threefoldtech/gateway/internal/dnsname"
+	"github.com/threefoldtech/gateway/pkg/certs"
 	"github.com/threefoldtech/gateway/pkg/traefik"
 )
 
@@ -70,6 +72,19 @@ type Config struct {
 	// the module publishes it at start and again, within SweepInterval,
 	// when it changes.
 	DefaultCertificate DefaultCertificate
+	// Certificates, when set, obtains the certificates of the user domains
+	// of FQDN proxies that terminate TLS (certs.Manager): the module tells
+	// it which domains are routed, and publishes the certificates it has in
+	// the reserved file, through CertificateFiles. Without it those routes
+	// are served with the default certificate.
+	Certificates Certificates
+	// CertificateFiles keeps the files of the certificates the reserved
+	// file names. Required with Certificates.
+	CertificateFiles CertificateInstaller
+	// ChallengeURL is where Traefik sends the HTTP-01 challenges of every
+	// name no passthrough route claims: the server of Certificates'
+	// handler, e.g. "http://127.0.0.1:8084". Required with Certificates.
+	ChallengeURL string
 	// Status, when set, tells how Traefik serves the routes: List returns
 	// it with each route, read every StatusInterval by Run.
 	Status StatusSource
@@ -87,6 +102,30 @@ type Config struct {
 type DefaultCertificate interface {
 	// Current returns the certificate to configure now.
 	Current() (*traefik.TLSCertificate, error)
+}
+
+// Certificates obtains the certificates of user domains; certs.Manager is
+// the implementation the daemon uses.
+type Certificates interface {
+	// Want and Unwant say a domain's route needs a certificate, or no
+	// longer does.
+	Want(domains ...string)
+	Unwant(domains ...string)
+	// SetWanted says which domains need one, all of them.
+	SetWanted(domains []string)
+	// Certificates returns the certificates to serve.
+	Certificates() []certs.Certificate
+	// Status tells where a domain's certificate stands.
+	Status(domain string) certs.Status
+}
+
+// CertificateInstaller makes certificates into files Traefik reads;
+// traefik.CertificateFiles is the implementation the daemon uses.
+type CertificateInstaller interface {
+	// Install makes files of pairs and returns them.
+	Install(pairs []traefik.PEMPair) ([]*traefik.TLSCertificate, error)
+	// Prune removes the files of the certificates but keep.
+	Prune(keep []*traefik.TLSCertificate) error
 }
 
 // DefaultLookupTimeout bounds the DNS check of a user domain. A resolver
@@ -131,10 +170,17 @@ type Module struct {
 	leading bool
 	// failing are the entries the last sweep could not move, logged once.
 	failing map[string]bool
-	// defaultCert is the default certificate last published, anchorDone
-	// set once the reserved file was.
+	// defaultCert is the default certificate last published, anchor the
+	// reserved file as last published, anchorDone set once it was.
 	defaultCert *traefik.TLSCertificate
+	anchor      *traefik.Configuration
 	anchorDone  bool
+	// userCerts are the files of the certificates of user domains, made
+	// again while certsStale, which certsChanged sets. Only New and Run
+	// touch them.
+	userCerts    []*traefik.TLSCertificate
+	certsStale   bool
+	certsChanged chan struct{}
 
 	// status is the last reading of the routes' status, nil when there is
 	// none.
@@ -175,19 +221,24 @@ func New(cfg Config) (*Module, error) {
 	if cfg.SweepInterval < 0 || cfg.LookupTimeout < 0 || cfg.StatusInterval < 0 {
 		return nil, fmt.Errorf("the sweep interval and the lookup timeout must not be negative")
 	}
+	if cfg.Certificates != nil && (cfg.CertificateFiles == nil || cfg.ChallengeURL == "") {
+		return nil, fmt.Errorf("certificates of user domains need CertificateFiles and a ChallengeURL")
+	}
 	if cfg.Meter == nil && cfg.MeterUnavailable == nil {
 		cfg.MeterUnavailable = ErrNoMeter
 	}
 	t := newTelemetry()
 	m := &Module{
-		cfg:     cfg,
-		routes:  cfg.Routes,
-		meter:   cfg.Meter,
-		log:     cfg.Logger.With().Str("component", "gateway").Logger(),
-		t:       t,
-		seen:    newObserver(cfg.Probe, t),
-		checks:  make(chan struct{}, max(1, int(cfg.Workers)-1)),
-		failing: make(map[string]bool),
+		cfg:          cfg,
+		routes:       cfg.Routes,
+		meter:        cfg.Meter,
+		log:          cfg.Logger.With().Str("component", "gateway").Logger(),
+		t:            t,
+		seen:         newObserver(cfg.Probe, t),
+		checks:       make(chan struct{}, max(1, int(cfg.Workers)-1)),
+		failing:      make(map[string]bool),
+		certsChanged: make(chan struct{}, 1),
+		certsStale:   true,
 	}
 	if cfg.Registry != nil {
 		if err := t.register(cfg.Registry, m); err != nil {
@@ -203,6 +254,15 @@ func New(cfg Config) (*Module, error) {
 		return nil, err
 	}
 	m.idx = idx
+	if cfg.Certificates != nil {
+		var domains []string
+		for _, r := range idx.byID {
+			if r.acme() {
+				domains = append(domains, r.fqdn)
+			}
+		}
+		cfg.Certificates.SetWanted(domains)
+	}
 	if m.meter != nil {
 		routes := make(map[string][]netip.AddrPort, len(idx.byID))
 		for id, r := range idx.byID {
@@ -246,32 +306,97 @@ func (m *Module) publishAtStart() error {
 }
 
 // publishAnchor publishes the reserved file as it renders with the default
-// certificate now; it writes only when that changed. A default certificate
-// that cannot be had is logged and leaves the last one (at start, none:
-// Traefik makes its own); the next sweep tries again.
+// certificate and the certificates of user domains now; it writes only when
+// that changed. A default certificate that cannot be had is logged and
+// leaves the last one (at start, none: Traefik makes its own); the next
+// sweep tries again. It is called by New, then by Run alone.
 func (m *Module) publishAnchor() error {
 	var cert *traefik.TLSCertificate
 	var certErr error
 	if m.cfg.DefaultCertificate != nil {
 		cert, certErr = m.cfg.DefaultCertificate.Current()
 	}
+	users := m.userCertificates()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if certErr != nil {
 		m.log.Error().Err(certErr).Msg("the default certificate cannot be had; Traefik presents the last one, or one of its own, until it can")
 		cert = m.defaultCert
 	}
-	if m.anchorDone && reflect.DeepEqual(cert, m.defaultCert) {
+	cfg := renderAnchor(m.cfg.Domain, cert, users, m.cfg.ChallengeURL)
+	if m.anchorDone && reflect.DeepEqual(cfg, m.anchor) {
 		return nil
 	}
-	if err := m.routes.PublishAnchor(renderAnchor(m.cfg.Domain, cert)); err != nil && !errors.Is(err, traefik.ErrNotDurable) {
+	if err := m.routes.PublishAnchor(cfg); err != nil && !errors.Is(err, traefik.ErrNotDurable) {
 		return err
 	}
-	if m.anchorDone && cert != nil {
+	if m.anchorDone && cert != nil && !reflect.DeepEqual(cert, m.defaultCert) {
 		m.log.Info().Str("cert", cert.CertFile).Msg("default certificate changed")
 	}
-	m.defaultCert, m.anchorDone = cert, true
+	m.defaultCert, m.anchor, m.anchorDone = cert, cfg, true
+	if m.cfg.CertificateFiles != nil {
+		// Named no more, the files of replaced and retired certificates
+		// go.
+		if err := m.cfg.CertificateFiles.Prune(users); err != nil {
+			m.log.Warn().Err(err).Msg("removing the files of certificates no longer served")
+		}
+	}
 	return nil
+}
+
+// userCertificates returns the files of the certificates of user domains,
+// made again from Certificates when CertificatesChanged said they changed.
+func (m *Module) userCertificates() []*traefik.TLSCertificate {
+	if m.cfg.Certificates == nil {
+		return nil
+	}
+	if !m.certsStale {
+		return m.userCerts
+	}
+	var pairs []traefik.PEMPair
+	stale := false
+	for _, c := range m.cfg.Certificates.Certificates() {
+		certPEM, err1 := os.ReadFile(c.CertFile)
+		keyPEM, err2 := os.ReadFile(c.KeyFile)
+		if err := errors.Join(err1, err2); err != nil {
+			m.log.Error().Err(err).Str("fqdn", c.Domain).Msg("reading a certificate; its domain gets the default certificate")
+			stale = true
+			continue
+		}
+		pairs = append(pairs, traefik.PEMPair{Name: c.Domain, Cert: certPEM, Key: keyPEM})
+	}
+	files, err := m.cfg.CertificateFiles.Install(pairs)
+	if err != nil {
+		m.log.Error().Err(err).Msg("installing certificates for Traefik; the domains left out get the default certificate")
+		stale = true
+	}
+	// Left stale, the next sweep reads them again.
+	m.userCerts, m.certsStale = files, stale
+	return files
+}
+
+// CertificatesChanged tells the module that the certificates of user
+// domains changed: Run publishes them. It never blocks (Config.Certificates
+// calls it from any goroutine, the module's own calls included).
+func (m *Module) CertificatesChanged() {
+	select {
+	case m.certsChanged <- struct{}{}:
+	default:
+	}
+}
+
+// wantCertificate tells Certificates what the change of a route from old
+// (held: there was one) to r does to the domains that need a certificate.
+func (m *Module) wantCertificate(old route, held bool, r route) {
+	if m.cfg.Certificates == nil {
+		return
+	}
+	if held && old.acme() && (!r.acme() || old.fqdn != r.fqdn) {
+		m.cfg.Certificates.Unwant(old.fqdn)
+	}
+	if r.acme() {
+		m.cfg.Certificates.Want(r.fqdn)
+	}
 }
 
 // Run moves to quarantine, every SweepInterval, whatever appeared among the
@@ -294,6 +419,11 @@ func (m *Module) Run(ctx context.Context) error {
 			m.sweep(nil)
 			if err := m.publishAnchor(); err != nil {
 				m.log.Error().Err(err).Msg("publishing the default certificate")
+			}
+		case <-m.certsChanged:
+			m.certsStale = true
+			if err := m.publishAnchor(); err != nil {
+				m.log.Error().Err(err).Msg("publishing the certificates of user domains")
 			}
 		}
 	}
@@ -509,10 +639,14 @@ func (m *Module) unpublish(wlID string) (deleted bool, err error) {
 		}
 		return false, nil
 	}
+	old := m.idx.byID[wlID]
 	if err := m.routes.Unpublish(wlID); err != nil {
 		return false, fmt.Errorf("deleting route %q: %w", wlID, err)
 	}
 	m.idx.remove(wlID)
+	if old.acme() && m.cfg.Certificates != nil {
+		m.cfg.Certificates.Unwant(old.fqdn)
+	}
 	m.seen.deleted(wlID)
 	if m.meter != nil {
 		// Its bytes so far stay for the next Metrics call.
@@ -533,6 +667,14 @@ func (m *Module) List() ([]Proxy, error) {
 	if view := m.status.Load(); view != nil {
 		for i := range list {
 			list[i].Status = view.routes[list[i].WorkloadID]
+		}
+	}
+	if m.cfg.Certificates != nil {
+		for i := range list {
+			p := &list[i]
+			if p.Kind == KindFQDN && !p.TLSPassthrough {
+				p.Status = withACME(p.Status, m.cfg.Certificates.Status(p.FQDN))
+			}
 		}
 	}
 	return list, nil

@@ -43,6 +43,10 @@ type route struct {
 	passthrough bool
 }
 
+// acme tells whether the route needs a certificate of its own from the
+// gateway: an FQDN proxy that terminates TLS.
+func (r route) acme() bool { return r.kind == KindFQDN && !r.passthrough }
+
 // proxy returns the route as the bus shows it.
 func (r route) proxy() Proxy {
 	backends := make([]string, len(r.backends))
@@ -109,13 +113,16 @@ func (r route) render() *traefik.Configuration {
 		}
 	}
 
-	tls := &traefik.RouterTLSConfig{CertResolver: traefik.ResolverHTTP, Domains: []traefik.Domain{{Main: r.fqdn}}}
-	if r.kind == KindName {
-		// TLS with no resolver: the wildcard certificate the anchor
-		// (renderAnchor) obtains is found in Traefik's store by SNI. A
-		// resolver on every router would make Traefik's ACME provider
-		// scan all certificates for each one at every reload.
-		tls = &traefik.RouterTLSConfig{}
+	// TLS with no resolver. A name proxy gets the wildcard certificate the
+	// anchor (renderAnchor) obtains, from Traefik's store by SNI: a
+	// resolver on every router would make Traefik's ACME provider scan all
+	// certificates for each one at every reload. An FQDN proxy gets the
+	// certificate the gateway obtains for its domain (Config.Certificates),
+	// listed in the reserved file, by SNI too; the domain it names marks
+	// the route as an FQDN proxy when it is read back.
+	tls := &traefik.RouterTLSConfig{}
+	if r.kind == KindFQDN {
+		tls.Domains = []traefik.Domain{{Main: r.fqdn}}
 	}
 	servers := make([]traefik.Server, len(r.backends))
 	for i, b := range r.backends {
@@ -163,6 +170,16 @@ func (r route) renderLegacy(domain string) *traefik.Configuration {
 	return cfg
 }
 
+// renderLegacyFQDN builds the configuration earlier versions gave an FQDN
+// proxy that terminates TLS: its router carried Traefik's HTTP-01 resolver.
+// Such a route is still read back at start, and written again in the
+// current shape.
+func (r route) renderLegacyFQDN() *traefik.Configuration {
+	cfg := r.render()
+	cfg.HTTP.Routers[r.id].TLS.CertResolver = traefik.ResolverHTTP
+	return cfg
+}
+
 // anchorPath is the path of the anchor router's rule: no client asks for
 // it, and no route can serve the gateway domain itself.
 const anchorPath = "/.well-known/gateway-anchor/"
@@ -170,25 +187,50 @@ const anchorPath = "/.well-known/gateway-anchor/"
 // renderAnchor builds the content of the reserved file: the anchor router
 // of domain (traefik.AnchorName), the one router that carries the DNS-01
 // resolver and the wildcard certificate of domain, so that Traefik obtains
-// and renews it once for every name proxy; and the default certificate of
-// Traefik's TLS store, cert. It is nil when there is neither.
-func renderAnchor(domain string, cert *traefik.TLSCertificate) *traefik.Configuration {
+// and renews it once for every name proxy; the router and service that send
+// HTTP-01 challenges to challengeURL (traefik.ChallengeName), for the
+// certificates of user domains; the default certificate of Traefik's TLS
+// store, cert; and the certificates of user domains, users. It is nil when
+// there is none of them.
+func renderAnchor(domain string, cert *traefik.TLSCertificate, users []*traefik.TLSCertificate, challengeURL string) *traefik.Configuration {
 	cfg := &traefik.Configuration{}
+	http := &traefik.HTTPConfiguration{}
 	if domain != "" {
-		cfg.HTTP = &traefik.HTTPConfiguration{
-			Routers: map[string]*traefik.Router{traefik.AnchorName: {
-				EntryPoints: []string{traefik.EntryPointWebSecure},
-				Rule:        hostRule(domain) + " && PathPrefix(`" + anchorPath + "`)",
-				Service:     traefik.ServiceNoop,
-				TLS: &traefik.RouterTLSConfig{
-					CertResolver: traefik.ResolverDNS,
-					Domains:      []traefik.Domain{{Main: domain, SANs: []string{"*." + domain}}},
-				},
-			}},
-		}
+		http.Routers = map[string]*traefik.Router{traefik.AnchorName: {
+			EntryPoints: []string{traefik.EntryPointWebSecure},
+			Rule:        hostRule(domain) + " && PathPrefix(`" + anchorPath + "`)",
+			Service:     traefik.ServiceNoop,
+			TLS: &traefik.RouterTLSConfig{
+				CertResolver: traefik.ResolverDNS,
+				Domains:      []traefik.Domain{{Main: domain, SANs: []string{"*." + domain}}},
+			},
+		}}
 	}
-	if cert != nil {
-		cfg.TLS = &traefik.TLSConfiguration{Stores: map[string]*traefik.TLSStore{traefik.DefaultStore: {DefaultCertificate: cert}}}
+	if challengeURL != "" {
+		// Any name: the challenge handler answers only the tokens of its
+		// orders, for their domains. A passthrough route's challenge router
+		// (challengeRule) is longer, so of higher priority, and wins for
+		// its name; this one beats the redirect to HTTPS (priority 1).
+		if http.Routers == nil {
+			http.Routers = make(map[string]*traefik.Router)
+		}
+		http.Routers[traefik.ChallengeName] = &traefik.Router{
+			EntryPoints: []string{traefik.EntryPointWeb},
+			Rule:        "PathPrefix(`" + acmeChallengePath + "`)",
+			Service:     traefik.ChallengeName,
+		}
+		http.Services = map[string]*traefik.Service{traefik.ChallengeName: {
+			LoadBalancer: &traefik.ServersLoadBalancer{Servers: []traefik.Server{{URL: challengeURL}}},
+		}}
+	}
+	if len(http.Routers) > 0 {
+		cfg.HTTP = http
+	}
+	if cert != nil || len(users) > 0 {
+		cfg.TLS = &traefik.TLSConfiguration{Certificates: users}
+		if cert != nil {
+			cfg.TLS.Stores = map[string]*traefik.TLSStore{traefik.DefaultStore: {DefaultCertificate: cert}}
+		}
 	}
 	if cfg.HTTP == nil && cfg.TLS == nil {
 		return nil
@@ -205,7 +247,7 @@ func parseRoute(id string, cfg *traefik.Configuration, domain string) (route, er
 		return route{}, err
 	}
 	r := route{id: id}
-	legacy := false
+	var legacy func(route) *traefik.Configuration
 	switch {
 	case cfg.TCP != nil:
 		rt, ok := cfg.TCP.Routers[id]
@@ -244,9 +286,24 @@ func parseRoute(id string, cfg *traefik.Configuration, domain string) (route, er
 			}
 			r.backends = append(r.backends, b)
 		}
-		if rt.TLS != nil && (rt.TLS.CertResolver == "" || rt.TLS.CertResolver == traefik.ResolverDNS) {
-			r.kind = KindName
-			legacy = rt.TLS.CertResolver != ""
+		if rt.TLS != nil {
+			fqdnTLS := len(rt.TLS.Domains) > 0
+			switch {
+			case rt.TLS.CertResolver == "" && !fqdnTLS:
+				r.kind = KindName
+			case rt.TLS.CertResolver == "":
+				r.kind = KindFQDN
+			case rt.TLS.CertResolver == traefik.ResolverDNS:
+				r.kind = KindName
+				legacy = func(r route) *traefik.Configuration {
+					// The wildcard certificate names the domain the
+					// route was written for.
+					return r.renderLegacy(strings.SplitN(r.fqdn, ".", 2)[1])
+				}
+			case rt.TLS.CertResolver == traefik.ResolverHTTP:
+				r.kind = KindFQDN
+				legacy = route.renderLegacyFQDN
+			}
 		}
 	default:
 		return route{}, fmt.Errorf("no routers")
@@ -265,9 +322,8 @@ func parseRoute(id string, cfg *traefik.Configuration, domain string) (route, er
 		return route{}, fmt.Errorf("%d backends", len(r.backends))
 	}
 	want := r.render()
-	if legacy {
-		// The wildcard certificate names the domain the route was written for.
-		want = r.renderLegacy(strings.SplitN(r.fqdn, ".", 2)[1])
+	if legacy != nil {
+		want = legacy(r)
 	}
 	if !reflect.DeepEqual(want, cfg) {
 		return route{}, fmt.Errorf("configuration differs from what the gateway writes for this route")

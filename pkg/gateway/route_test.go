@@ -76,7 +76,7 @@ func TestNameProxyCarriesNoResolver(t *testing.T) {
 		t.Fatalf("name proxy renders without tls: {}:\n%s", data)
 	}
 
-	got, err := traefik.Marshal(renderAnchor("gw.example", nil))
+	got, err := traefik.Marshal(renderAnchor("gw.example", nil, nil, ""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,6 +115,36 @@ func TestLegacyNameProxyReadBack(t *testing.T) {
 	cfg.HTTP.Routers["wl-1"].TLS.Domains[0] = traefik.Domain{Main: "evil.example", SANs: []string{"*.evil.example"}}
 	if r, err := parseRoute("wl-1", cfg, "gw.example"); err == nil {
 		t.Fatalf("accepted a wildcard of another domain: %+v", r)
+	}
+}
+
+// TestLegacyFQDNProxyReadBack guards the upgrade from Traefik's HTTP-01
+// resolver: an FQDN proxy written with it reads back as the same route, and
+// renders again without it, its domain still marking it an FQDN proxy.
+func TestLegacyFQDNProxyReadBack(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("testdata", "legacy-fqdn-http.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := traefik.Unmarshal(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := route{id: "wl-3", fqdn: "www.user.example", kind: KindFQDN, backends: backends(t, false, "http://10.0.0.3")}
+	back, err := parseRoute("wl-3", cfg, "gw.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back, want) {
+		t.Fatalf("read back %+v, want %+v", back, want)
+	}
+	now := back.render()
+	if tls := now.HTTP.Routers["wl-3"].TLS; tls.CertResolver != "" || len(tls.Domains) != 1 || tls.Domains[0].Main != "www.user.example" {
+		t.Errorf("rendered again with TLS %+v, want the domain and no resolver", tls)
+	}
+	again, err := parseRoute("wl-3", now, "gw.example")
+	if err != nil || !reflect.DeepEqual(again, want) {
+		t.Errorf("the current shape reads back as %+v, %v", again, err)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/threefoldtech/gateway/pkg/certs"
 	"github.com/threefoldtech/gateway/pkg/traefik"
 )
 
@@ -95,10 +96,37 @@ func statusOf(r route, snap traefik.Snapshot, leaves []leaf, at time.Time) *Rout
 			st.Backends = service.Servers
 		}
 	}
-	if !r.passthrough {
+	if r.kind == KindName && !r.passthrough {
+		// An FQDN proxy's comes from Config.Certificates, at List.
 		st.Certificate = certificateFor(r.fqdn, leaves)
 	}
 	return st
+}
+
+// withACME returns st, or a new status, with the certificate of an FQDN
+// proxy's domain and where the gateway stands in getting it, as acme says
+// now; st, shared by every List until the next reading, is not changed.
+func withACME(st *RouteStatus, acme certs.Status) *RouteStatus {
+	var out RouteStatus
+	if st != nil {
+		out = *st
+	}
+	out.Certificate, out.ACME = nil, nil
+	if c := acme.Certificate; c != nil {
+		out.Certificate = &CertificateStatus{Issuer: c.Issuer, Names: []string{c.Domain}, NotAfter: c.NotAfter.UTC()}
+	}
+	if acme.Certificate == nil || acme.Failures > 0 {
+		out.ACME = &ACMEStatus{Failures: acme.Failures, LastError: acme.LastError, LastAttempt: utc(acme.LastAttempt), NextAttempt: utc(acme.NextAttempt)}
+	}
+	return &out
+}
+
+// utc is t in UTC, the zero time kept.
+func utc(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return t.UTC()
 }
 
 // leaf is a certificate Traefik holds, parsed.

@@ -288,10 +288,11 @@ type Observer struct {
 // provider.
 func (o Observer) Snapshot(ctx context.Context) (Snapshot, error) { return o.API.Snapshot(ctx) }
 
-// Certificates returns the certificates of both ACME storage files.
+// Certificates returns the certificates of the ACME storage: the wildcard
+// of the gateway domain.
 func (o Observer) Certificates() ([]ACMECertificate, error) {
 	var out []ACMECertificate
-	for _, name := range []string{acmeDNSStorageName, acmeHTTPStorageName} {
+	for _, name := range []string{acmeDNSStorageName} {
 		certs, err := ReadACMEStorage(filepath.Join(o.StateDir, name))
 		if err != nil {
 			return out, err

@@ -56,6 +56,12 @@ const holdContent = `# Written by the gateway while it converts this folder from
 // every reload.
 const AnchorName = "gateway~anchor"
 
+// ChallengeName names the router and service of the reserved file that send
+// the HTTP-01 challenges of user domains, on EntryPointWeb, to the gateway
+// (pkg/certs). A passthrough route's own challenge router is more specific
+// and wins for its name.
+const ChallengeName = "gateway~acme"
+
 // ServiceNoop is Traefik's internal service that answers nothing; the
 // anchor router, which no client needs, sends to it.
 const ServiceNoop = "noop@internal"

@@ -394,24 +394,33 @@ func isAnchor(data []byte) bool {
 }
 
 // checkAnchor refuses a configuration of the reserved file that holds more
-// than the anchor router and the default certificate of the default store,
-// or neither.
+// than the anchor router (AnchorName), the challenge router and service
+// (ChallengeName), the default certificate of the default store and
+// certificates, or none of them.
 func checkAnchor(cfg *Configuration) error {
 	tls := cfg.TLS
 	if tls != nil {
-		if len(tls.Stores) != 1 || tls.Stores[DefaultStore] == nil || tls.Stores[DefaultStore].DefaultCertificate == nil {
-			return fmt.Errorf("the reserved file's tls section may only set the default certificate of the %q store", DefaultStore)
+		if len(tls.Stores) > 1 || (len(tls.Stores) == 1 && (tls.Stores[DefaultStore] == nil || tls.Stores[DefaultStore].DefaultCertificate == nil)) {
+			return fmt.Errorf("the reserved file's tls section may only set the default certificate of the %q store, and certificates", DefaultStore)
+		}
+		if slices.Contains(tls.Certificates, nil) {
+			return errors.New("the reserved file lists an empty certificate")
 		}
 	}
 	rest := *cfg
 	rest.TLS = nil
 	if rest.HTTP == nil && rest.TCP == nil {
-		if tls == nil {
-			return errors.New("the reserved file holds neither the anchor router nor the default certificate")
+		if tls == nil || (len(tls.Stores) == 0 && len(tls.Certificates) == 0) {
+			return errors.New("the reserved file holds neither the anchor router nor a certificate")
 		}
 		return nil
 	}
-	return checkNamed(AnchorName, &rest)
+	for name := range Split(&rest) {
+		if name != AnchorName && name != ChallengeName {
+			return fmt.Errorf("the reserved file holds %q: only %q and %q may be named there", name, AnchorName, ChallengeName)
+		}
+	}
+	return nil
 }
 
 // writeAnchor writes r.anchor.data to the reserved file.

@@ -34,7 +34,11 @@ const (
 	// its API on (api.insecure); without an entry point of that name,
 	// Traefik would create one on ":8080", every address.
 	EntryPointInternal = "traefik"
-	// ResolverHTTP obtains certificates by HTTP-01 on EntryPointWeb.
+	// ResolverHTTP named the resolver that obtained the certificates of
+	// user domains by HTTP-01, before the gateway obtained them itself
+	// (pkg/certs). It is no longer configured: routes written with it are
+	// read back and written again without it, and its storage,
+	// LegacyHTTPStorage, is imported once.
 	ResolverHTTP = "resolver"
 	// ResolverDNS obtains certificates (wildcards included) by DNS-01
 	// through lego's httpreq provider.
@@ -207,10 +211,6 @@ func buildStatic(opts StaticOptions) (*StaticConfiguration, error) {
 					LifeCycle:          &LifeCycle{GraceTimeOut: &grace},
 					RespondingTimeouts: &RespondingTimeouts{ReadTimeout: &readTimeout},
 				},
-				// Without it Traefik's own challenge router (priority
-				// MaxInt) takes every /.well-known/acme-challenge/ path, and
-				// passthrough backends could never answer theirs.
-				AllowACMEByPass: true,
 				HTTP: &EntryPointHTTPConfig{
 					Redirections: &Redirections{EntryPoint: &RedirectEntryPoint{
 						To:        EntryPointWebSecure,
@@ -260,14 +260,6 @@ func buildStatic(opts StaticOptions) (*StaticConfiguration, error) {
 		// upper case.
 		Log: &TraefikLog{Level: strings.ToUpper(opts.LogLevel), Format: "common", NoColor: true},
 		CertificatesResolvers: map[string]*CertificateResolver{
-			ResolverHTTP: {ACME: &ACMEConfiguration{
-				Email:          opts.ACMEEmail,
-				CAServer:       opts.ACMECAServer,
-				Storage:        filepath.Join(opts.StateDir, acmeHTTPStorageName),
-				KeyType:        certificateKeyType,
-				CACertificates: caCerts,
-				HTTPChallenge:  &HTTPChallenge{EntryPoint: EntryPointWeb},
-			}},
 			ResolverDNS: {ACME: &ACMEConfiguration{
 				Email:          opts.ACMEEmail,
 				CAServer:       opts.ACMECAServer,

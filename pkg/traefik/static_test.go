@@ -93,7 +93,10 @@ func TestRenderStaticDefaults(t *testing.T) {
 		// Traefik's default redirect priority (MaxInt-1) would beat the
 		// challenge routers of passthrough backends.
 		{[]string{"entryPoints", "web", "http", "redirections", "entryPoint", "priority"}, 1},
-		{[]string{"entryPoints", "web", "allowACMEByPass"}, true},
+		// A successor Traefik listens beside its predecessor (handover.go).
+		{[]string{"entryPoints", "web", "reusePort"}, true},
+		{[]string{"entryPoints", "websecure", "reusePort"}, true},
+		{[]string{"entryPoints", "traefik", "reusePort"}, true},
 		// Zero left slow and silent clients connected forever; the bound
 		// also cuts request bodies still streaming at its end.
 		{[]string{"entryPoints", "websecure", "transport", "respondingTimeouts", "readTimeout"}, "1m0s"},
@@ -109,8 +112,7 @@ func TestRenderStaticDefaults(t *testing.T) {
 		{[]string{"api", "insecure"}, true},
 		{[]string{"global", "checkNewVersion"}, false},
 		{[]string{"log", "level"}, "INFO"},
-		{[]string{"certificatesResolvers", "resolver", "acme", "caServer"}, DefaultACMECAServer},
-		{[]string{"certificatesResolvers", "resolver", "acme", "storage"}, "/s/acme-http.json"},
+		{[]string{"certificatesResolvers", "dnsresolver", "acme", "caServer"}, DefaultACMECAServer},
 		{[]string{"certificatesResolvers", "dnsresolver", "acme", "storage"}, "/s/acme-dns.json"},
 		{[]string{"certificatesResolvers", "dnsresolver", "acme", "dnsChallenge", "provider"}, "httpreq"},
 	}
@@ -118,6 +120,11 @@ func TestRenderStaticDefaults(t *testing.T) {
 		if got := lookup(t, doc, tt.path...); got != tt.want {
 			t.Errorf("%s = %v, want %v", strings.Join(tt.path, "."), got, tt.want)
 		}
+	}
+	// User domains get their certificates from the gateway (pkg/certs):
+	// no resolver of Traefik's orders them, nor answers their challenges.
+	if _, ok := lookup(t, doc, "certificatesResolvers").(map[string]any)[ResolverHTTP]; ok {
+		t.Errorf("the static configuration has Traefik's HTTP-01 resolver %q", ResolverHTTP)
 	}
 	if _, ok := lookup(t, doc, "entryPoints", EntryPointInternal).(map[string]any)["asDefault"]; ok {
 		t.Errorf("internal entry point is a default entry point: routers without entry points would be reachable on it")

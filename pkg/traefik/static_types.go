@@ -50,9 +50,6 @@ type EntryPoint struct {
 	// AsDefault puts the entry point in the list used by routers that name
 	// none. Once one entry point has it, only the flagged ones are used.
 	AsDefault bool `yaml:"asDefault,omitempty"`
-	// AllowACMEByPass lets routers of the dynamic configuration answer
-	// /.well-known/acme-challenge/ instead of Traefik's own ACME handler.
-	AllowACMEByPass bool `yaml:"allowACMEByPass,omitempty"`
 	// ReusePort sets SO_REUSEPORT on the listener, so that a successor can
 	// listen on the same address before this Traefik stops.
 	ReusePort bool                  `yaml:"reusePort,omitempty"`
@@ -156,18 +153,12 @@ type CertificateResolver struct {
 
 // ACMEConfiguration is an ACME certificate resolver.
 type ACMEConfiguration struct {
-	Email          string         `yaml:"email,omitempty"`
-	CAServer       string         `yaml:"caServer,omitempty"`
-	Storage        string         `yaml:"storage"`
-	KeyType        string         `yaml:"keyType,omitempty"`
-	CACertificates []string       `yaml:"caCertificates,omitempty"`
-	HTTPChallenge  *HTTPChallenge `yaml:"httpChallenge,omitempty"`
-	DNSChallenge   *DNSChallenge  `yaml:"dnsChallenge,omitempty"`
-}
-
-// HTTPChallenge answers HTTP-01 challenges on EntryPoint.
-type HTTPChallenge struct {
-	EntryPoint string `yaml:"entryPoint"`
+	Email          string        `yaml:"email,omitempty"`
+	CAServer       string        `yaml:"caServer,omitempty"`
+	Storage        string        `yaml:"storage"`
+	KeyType        string        `yaml:"keyType,omitempty"`
+	CACertificates []string      `yaml:"caCertificates,omitempty"`
+	DNSChallenge   *DNSChallenge `yaml:"dnsChallenge,omitempty"`
 }
 
 // DNSChallenge answers DNS-01 challenges through a lego DNS provider.

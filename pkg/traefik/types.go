@@ -23,7 +23,9 @@ type Configuration struct {
 // default certificate of the store named "default", the one every router
 // uses.
 type TLSConfiguration struct {
-	Stores map[string]*TLSStore `yaml:"stores,omitempty"`
+	// Certificates are served to the clients whose SNI they name.
+	Certificates []*TLSCertificate    `yaml:"certificates,omitempty"`
+	Stores       map[string]*TLSStore `yaml:"stores,omitempty"`
 }
 
 // TLSStore is a TLS store.

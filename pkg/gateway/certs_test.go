@@ -1,0 +1,231 @@
+package gateway
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/threefoldtech/gateway/pkg/certs"
+	"github.com/threefoldtech/gateway/pkg/traefik"
+)
+
+// fakeCertificates records what the module asks of its certificates.
+type fakeCertificates struct {
+	mu     sync.Mutex
+	wanted map[string]bool
+	calls  []string
+	certs  []certs.Certificate
+	status map[string]certs.Status
+}
+
+func newFakeCertificates() *fakeCertificates {
+	return &fakeCertificates{wanted: map[string]bool{}, status: map[string]certs.Status{}}
+}
+
+func (f *fakeCertificates) Want(ds ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, d := range ds {
+		f.wanted[d] = true
+		f.calls = append(f.calls, "want "+d)
+	}
+}
+
+func (f *fakeCertificates) Unwant(ds ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, d := range ds {
+		delete(f.wanted, d)
+		f.calls = append(f.calls, "unwant "+d)
+	}
+}
+
+func (f *fakeCertificates) SetWanted(ds []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.wanted = map[string]bool{}
+	for _, d := range ds {
+		f.wanted[d] = true
+	}
+	sorted := slices.Sorted(slices.Values(ds))
+	f.calls = append(f.calls, "set "+joinOr(sorted, "-"))
+}
+
+func (f *fakeCertificates) Certificates() []certs.Certificate {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.certs)
+}
+
+func (f *fakeCertificates) Status(d string) certs.Status {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.status[d]
+}
+
+func (f *fakeCertificates) take() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.calls
+	f.calls = nil
+	return c
+}
+
+func joinOr(ss []string, empty string) string {
+	if len(ss) == 0 {
+		return empty
+	}
+	out := ss[0]
+	for _, s := range ss[1:] {
+		out += "," + s
+	}
+	return out
+}
+
+// withCertificates gives a module fake certificates, served through the
+// reserved file from root/traefik/certificates.
+func withCertificates(root string, f *fakeCertificates) func(*Config) {
+	return func(c *Config) {
+		c.Certificates = f
+		c.CertificateFiles = traefik.CertificateFiles{Dir: filepath.Join(root, "traefik", traefik.CertificatesDirName)}
+		c.ChallengeURL = "http://127.0.0.1:8083"
+	}
+}
+
+// The module tells its certificates which user domains need one: FQDN
+// proxies that terminate TLS, from start on, and as routes come, change and
+// go. Name proxies and passthrough routes never need one.
+func TestModuleWantsCertificates(t *testing.T) {
+	root := t.TempDir()
+	f := newFakeCertificates()
+	m, recs := newModuleWith(t, root, withCertificates(root, f))
+	recs.set("user.example", "198.51.100.7")
+	recs.set("other.example", "198.51.100.7")
+	if got := f.take(); !slices.Equal(got, []string{"set -"}) {
+		t.Fatalf("at start on an empty root: %q", got)
+	}
+	steps := []struct {
+		name string
+		do   func() error
+		want []string
+	}{
+		{"an FQDN proxy", func() error { return m.SetFQDNProxy("wl-1", "user.example", []string{"http://10.0.0.1"}, false) }, []string{"want user.example"}},
+		{"the same again changes nothing", func() error { return m.SetFQDNProxy("wl-1", "user.example", []string{"http://10.0.0.1"}, false) }, nil},
+		{"another backend keeps the domain", func() error { return m.SetFQDNProxy("wl-1", "user.example", []string{"http://10.0.0.2"}, false) }, []string{"want user.example"}},
+		{"another domain", func() error { return m.SetFQDNProxy("wl-1", "other.example", []string{"http://10.0.0.2"}, false) }, []string{"unwant user.example", "want other.example"}},
+		{"passthrough needs none", func() error { return m.SetFQDNProxy("wl-1", "other.example", []string{"10.0.0.2:443"}, true) }, []string{"unwant other.example"}},
+		{"a name proxy needs none", func() error { _, err := m.SetNamedProxy("wl-2", "app", []string{"http://10.0.0.3"}, false); return err }, nil},
+		{"terminated again", func() error { return m.SetFQDNProxy("wl-1", "other.example", []string{"http://10.0.0.2"}, false) }, []string{"want other.example"}},
+		{"deleted", func() error { return m.DeleteNamedProxy("wl-1") }, []string{"unwant other.example"}},
+		{"set again", func() error { return m.SetFQDNProxy("wl-3", "user.example", []string{"http://10.0.0.1"}, false) }, []string{"want user.example"}},
+	}
+	for _, s := range steps {
+		if err := s.do(); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		if got := f.take(); !slices.Equal(got, s.want) {
+			t.Errorf("%s: calls %q, want %q", s.name, got, s.want)
+		}
+	}
+
+	// A restart tells the whole set at once.
+	f2 := newFakeCertificates()
+	newModuleWith(t, root, withCertificates(root, f2))
+	if got := f2.take(); !slices.Equal(got, []string{"set user.example"}) {
+		t.Errorf("at restart: %q", got)
+	}
+}
+
+// The reserved file lists the certificates of user domains as files named
+// after their content, and the challenge router; a certificate that goes
+// leaves the file, then its files go.
+func TestAnchorListsUserCertificates(t *testing.T) {
+	root := t.TempDir()
+	f := newFakeCertificates()
+	src := t.TempDir()
+	f.certs = []certs.Certificate{writePair(t, src, "user.example")}
+	m, _ := newModuleWith(t, root, withCertificates(root, f))
+
+	anchor := readAnchor(t, root)
+	if anchor.TLS == nil || len(anchor.TLS.Certificates) != 1 {
+		t.Fatalf("reserved file's tls: %+v", anchor.TLS)
+	}
+	files := anchor.TLS.Certificates[0]
+	for _, p := range []string{files.CertFile, files.KeyFile} {
+		if filepath.Dir(p) != filepath.Join(root, "traefik", traefik.CertificatesDirName) {
+			t.Errorf("%s is not in traefik/%s", p, traefik.CertificatesDirName)
+		}
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("the file the reserved file names: %v", err)
+		}
+	}
+	if rt := anchor.HTTP.Routers[traefik.ChallengeName]; rt == nil || rt.EntryPoints[0] != traefik.EntryPointWeb || anchor.HTTP.Services[traefik.ChallengeName] == nil {
+		t.Errorf("no challenge router and service in the reserved file: %+v", anchor.HTTP)
+	}
+
+	// Retired: gone from the file at the next publish, then from disk.
+	f.mu.Lock()
+	f.certs = nil
+	f.mu.Unlock()
+	m.certsStale = true
+	if err := m.publishAnchor(); err != nil {
+		t.Fatal(err)
+	}
+	if anchor := readAnchor(t, root); anchor.TLS != nil && len(anchor.TLS.Certificates) > 0 {
+		t.Errorf("the reserved file still lists %+v", anchor.TLS.Certificates)
+	}
+	if _, err := os.Stat(files.CertFile); !os.IsNotExist(err) {
+		t.Errorf("the retired certificate's file is still there: %v", err)
+	}
+}
+
+// readAnchor reads the reserved file under root.
+func readAnchor(t testing.TB, root string) *traefik.Configuration {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(root, "proxy", "gateway~anchor.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := traefik.Unmarshal(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// writePair writes a self-signed certificate for name and its key in dir.
+func writePair(t testing.TB, dir, name string) certs.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(90 * 24 * time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := certs.Certificate{Domain: name, CertFile: filepath.Join(dir, name+".crt"), KeyFile: filepath.Join(dir, name+".key"), NotAfter: tmpl.NotAfter, Issuer: name}
+	if err := os.WriteFile(c.CertFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(c.KeyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
