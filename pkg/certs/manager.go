@@ -292,7 +292,8 @@ func (m *Manager) update(want, unwant []string) {
 		if s == nil || !s.Wanted {
 			continue
 		}
-		dirty = true
+		// Run plans the deletion of the retired certificate.
+		dirty, wake = true, true
 		if c := m.certs[d]; c != nil {
 			*s = domainState{Retired: now}
 			changed = changed || c.NotAfter.After(now)

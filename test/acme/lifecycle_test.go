@@ -148,7 +148,7 @@ func TestFQDNCertificateBackoff(t *testing.T) {
 	}
 
 	// The owner points the name back at the node.
-	pebbleDNS.AddA(t, name, "127.0.0.1")
+	pebbleDNS.SetA(t, name, "127.0.0.1")
 	fixed := time.Now()
 	leaf := waitCertificate(t, gw.WebSecureAddr, name, roots, testBackoffMax+acmeTimeout)
 	t.Logf("certificate %s %s after the name pointed back, without a restart", harness.SerialHex(leaf), time.Since(fixed).Round(time.Millisecond))

@@ -287,7 +287,41 @@ func StartChallTestSrv(t testing.TB) *ChallTestSrv {
 	return s
 }
 
-// AddA makes host resolve to the IPv4 addresses addrs.
+// SetA makes host resolve to the IPv4 addresses addrs, and only them.
+func (s *ChallTestSrv) SetA(t testing.TB, host string, addrs ...string) {
+	t.Helper()
+	s.post(t, "/clear-a", struct {
+		Host string `json:"host"`
+	}{dns.Fqdn(host)})
+	s.AddA(t, host, addrs...)
+}
+
+// post sends body as JSON to path of the management API and fails t unless
+// it answers 200.
+func (s *ChallTestSrv) post(t testing.TB, path string, body any) {
+	t.Helper()
+	data, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), clientTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.ManagementURL+path, bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("pebble-challtestsrv: %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		t.Fatalf("pebble-challtestsrv: %s: %s: %q", path, resp.Status, msg)
+	}
+}
+
+// AddA adds the IPv4 addresses addrs to those host resolves to.
 func (s *ChallTestSrv) AddA(t testing.TB, host string, addrs ...string) {
 	t.Helper()
 	body, err := json.Marshal(struct {
