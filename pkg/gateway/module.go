@@ -83,7 +83,8 @@ type Config struct {
 	CertificateFiles CertificateInstaller
 	// ChallengeURL is where Traefik sends the HTTP-01 challenges of every
 	// name no passthrough route claims: the server of Certificates'
-	// handler, e.g. "http://127.0.0.1:8084". Required with Certificates.
+	// handler, the gateway's metrics server, e.g. "http://127.0.0.1:8083".
+	// Required with Certificates.
 	ChallengeURL string
 	// Status, when set, tells how Traefik serves the routes: List returns
 	// it with each route, read every StatusInterval by Run.
