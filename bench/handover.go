@@ -35,8 +35,10 @@ const (
 // handoverResult is one handover of Traefik under load.
 type handoverResult struct {
 	requests, failed int64
-	// firstFailure is the first failed request's error.
-	firstFailure string
+	// firstFailure is the first failed request's error; failedFrom and
+	// failedTo are when the failures began and ended, from the stop.
+	firstFailure         string
+	failedFrom, failedTo time.Duration
 	// slowest and p99 are over every request of the load.
 	slowest, p99 time.Duration
 	// readyAfter is from the successor's start to serving every router,
@@ -62,6 +64,8 @@ func (r *routeRun) handover(ctx context.Context, ot *target, size int) (handover
 		latencies []time.Duration
 		failed    atomic.Int64
 	)
+	// stopped is when the gateway was stopped; failures are timed from it.
+	var stopped time.Time
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for i := range handoverClients {
@@ -81,8 +85,13 @@ func (r *routeRun) handover(ctx context.Context, ot *target, size int) (handover
 				mu.Lock()
 				latencies = append(latencies, took)
 				if err != nil {
+					at := time.Since(stopped)
 					if failed.Add(1) == 1 {
-						res.firstFailure = err.Error()
+						res.firstFailure, res.failedFrom = err.Error(), at
+					}
+					res.failedTo = at
+					if r.o.verbose {
+						r.logf("handover: request failed %s after the stop: %v", at.Round(time.Millisecond), err)
 					}
 				}
 				mu.Unlock()
@@ -101,6 +110,9 @@ func (r *routeRun) handover(ctx context.Context, ot *target, size int) (handover
 	first := s.gw.traefik
 	r.logf("size %d: handover of traefik (pid %d) under load", size, first)
 	began := time.Now()
+	mu.Lock()
+	stopped = began
+	mu.Unlock()
 	if s.gw.extra == nil {
 		s.gw.extra = []string{"--traefik.readtimeout=59s"}
 	} else {

@@ -14,10 +14,16 @@ import (
 const (
 	// DefaultHandoverTimeout is the default ProcessConfig.HandoverTimeout.
 	DefaultHandoverTimeout = 60 * time.Second
-	// handoverSettle is how long the predecessor keeps accepting after new
-	// connections go to its successor: the handshakes it saw begin finish
-	// in its accept queue, and it takes them, before it stops listening.
-	handoverSettle = 500 * time.Millisecond
+	// handoverSettle is how long the predecessor keeps serving, once new
+	// connections go to its successor and it has taken every connection
+	// queued for it, before it stops: a connection it accepted must reach
+	// its router (TLS ClientHello read, SNI matched) before then, or its
+	// shutdown strands it. A busy node, a successor loading thousands of
+	// routes beside it, takes this long.
+	handoverSettle = time.Second
+	// handoverDrainQueue bounds the wait for the predecessor to take the
+	// connections queued for it.
+	handoverDrainQueue = 10 * time.Second
 	// handoverPoll is how often the successor is asked whether it is ready.
 	handoverPoll = 50 * time.Millisecond
 	// handoverRetryMin and handoverRetryMax bound the wait before a failed
@@ -134,7 +140,9 @@ func (p *Process) handover(old *instance, hash string) (*instance, error) {
 		return abort(err)
 	}
 	ready := time.Since(start)
+	p.log.Info().Int("pid", succ.pid).Stringer("ready_after", roundMs(ready)).Msg("handover: the successor serves every router; new connections go to it")
 
+	p.drainQueues(old, olds)
 	time.Sleep(handoverSettle)
 	if err := p.end(context.Background(), old, exitReplaced); err != nil {
 		p.log.Error().Err(err).Int("pid", old.pid).Msg("handover: stopping the predecessor")
@@ -149,6 +157,32 @@ func (p *Process) handover(old *instance, hash string) (*instance, error) {
 		Stringer("ready_after", roundMs(ready)).Stringer("total", roundMs(time.Since(start))).
 		Msg("traefik handed over")
 	return succ, nil
+}
+
+// drainQueues waits until old has taken the connections its sockets queued
+// before the steering sent new ones elsewhere: one left in a queue when old
+// stops listening would be reset when its socket closes.
+func (p *Process) drainQueues(old *instance, olds []listener) {
+	deadline := time.Now().Add(handoverDrainQueue)
+	for {
+		waiting := 0
+		for _, l := range olds {
+			n, err := l.queued()
+			if err != nil {
+				p.log.Warn().Err(err).Msg("handover: the predecessor's accept queue cannot be read; giving it the settle time only")
+				return
+			}
+			waiting += n
+		}
+		if waiting == 0 {
+			return
+		}
+		if time.Now().After(deadline) || old.exited() {
+			p.log.Warn().Int("queued", waiting).Int("pid", old.pid).Msg("handover: the predecessor did not take every queued connection")
+			return
+		}
+		time.Sleep(handoverPoll)
+	}
 }
 
 // unsteer removes the steering of each group; a failure is only logged: the

@@ -114,6 +114,16 @@ func (l listener) unsteer() error {
 	return nil
 }
 
+// queued returns how many connections wait in l's accept queue: a listening
+// socket's TCP_INFO gives it as tcpi_unacked.
+func (l listener) queued() (int, error) {
+	info, err := unix.GetsockoptTCPInfo(l.fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+	if err != nil {
+		return 0, fmt.Errorf("reading the accept queue of %s: %w", l.addr, err)
+	}
+	return int(info.Unacked), nil
+}
+
 // closeListeners closes the gateway's copies; the sockets stay open in
 // Traefik.
 func closeListeners(ls []listener) {

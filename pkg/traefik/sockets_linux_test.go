@@ -105,3 +105,38 @@ func TestListenersSteer(t *testing.T) {
 		t.Errorf("unsteered: accepted %v, want both to take some", got)
 	}
 }
+
+// queued reads how many connections wait in a listening socket's accept
+// queue.
+func TestListenerQueued(t *testing.T) {
+	l := listenReusePort(t, "127.0.0.1:0")
+	ls, err := listeners(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeListeners(ls)
+	var ours listener
+	for _, x := range ls {
+		if x.addr.String() == l.Addr().String() {
+			ours = x
+		}
+	}
+	for range 3 {
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	if n, err := ours.queued(); err != nil || n != 3 {
+		t.Fatalf("queued: %d, %v; want 3", n, err)
+	}
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if n, err := ours.queued(); err != nil || n != 2 {
+		t.Errorf("after one accept: %d, %v; want 2", n, err)
+	}
+}
