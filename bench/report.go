@@ -765,7 +765,7 @@ func (r *report) writeHandover(p printer) {
 	}
 	for _, sr := range r.routes {
 		if h := sr.handover; h != nil && h.firstFailure != "" {
-			p("\nFirst failure at %s routes: `%s`\n", groupInt(sr.size), h.firstFailure)
+			p("\nAt %s routes, failures from %s to %s after the gateway's stop; the first: `%s`\n", groupInt(sr.size), ms(h.failedFrom), ms(h.failedTo), h.firstFailure)
 		}
 	}
 	p("\n")

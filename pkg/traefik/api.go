@@ -188,3 +188,43 @@ func list[T any](ctx context.Context, a API, path string) (map[string]T, error) 
 	}
 	return out, nil
 }
+
+// Overview counts the routers Traefik serves, of every provider, as its
+// /api/overview says: one small answer, whatever the number of routes.
+type Overview struct {
+	HTTPRouters, TCPRouters int
+}
+
+// Overview asks for the counts of routers.
+func (a API) Overview(ctx context.Context) (Overview, error) {
+	u := strings.TrimSuffix(a.Base, "/") + "/overview"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return Overview{}, fmt.Errorf("asking traefik for its overview: %w", err)
+	}
+	client := a.Client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return Overview{}, fmt.Errorf("asking traefik for its overview: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return Overview{}, fmt.Errorf("asking traefik for its overview: status %s", resp.Status)
+	}
+	type count struct {
+		Routers struct {
+			Total int `json:"total"`
+		} `json:"routers"`
+	}
+	var o struct {
+		HTTP count `json:"http"`
+		TCP  count `json:"tcp"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxAPIBytes)).Decode(&o); err != nil {
+		return Overview{}, fmt.Errorf("asking traefik for its overview: decoding answer: %w", err)
+	}
+	return Overview{HTTPRouters: o.HTTP.Routers.Total, TCPRouters: o.TCP.Routers.Total}, nil
+}

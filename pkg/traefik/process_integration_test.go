@@ -343,6 +343,10 @@ func TestTraefikAPI(t *testing.T) {
 	if served, err := api.RouterServed(ctx, "wl-api", true); err != nil || served {
 		t.Errorf("RouterServed(wl-api, tcp): %v, %v; want false", served, err)
 	}
+	// The overview counts them, with Traefik's own routers.
+	if ov, err := api.Overview(ctx); err != nil || ov.HTTPRouters < 1 || ov.TCPRouters != 1 {
+		t.Errorf("Overview: %+v, %v; want at least the HTTP router and exactly the TCP one", ov, err)
+	}
 }
 
 func TestTraefikRestartedAfterSIGKILL(t *testing.T) {
