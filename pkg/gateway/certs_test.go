@@ -1,13 +1,6 @@
 package gateway
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/threefoldtech/gateway/internal/testcert"
 	"github.com/threefoldtech/gateway/pkg/certs"
 	"github.com/threefoldtech/gateway/pkg/traefik"
 )
@@ -206,25 +200,13 @@ func readAnchor(t testing.TB, root string) *traefik.Configuration {
 // writePair writes a self-signed certificate for name and its key in dir.
 func writePair(t testing.TB, dir, name string) certs.Certificate {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
+	notAfter := time.Now().Add(90 * 24 * time.Hour)
+	certPEM, keyPEM := testcert.SelfSigned(t, []string{name}, time.Now().Add(-time.Hour), notAfter)
+	c := certs.Certificate{Domain: name, CertFile: filepath.Join(dir, name+".crt"), KeyFile: filepath.Join(dir, name+".key"), NotAfter: notAfter, Issuer: name}
+	if err := os.WriteFile(c.CertFile, certPEM, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(90 * 24 * time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := certs.Certificate{Domain: name, CertFile: filepath.Join(dir, name+".crt"), KeyFile: filepath.Join(dir, name+".key"), NotAfter: tmpl.NotAfter, Issuer: name}
-	if err := os.WriteFile(c.CertFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(c.KeyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+	if err := os.WriteFile(c.KeyFile, keyPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return c
