@@ -86,6 +86,10 @@ func TestBadFlagValues(t *testing.T) {
 		{"metering interval", []string{"--metering.interval=0s"}, "--metering.interval"},
 		{"metering table", []string{"--metering.table="}, "--metering.table"},
 		{"metrics address", []string{"--metrics.address=8083"}, "--metrics.address"},
+		// A zero wait would order a failing domain again at once, forever.
+		{"zero backoff", []string{"--acme.backoffmin=0s"}, "--acme.backoffmin"},
+		{"backoff max below min", []string{"--acme.backoffmin=10m", "--acme.backoffmax=5m"}, "--acme.backoffmax"},
+		{"negative keep", []string{"--acme.keepretired=-1h"}, "--acme.keepretired"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -108,7 +112,7 @@ func TestHelpListsEveryFlag(t *testing.T) {
 	}
 	for _, name := range []string{"--broker", "--root", "--workers", "--resolver", "--public.domain", "--public.ipv4", "--public.ipv6",
 		"--routes.sweep", "--backends.allow", "--traefik.readtimeout", "--traefik.binary", "--traefik.managed", "--traefik.web", "--traefik.websecure", "--traefik.metrics",
-		"--traefik.throttle", "--traefik.readtimeout", "--acme.email", "--acme.caserver", "--acme.cacertificates", "--dns.address", "--dns.api", "--metering.table", "--metering.interval", "--metrics.address", "--log.level", "--configfile"} {
+		"--traefik.throttle", "--traefik.readtimeout", "--acme.email", "--acme.caserver", "--acme.cacertificates", "--acme.backoffmin", "--acme.backoffmax", "--acme.keepretired", "--dns.address", "--dns.api", "--metering.table", "--metering.interval", "--metrics.address", "--log.level", "--configfile"} {
 		if !strings.Contains(out.String(), name+" ") {
 			t.Errorf("--help does not list %s", name)
 		}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/threefoldtech/gateway/pkg/certs"
 	"github.com/threefoldtech/gateway/pkg/traefik"
 )
 
@@ -134,5 +135,29 @@ func TestCovers(t *testing.T) {
 		if got := covers(tc.cert, tc.name); got != tc.want {
 			t.Errorf("covers(%q, %q) = %v", tc.cert, tc.name, got)
 		}
+	}
+}
+
+// An FQDN proxy's certificate and where the gateway stands in getting it
+// come from its certificate manager; the status read from Traefik, shared
+// by every List, is not changed.
+func TestWithACME(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	shared := &RouteStatus{Live: true, CheckedAt: now}
+	got := withACME(shared, certs.Status{Failures: 2, LastError: "refused", NextAttempt: now.Add(time.Hour)})
+	if got == shared || shared.ACME != nil {
+		t.Fatalf("the shared status was changed")
+	}
+	if !got.Live || got.Certificate != nil || got.ACME == nil || got.ACME.Failures != 2 || got.ACME.LastError != "refused" || !got.ACME.NextAttempt.Equal(now.Add(time.Hour)) {
+		t.Errorf("failing: %+v %+v", got, got.ACME)
+	}
+	c := &certs.Certificate{Domain: "shop.example", Issuer: "R11", NotAfter: now.Add(90 * 24 * time.Hour)}
+	got = withACME(nil, certs.Status{Certificate: c})
+	if got.ACME != nil || got.Certificate == nil || got.Certificate.Issuer != "R11" || got.Certificate.Names[0] != "shop.example" {
+		t.Errorf("issued: %+v", got)
+	}
+	// Not yet ordered: no certificate, and ACME says so.
+	if got := withACME(nil, certs.Status{}); got.ACME == nil || got.Certificate != nil {
+		t.Errorf("not yet ordered: %+v", got)
 	}
 }
