@@ -27,6 +27,7 @@ import (
 	"github.com/threefoldtech/gateway/pkg/certs"
 	"github.com/threefoldtech/gateway/pkg/gateway"
 	"github.com/threefoldtech/gateway/pkg/meter"
+	"github.com/threefoldtech/gateway/pkg/store"
 	"github.com/threefoldtech/gateway/pkg/traefik"
 )
 
@@ -114,6 +115,13 @@ func run(cfg *Configuration) error {
 		dnsResolvers = acme.Resolvers()
 	}
 
+	// The store first: a second gateway on this root stops here, before
+	// it touches anything.
+	db, err := store.Open(filepath.Join(root, store.FileName))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
 	routes, err := traefik.OpenRoutes(root)
 	if err != nil {
 		return err
@@ -191,6 +199,7 @@ func run(cfg *Configuration) error {
 	}
 
 	mod, err := gateway.New(gateway.Config{
+		Store:            db,
 		Routes:           routes,
 		Domain:           cfg.Public.Domain,
 		PublicIPs:        s.publicIPs,
@@ -212,6 +221,9 @@ func run(cfg *Configuration) error {
 		Logger:             log,
 	})
 	if err != nil {
+		return err
+	}
+	if err := mod.Recover(); err != nil {
 		return err
 	}
 	module.Store(mod)
@@ -238,7 +250,7 @@ func run(cfg *Configuration) error {
 		parts = append(parts, tasks.Task{Name: "traefik", Run: proc.Run})
 	}
 	parts = append(parts, tasks.Task{Name: "zbus", Run: func(ctx context.Context) error {
-		return gateway.Serve(ctx, gateway.BusConfig{Broker: cfg.Broker, Workers: cfg.Workers, Logger: log}, mod)
+		return gateway.Serve(ctx, gateway.BusConfig{Broker: cfg.Broker, Workers: cfg.Workers, Logger: log}, gateway.Contract2021{M: mod})
 	}})
 
 	log.Info().Str("root", root).Str("broker", gateway.RedactBroker(cfg.Broker)).Str("domain", cfg.Public.Domain).Msg("gateway starting")

@@ -113,15 +113,18 @@ func TestModuleWantsCertificates(t *testing.T) {
 		do   func() error
 		want []string
 	}{
-		{"an FQDN proxy", func() error { return m.SetFQDNProxy("wl-1", "user.example", []string{"http://10.0.0.1"}, false) }, []string{"want user.example"}},
-		{"the same again changes nothing", func() error { return m.SetFQDNProxy("wl-1", "user.example", []string{"http://10.0.0.1"}, false) }, nil},
-		{"another backend keeps the domain", func() error { return m.SetFQDNProxy("wl-1", "user.example", []string{"http://10.0.0.2"}, false) }, []string{"want user.example"}},
-		{"another domain", func() error { return m.SetFQDNProxy("wl-1", "other.example", []string{"http://10.0.0.2"}, false) }, []string{"unwant user.example", "want other.example"}},
-		{"passthrough needs none", func() error { return m.SetFQDNProxy("wl-1", "other.example", []string{"10.0.0.2:443"}, true) }, []string{"unwant other.example"}},
-		{"a name proxy needs none", func() error { _, err := m.SetNamedProxy("wl-2", "app", []string{"http://10.0.0.3"}, false); return err }, nil},
-		{"terminated again", func() error { return m.SetFQDNProxy("wl-1", "other.example", []string{"http://10.0.0.2"}, false) }, []string{"want other.example"}},
-		{"deleted", func() error { return m.DeleteNamedProxy("wl-1") }, []string{"unwant other.example"}},
-		{"set again", func() error { return m.SetFQDNProxy("wl-3", "user.example", []string{"http://10.0.0.1"}, false) }, []string{"want user.example"}},
+		{"an FQDN proxy", func() error { return c21(m).SetFQDNProxy("wl-1", "user.example", []string{"http://10.0.0.1"}, false) }, []string{"want user.example"}},
+		{"the same again changes nothing", func() error { return c21(m).SetFQDNProxy("wl-1", "user.example", []string{"http://10.0.0.1"}, false) }, nil},
+		{"another backend keeps the domain", func() error { return c21(m).SetFQDNProxy("wl-1", "user.example", []string{"http://10.0.0.2"}, false) }, []string{"want user.example"}},
+		{"another domain", func() error { return c21(m).SetFQDNProxy("wl-1", "other.example", []string{"http://10.0.0.2"}, false) }, []string{"unwant user.example", "want other.example"}},
+		{"passthrough needs none", func() error { return c21(m).SetFQDNProxy("wl-1", "other.example", []string{"10.0.0.2:443"}, true) }, []string{"unwant other.example"}},
+		{"a name proxy needs none", func() error {
+			_, err := c21(m).SetNamedProxy("wl-2", "app", []string{"http://10.0.0.3"}, false)
+			return err
+		}, nil},
+		{"terminated again", func() error { return c21(m).SetFQDNProxy("wl-1", "other.example", []string{"http://10.0.0.2"}, false) }, []string{"want other.example"}},
+		{"deleted", func() error { return c21(m).DeleteNamedProxy("wl-1") }, []string{"unwant other.example"}},
+		{"set again", func() error { return c21(m).SetFQDNProxy("wl-3", "user.example", []string{"http://10.0.0.1"}, false) }, []string{"want user.example"}},
 	}
 	for _, s := range steps {
 		if err := s.do(); err != nil {

@@ -2,22 +2,20 @@ package gateway
 
 import (
 	"fmt"
-	"net/netip"
 	"reflect"
 	"slices"
 	"time"
 
+	"github.com/threefoldtech/gateway/pkg/store"
 	"github.com/threefoldtech/gateway/pkg/traefik"
 )
 
 // Sets are committed in batches, as a database commits transactions: the
 // caller that finds nobody committing becomes the leader and commits what
 // the queue holds, one batch at a time; the others wait for their batch.
-// A batch costs one change of the meter's table, one write of each group
-// file it touches and one sync of the folder, whatever its size: 500 Sets
-// from 8 callers cost about 500/8 of each, not 500. The module's lock is
-// held for the checks and the writes of a batch, not for the folder's sync:
-// the next leader commits the next batch meanwhile.
+// A batch costs one change of the meter's table, one transaction of the
+// store (one fsync) and one write of each group file it touches, whatever
+// its size: 500 Sets from 8 callers cost about 500/8 of each, not 500.
 //
 // A batch never holds two Sets of one wlID, nor two that claim, or free, one
 // domain: its Sets are checked against the index as it was before the
@@ -105,24 +103,23 @@ func (m *Module) take() []*pending {
 	return batch
 }
 
-// commitBatch takes the next batch, checks each of its Sets, meters and
-// writes those that change something, and indexes what was written; Sets
-// refused get their error. It holds the module's lock throughout.
+// commitBatch takes the next batch, checks each of its Sets, and commits
+// those that change something: every hook prepares them, the store commits
+// them in one transaction (one fsync), the routes are published, the index
+// follows, and the hooks commit. A route whose publication failed is taken
+// back from the store and from the hooks. Sets refused get their error. It
+// holds the module's lock throughout.
 func (m *Module) commitBatch() []*pending {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	batch := m.take()
-	type change struct {
-		p    *pending
-		old  route
-		held bool
-	}
-	var changes []change
+	var cs []change
+	var ps []*pending
 	for _, p := range batch {
 		r := p.r
 		if ids, ok := m.idx.disputed[r.fqdn]; ok {
-			m.log.Info().Str("wlID", r.id).Str("fqdn", r.fqdn).Strs("claimed_by", ids).Msg("domain refused: several route files claimed it at start")
-			p.err = fmt.Errorf("domain %q is not available: several route files claimed it when the gateway started; an operator must resolve it", r.fqdn)
+			m.log.Info().Str("wlID", r.id).Str("fqdn", r.fqdn).Strs("claimed_by", ids).Msg("domain refused: several routes claimed it at start")
+			p.err = fmt.Errorf("domain %q is not available: several routes claimed it when the gateway started; an operator must resolve it", r.fqdn)
 			continue
 		}
 		if holder, ok := m.idx.byFQDN[r.fqdn]; ok && holder != r.id {
@@ -136,8 +133,7 @@ func (m *Module) commitBatch() []*pending {
 			// A node re-applies every workload when it boots: a Set that
 			// changes nothing writes nothing, and costs Traefik no
 			// reload. The route is checked all the same, in case it was
-			// removed by hand; and the sync of the batch retries one
-			// that failed before.
+			// removed by hand.
 			if ok, err := m.routes.Published(r.id); err == nil && ok {
 				continue
 			}
@@ -152,82 +148,95 @@ func (m *Module) commitBatch() []*pending {
 				continue
 			}
 		}
-		changes = append(changes, change{p: p, old: old, held: held})
+		cs = append(cs, change{old: old, held: held, new: r})
+		ps = append(ps, p)
 	}
-
-	// Counting starts before traffic can flow: a byte is never carried
-	// unmetered.
-	metered := make(map[string]bool)
-	if m.meter != nil {
-		assign := make(map[string][]netip.AddrPort)
-		for _, c := range changes {
-			addrs := c.p.r.meterAddrs()
-			if !c.held || !slices.Equal(addrs, c.old.meterAddrs()) {
-				assign[c.p.r.id] = addrs
-			}
-		}
-		if len(assign) > 0 {
-			if err := m.meter.AssignAll(assign); err != nil {
-				changes = slices.DeleteFunc(changes, func(c change) bool {
-					if _, ok := assign[c.p.r.id]; ok {
-						c.p.err = fmt.Errorf("metering route %q: %w", c.p.r.id, err)
-						return true
-					}
-					return false
-				})
-			} else {
-				for id := range assign {
-					metered[id] = true
-				}
-			}
+	if len(cs) == 0 {
+		return batch
+	}
+	fail := func(ps []*pending, err error) {
+		for _, p := range ps {
+			p.err = fmt.Errorf("setting route %q: %w", p.r.id, err)
 		}
 	}
+	if err := prepareHooks(m.hooks, cs); err != nil {
+		fail(ps, err)
+		return batch
+	}
+	routes := make([]route, len(cs))
+	for i, c := range cs {
+		routes[i] = c.new
+	}
+	if err := m.store.Update(func(tx *store.Tx) error { return putRoutes(tx, routes) }); err != nil {
+		m.rollback(cs)
+		fail(ps, err)
+		return batch
+	}
 
-	cfgs := make(map[string]*traefik.Configuration, len(changes))
-	for _, c := range changes {
-		cfgs[c.p.r.id] = c.p.cfg
+	cfgs := make(map[string]*traefik.Configuration, len(cs))
+	for _, p := range ps {
+		cfgs[p.r.id] = p.cfg
 	}
 	at := time.Now()
 	failed := m.routes.PublishEach(cfgs)
-	for _, c := range changes {
-		r := c.p.r
-		if err := failed[r.id]; err != nil {
-			if metered[r.id] {
-				m.unmeter(r.id, c.old, c.held)
-			}
-			c.p.err = fmt.Errorf("writing route %q: %w", r.id, err)
+	var done, undone []change
+	for i, c := range cs {
+		p := ps[i]
+		if err := failed[c.new.id]; err != nil {
+			p.err = fmt.Errorf("writing route %q: %w", c.new.id, err)
+			undone = append(undone, c)
 			continue
 		}
-		m.idx.put(r)
-		m.wantCertificate(c.old, c.held, r)
-		if !c.held {
-			m.seen.created(r.id, r.passthrough, at)
-		}
-		c.p.changed = true
+		m.idx.put(c.new)
+		p.changed = true
+		done = append(done, c)
+	}
+	if len(undone) > 0 {
+		m.unstore(undone)
+		m.rollback(undone)
+	}
+	for _, h := range m.hooks {
+		h.Commit(done, at)
 	}
 	return batch
 }
 
-// finish syncs what batch wrote, without the module's lock, and tells each
-// of its callers the outcome.
-func (m *Module) finish(batch []*pending) {
-	var serr error
-	if slices.ContainsFunc(batch, func(p *pending) bool { return p.err == nil }) {
-		// Also when the batch wrote nothing: a Set that changed nothing
-		// makes an earlier write whose sync failed durable. With nothing
-		// left unsynced it costs nothing.
-		serr = m.routes.Sync()
+// rollback undoes what the hooks prepared for cs.
+func (m *Module) rollback(cs []change) {
+	for _, h := range slices.Backward(m.hooks) {
+		h.Rollback(cs)
 	}
+}
+
+// unstore gives the store back the routes cs replaced, for changes that
+// could not be published: the store holds what Traefik serves. If that
+// fails, the next start publishes what the store holds.
+func (m *Module) unstore(cs []change) {
+	err := m.store.Update(func(tx *store.Tx) error {
+		var back []route
+		for _, c := range cs {
+			if c.held {
+				back = append(back, c.old)
+			} else if err := deleteRoutes(tx, c.new.id); err != nil {
+				return err
+			}
+		}
+		return putRoutes(tx, back)
+	})
+	if err != nil {
+		for _, c := range cs {
+			m.log.Error().Err(err).Str("wlID", c.new.id).Msg("a route that could not be published stays in the store: the next start publishes it")
+		}
+	}
+}
+
+// finish tells each caller of batch the outcome. The store's commit made
+// the batch durable; the routes folder is derived from it, and rewritten at
+// start if a crash left it behind.
+func (m *Module) finish(batch []*pending) {
 	for _, p := range batch {
 		r := p.r
-		switch {
-		case p.err != nil:
-		case serr != nil:
-			// Also a Set that wrote nothing: its route, written by an
-			// earlier one, is not durable either.
-			m.log.Error().Err(serr).Str("wlID", r.id).Str("fqdn", r.fqdn).Msg("route set, but not durably")
-			p.err = fmt.Errorf("route %q is live: %w", r.id, serr)
-		case p.changed:
+		if p.err == nil && p.changed {
 			m.log.Info().Str("wlID", r.id).Str("fqdn", r.fqdn).Bool("passthrough", r.passthrough).Int("backends", len(r.backends)).Msg("route set")
 		}
 		close(p.done)

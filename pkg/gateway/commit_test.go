@@ -41,7 +41,7 @@ func TestConcurrentSetsShareABatch(t *testing.T) {
 	errs := make([]error, callers)
 	for i := range callers {
 		wg.Go(func() {
-			_, errs[i] = m.SetNamedProxy(fmt.Sprintf("wl-%d", i), fmt.Sprintf("app-%d", i), []string{fmt.Sprintf("http://10.0.%d.1", i)}, false)
+			_, errs[i] = c21(m).SetNamedProxy(fmt.Sprintf("wl-%d", i), fmt.Sprintf("app-%d", i), []string{fmt.Sprintf("http://10.0.%d.1", i)}, false)
 		})
 	}
 	queued(t, m, callers)
@@ -55,7 +55,7 @@ func TestConcurrentSetsShareABatch(t *testing.T) {
 	if book.batches != 1 {
 		t.Errorf("%d changes of the meter for %d queued Sets, want 1", book.batches, callers)
 	}
-	list, _ := m.List()
+	list, _ := c21(m).List()
 	routes := grouped(t, root)
 	for i := range callers {
 		if routes[fmt.Sprintf("wl-%d", i)] == nil {
@@ -78,7 +78,7 @@ func TestConcurrentSetsShareABatch(t *testing.T) {
 func TestBatchKeepsTheOrderOfDependentSets(t *testing.T) {
 	root := t.TempDir()
 	m, _ := newModule(t, root)
-	if _, err := m.SetNamedProxy("a", "x", []string{"http://10.0.0.1"}, false); err != nil {
+	if _, err := c21(m).SetNamedProxy("a", "x", []string{"http://10.0.0.1"}, false); err != nil {
 		t.Fatal(err)
 	}
 	type set struct{ id, prefix, backend string }
@@ -113,7 +113,7 @@ func TestBatchKeepsTheOrderOfDependentSets(t *testing.T) {
 			var wg sync.WaitGroup
 			for i, s := range tc.sets {
 				// One at a time into the queue, in order.
-				wg.Go(func() { _, errs[i] = m.SetNamedProxy(s.id, s.prefix, []string{s.backend}, false) })
+				wg.Go(func() { _, errs[i] = c21(m).SetNamedProxy(s.id, s.prefix, []string{s.backend}, false) })
 				queued(t, m, i+1)
 			}
 			m.mu.Unlock()
@@ -126,7 +126,7 @@ func TestBatchKeepsTheOrderOfDependentSets(t *testing.T) {
 					t.Errorf("Set %d: %v, want an error with %q", i, err, tc.want[i])
 				}
 			}
-			list, _ := m.List()
+			list, _ := c21(m).List()
 			got := make(map[string]string)
 			for _, p := range list {
 				got[p.WorkloadID] = p.FQDN
@@ -148,7 +148,7 @@ func BenchmarkConcurrentSets(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			i := n.Add(1)
-			if _, err := m.SetNamedProxy(fmt.Sprintf("wl-%d", i), fmt.Sprintf("app-%d", i), []string{"http://10.0.0.1"}, false); err != nil {
+			if _, err := c21(m).SetNamedProxy(fmt.Sprintf("wl-%d", i), fmt.Sprintf("app-%d", i), []string{"http://10.0.0.1"}, false); err != nil {
 				b.Error(err)
 				return
 			}

@@ -32,6 +32,11 @@ func legacyRoutes(t testing.TB) ([]route, map[string]*traefik.Configuration) {
 		routes = append(routes, route{id: fmt.Sprintf("wl-%d", i), fqdn: fmt.Sprintf("n%d.gw.example", i), kind: KindName,
 			backends: backends(t, false, fmt.Sprintf("http://10.0.1.%d:8080", i+1))})
 	}
+	for i := range routes {
+		if routes[i].kind == KindName {
+			routes[i].name, _, _ = strings.Cut(routes[i].fqdn, ".")
+		}
+	}
 	old := map[string]*traefik.Configuration{}
 	for _, r := range routes {
 		old[r.id] = r.render()
@@ -62,15 +67,34 @@ func writeLegacyFiles(t testing.TB, root string, cfgs map[string]*traefik.Config
 	}
 }
 
-// TestConversionAtStart guards the upgrade from one file per route: at
-// start the gateway takes the old files for its routes (name proxies in
-// their old shape included), writes every group and the anchor, and only
-// then removes the old files, with one log line that counts them; a start
-// interrupted at any point leaves a folder the next start finishes
-// converting, with nothing quarantined; and a start that finds everything
-// converted writes nothing.
-func TestConversionAtStart(t *testing.T) {
+// zosFiles returns files in the shape zos's own gateway wrote, one per
+// workload, and the routes they hold.
+func zosFiles(t testing.TB) (map[string]string, []route) {
+	t.Helper()
+	files := map[string]string{
+		"zos-name": "http:\n  routers:\n    zos-name-route:\n      rule: Host(`zname.gw.example`)\n      service: zos-name\n      tls:\n        certResolver: dnsresolver\n        domains:\n        - sans:\n          - '*.gw.example'\n  services:\n    zos-name:\n      loadbalancer:\n        servers:\n        - url: http://10.0.2.1:9000\n",
+		"zos-fqdn": "http:\n  routers:\n    zos-fqdn-route:\n      rule: Host(`shop.user.example`)\n      service: zos-fqdn\n      tls:\n        certResolver: resolver\n        domains:\n        - main: shop.user.example\n  services:\n    zos-fqdn:\n      loadbalancer:\n        servers:\n        - url: http://10.0.2.2\n",
+		"zos-tls":  "tcp:\n  routers:\n    zos-tls-route:\n      rule: HostSNI(`ztls.gw.example`)\n      service: zos-tls\n      tls:\n        passthrough: \"true\"\n  services:\n    zos-tls:\n      loadbalancer:\n        servers:\n        - address: 10.0.2.3:443\n",
+	}
+	routes := []route{
+		{id: "zos-name", fqdn: "zname.gw.example", kind: KindName, name: "zname", backends: backends(t, false, "http://10.0.2.1:9000")},
+		{id: "zos-fqdn", fqdn: "shop.user.example", kind: KindFQDN, backends: backends(t, false, "http://10.0.2.2")},
+		{id: "zos-tls", fqdn: "ztls.gw.example", kind: KindName, name: "ztls", passthrough: true, backends: backends(t, true, "10.0.2.3:443")},
+	}
+	return files, routes
+}
+
+// TestImportAtStart guards the upgrade from every layout an earlier
+// version left in proxy/ (one file per route, in every shape the gateway
+// wrote, group files, a mix of both left by a conversion interrupted by a
+// crash) and from zos's own files: at the first start with a store every
+// route is imported, served and its domain reserved, each file it came from
+// is kept in proxy-imported/ with its bytes intact, nothing is quarantined,
+// and the next start writes nothing.
+func TestImportAtStart(t *testing.T) {
 	routes, old := legacyRoutes(t)
+	zos, zosRoutes := zosFiles(t)
+	routes = append(routes, zosRoutes...)
 	ids := make([]string, len(routes))
 	current := map[string]*traefik.Configuration{}
 	for i, r := range routes {
@@ -80,12 +104,13 @@ func TestConversionAtStart(t *testing.T) {
 	slices.Sort(ids)
 	tests := []struct {
 		name string
-		// crash writes what an interrupted start left beside the old files.
+		// crash writes the group files an interrupted conversion left
+		// beside the old files.
 		crash func(t *testing.T, root string)
 	}{
 		{"old layout", func(*testing.T, string) {}},
 		{"crash after the groups", func(t *testing.T, root string) {
-			if _, err := openRoutes(t, root).PublishAll(current); err != nil {
+			if _, err := openRoutes(t, root).Reset(current); err != nil {
 				t.Fatal(err)
 			}
 		}},
@@ -96,7 +121,7 @@ func TestConversionAtStart(t *testing.T) {
 					some[id] = cfg
 				}
 			}
-			if _, err := openRoutes(t, root).PublishAll(some); err != nil {
+			if _, err := openRoutes(t, root).Reset(some); err != nil {
 				t.Fatal(err)
 			}
 		}},
@@ -106,25 +131,29 @@ func TestConversionAtStart(t *testing.T) {
 			root := t.TempDir()
 			tt.crash(t, root)
 			writeLegacyFiles(t, root, old)
-			if tt.name == "crash after the groups" {
-				// And some old files already removed.
-				for _, id := range ids[:10] {
-					if err := os.Remove(filepath.Join(root, traefik.RoutesDirName, id+traefik.FileExt)); err != nil {
-						t.Fatal(err)
-					}
+			for id, data := range zos {
+				if err := os.WriteFile(filepath.Join(root, traefik.RoutesDirName, id+traefik.FileExt), []byte(data), 0o644); err != nil {
+					t.Fatal(err)
 				}
 			}
-			legacy := len(proxyEntries(t, root)) - len(layoutFilesPresent(t, root))
+			originals := map[string]string{}
+			for _, name := range proxyEntries(t, root) {
+				data, err := os.ReadFile(filepath.Join(root, traefik.RoutesDirName, name))
+				if err != nil {
+					t.Fatal(err)
+				}
+				originals[name] = string(data)
+			}
 
 			var logs bytes.Buffer
 			m, _ := newModuleWith(t, root, func(c *Config) { c.Logger = zerolog.New(&logs) })
-			list, _ := m.List()
+			list, _ := c21(m).List()
 			var got []string
 			for _, p := range list {
 				got = append(got, p.WorkloadID)
 			}
 			if !slices.Equal(got, ids) {
-				t.Fatalf("List = %v, want %v", got, ids)
+				t.Fatalf("List = %v, want %v\n%s", got, ids, logs.String())
 			}
 			if g := grouped(t, root); !reflect.DeepEqual(g, current) {
 				t.Fatalf("group files hold %d routes, want %d in the current shape", len(g), len(current))
@@ -135,20 +164,34 @@ func TestConversionAtStart(t *testing.T) {
 			if q := quarantined(t, root); len(q) != 0 {
 				t.Fatalf("quarantine holds %v", q)
 			}
-			want := fmt.Sprintf(`"routes":%d,"message":"routes converted from one file per route to group files"`, legacy)
-			if n := strings.Count(logs.String(), "routes converted"); n != 1 || !strings.Contains(logs.String(), want) {
-				t.Fatalf("want one line with %s, got:\n%s", want, logs.String())
+			for name, data := range originals {
+				kept, err := os.ReadFile(filepath.Join(root, traefik.ImportedDirName, name))
+				if err != nil || string(kept) != data {
+					t.Fatalf("%s not kept in %s with its bytes: %v", name, traefik.ImportedDirName, err)
+				}
+			}
+			// Every domain is reserved.
+			for _, r := range routes {
+				if r.kind != KindName || r.passthrough {
+					continue
+				}
+				if _, err := c21(m).SetNamedProxy("thief", r.name, []string{"http://10.9.9.9"}, false); err == nil {
+					t.Fatalf("%s was free after the import", r.fqdn)
+				}
+			}
+			if n := strings.Count(logs.String(), "routes imported"); n != 1 {
+				t.Fatalf("want one line about the import, got:\n%s", logs.String())
 			}
 
-			// Converted: the next start writes nothing.
+			// Imported: the next start writes nothing.
 			before := snapshot(t, root)
 			logs.Reset()
 			newModuleWith(t, root, func(c *Config) { c.Logger = zerolog.New(&logs) })
 			if after := snapshot(t, root); !reflect.DeepEqual(after, before) {
-				t.Fatal("a start after the conversion changed files")
+				t.Fatal("a start after the import changed files")
 			}
-			if strings.Contains(logs.String(), "routes converted") {
-				t.Fatalf("a second conversion:\n%s", logs.String())
+			if strings.Contains(logs.String(), "routes imported") {
+				t.Fatalf("a second import:\n%s", logs.String())
 			}
 		})
 	}
@@ -167,30 +210,100 @@ func layoutFilesPresent(t testing.TB, root string) []string {
 	return out
 }
 
-// TestConversionConflict guards a route published twice in two different
-// ways (an old file changed, or put back, beside the route's group): the
-// gateway cannot tell which is meant, so it takes neither and quarantines
-// both, as for a disputed domain.
-func TestConversionConflict(t *testing.T) {
+// TestImportConflict guards a route published twice in two different ways
+// (an old file changed, or put back, beside the route's group): the gateway
+// cannot tell which is meant, so it imports neither, as for a disputed
+// domain; the old file goes to quarantine, the group file's bytes are kept.
+func TestImportConflict(t *testing.T) {
 	root := t.TempDir()
-	m, _ := newModule(t, root)
-	if _, err := m.SetNamedProxy("wl", "app", []string{"http://10.0.0.1"}, false); err != nil {
+	a := route{id: "wl", fqdn: "app.gw.example", kind: KindName, name: "app", backends: backends(t, false, "http://10.0.0.1")}
+	b := route{id: "other", fqdn: "other.gw.example", kind: KindName, name: "other", backends: backends(t, false, "http://10.0.0.2")}
+	if _, err := openRoutes(t, root).Reset(map[string]*traefik.Configuration{"wl": a.render(), "other": b.render()}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.SetNamedProxy("other", "other", []string{"http://10.0.0.2"}, false); err != nil {
-		t.Fatal(err)
-	}
-	changed := route{id: "wl", fqdn: "app.gw.example", kind: KindName, backends: backends(t, false, "http://10.0.0.9")}
+	changed := a
+	changed.backends = backends(t, false, "http://10.0.0.9")
 	writeLegacyFiles(t, root, map[string]*traefik.Configuration{"wl": changed.renderLegacy("gw.example")})
 
-	m2, _ := newModule(t, root)
-	if list, _ := m2.List(); len(list) != 1 || list[0].WorkloadID != "other" {
+	m, _ := newModule(t, root)
+	if list, _ := c21(m).List(); len(list) != 1 || list[0].WorkloadID != "other" {
 		t.Fatalf("List = %v", list)
 	}
-	if q := quarantined(t, root); len(q["wl.yaml"]) != 2 {
-		t.Fatalf("quarantine holds %v, want both copies of wl", q)
+	if q := quarantined(t, root); len(q["wl.yaml"]) != 1 {
+		t.Fatalf("quarantine holds %v, want the old file of wl", q)
 	}
 	if got := proxyEntries(t, root); !slices.Equal(got, layoutFiles("other")) {
+		t.Fatalf("routes folder holds %v", got)
+	}
+}
+
+// TestStoreWinsOverFiles guards the source of truth: once the store holds
+// the routes, a file put in proxy/ by hand while the gateway was stopped is
+// never taken for a route; it goes to quarantine and the route stays as the
+// caller set it.
+func TestStoreWinsOverFiles(t *testing.T) {
+	root := t.TempDir()
+	m, _ := newModule(t, root)
+	if _, err := c21(m).SetNamedProxy("wl", "app", []string{"http://10.0.0.1"}, false); err != nil {
+		t.Fatal(err)
+	}
+	changed := route{id: "wl", fqdn: "app.gw.example", kind: KindName, name: "app", backends: backends(t, false, "http://10.0.0.9")}
+	writeLegacyFiles(t, root, map[string]*traefik.Configuration{"wl": changed.renderLegacy("gw.example")})
+	m2, _ := newModule(t, root)
+	list, _ := c21(m2).List()
+	if len(list) != 1 || !slices.Equal(list[0].Backends, []string{"http://10.0.0.1"}) {
+		t.Fatalf("List = %v", list)
+	}
+	if q := quarantined(t, root); len(q["wl.yaml"]) != 1 {
+		t.Fatalf("quarantine holds %v", q)
+	}
+}
+
+// TestRenderChangeKeepsRoutes guards the upgrade that changes what every
+// route renders into (here a response header, a second middleware named
+// after the route): after a restart every route is still served, in its new
+// shape, and none is quarantined, now or by the sweeps that follow.
+func TestRenderChangeKeepsRoutes(t *testing.T) {
+	root := t.TempDir()
+	m, recs := newModule(t, root)
+	recs.set("www.user.example.", nodeIP.String())
+	if _, err := c21(m).SetNamedProxy("wl-a", "a", []string{"http://10.0.0.1", "http://10.0.0.2"}, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c21(m).SetNamedProxy("wl-tls", "tls", []string{"10.0.0.3:443"}, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := c21(m).SetFQDNProxy("wl-www", "www.user.example", []string{"http://10.0.0.4"}, false); err != nil {
+		t.Fatal(err)
+	}
+	renderExtra = func(id string, cfg *traefik.Configuration) {
+		if cfg.HTTP == nil || cfg.TCP != nil {
+			return
+		}
+		name := id + "~headers"
+		if cfg.HTTP.Middlewares == nil {
+			cfg.HTTP.Middlewares = map[string]*traefik.Middleware{}
+		}
+		cfg.HTTP.Middlewares[name] = &traefik.Middleware{Headers: &traefik.Headers{CustomResponseHeaders: map[string]string{"X-Gateway": "1"}}}
+		cfg.HTTP.Routers[id].Middlewares = append(cfg.HTTP.Routers[id].Middlewares, name)
+	}
+	t.Cleanup(func() { renderExtra = nil })
+	m2, _ := newModule(t, root)
+	list, _ := c21(m2).List()
+	if len(list) != 3 {
+		t.Fatalf("List = %v", list)
+	}
+	g := grouped(t, root)
+	for _, id := range []string{"wl-a", "wl-www"} {
+		if g[id] == nil || g[id].HTTP.Middlewares[id+"~headers"] == nil {
+			t.Fatalf("route %s not in its new shape: %+v", id, g[id])
+		}
+	}
+	m2.sweep()
+	if q := quarantined(t, root); len(q) != 0 {
+		t.Fatalf("quarantine holds %v", q)
+	}
+	if got := proxyEntries(t, root); !slices.Equal(got, layoutFiles("wl-a", "wl-tls", "wl-www")) {
 		t.Fatalf("routes folder holds %v", got)
 	}
 }

@@ -108,10 +108,10 @@ func TestModuleMetersRoutes(t *testing.T) {
 		t.Fatalf("calls at start %v, want one reset", got)
 	}
 
-	if _, err := m.SetNamedProxy("web", "web", []string{"http://10.0.0.1", "https://10.0.0.2:8443"}, false); err != nil {
+	if _, err := c21(m).SetNamedProxy("web", "web", []string{"http://10.0.0.1", "https://10.0.0.2:8443"}, false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.SetNamedProxy("tls", "tls", []string{"10.0.0.3:443", "10.0.0.3:8443"}, true); err != nil {
+	if _, err := c21(m).SetNamedProxy("tls", "tls", []string{"10.0.0.3:443", "10.0.0.3:8443"}, true); err != nil {
 		t.Fatal(err)
 	}
 	want := map[string][]netip.AddrPort{
@@ -125,10 +125,10 @@ func TestModuleMetersRoutes(t *testing.T) {
 	book.take()
 
 	t.Run("a Set that changes nothing, or not the backends, meters nothing anew", func(t *testing.T) {
-		if _, err := m.SetNamedProxy("web", "web", []string{"http://10.0.0.1", "https://10.0.0.2:8443"}, false); err != nil {
+		if _, err := c21(m).SetNamedProxy("web", "web", []string{"http://10.0.0.1", "https://10.0.0.2:8443"}, false); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := m.SetNamedProxy("web", "other", []string{"http://10.0.0.1:80", "https://10.0.0.2:8443"}, false); err != nil {
+		if _, err := c21(m).SetNamedProxy("web", "other", []string{"http://10.0.0.1:80", "https://10.0.0.2:8443"}, false); err != nil {
 			t.Fatal(err)
 		}
 		if got := book.take(); len(got) != 0 {
@@ -139,8 +139,8 @@ func TestModuleMetersRoutes(t *testing.T) {
 	t.Run("a book that fails refuses the Set and writes nothing", func(t *testing.T) {
 		book.failing = errors.New("netlink: operation not permitted")
 		defer func() { book.failing = nil }()
-		_, err := m.SetNamedProxy("new", "new", []string{"http://10.0.0.9"}, false)
-		if err == nil || !strings.Contains(err.Error(), `metering route "new"`) || !strings.Contains(err.Error(), "not permitted") {
+		_, err := c21(m).SetNamedProxy("new", "new", []string{"http://10.0.0.9"}, false)
+		if err == nil || !strings.Contains(err.Error(), `setting route "new": metering`) || !strings.Contains(err.Error(), "not permitted") {
 			t.Fatalf("err = %v, want the metering failure", err)
 		}
 		if _, err := os.Stat(filepath.Join(root, traefik.RoutesDirName, "new.yaml")); !errors.Is(err, os.ErrNotExist) {
@@ -163,7 +163,7 @@ func TestModuleMetersRoutes(t *testing.T) {
 			os.Remove(staging)
 			os.Rename(staging+".away", staging)
 		}()
-		if _, err := m.SetNamedProxy("blocked", "blocked", []string{"http://10.0.0.8"}, false); err == nil {
+		if _, err := c21(m).SetNamedProxy("blocked", "blocked", []string{"http://10.0.0.8"}, false); err == nil {
 			t.Fatal("Set succeeded on an unwritable folder")
 		}
 		if got := book.take(); !slices.Equal(got, []string{"assign blocked", "remove blocked"}) {
@@ -172,7 +172,7 @@ func TestModuleMetersRoutes(t *testing.T) {
 	})
 
 	t.Run("delete ends metering; a restart meters what is on disk", func(t *testing.T) {
-		if err := m.DeleteNamedProxy("web"); err != nil {
+		if err := c21(m).DeleteNamedProxy("web"); err != nil {
 			t.Fatal(err)
 		}
 		if got := book.take(); !slices.Equal(got, []string{"remove web"}) {
@@ -190,7 +190,7 @@ func TestModuleMetersRoutes(t *testing.T) {
 
 	t.Run("Metrics fills both names of each direction", func(t *testing.T) {
 		book.totals = map[string]meter.Totals{"tls": {Tx: 10, Rx: 30}, "web": {Tx: 1, Rx: 2}}
-		got, err := m.Metrics()
+		got, err := c21(m).Metrics()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -211,7 +211,7 @@ func TestMetricsWithoutMeter(t *testing.T) {
 	m, _ := newModuleWith(t, t.TempDir(), func(c *Config) {
 		c.MeterUnavailable = errors.New("creating nftables table: operation not permitted")
 	})
-	_, err := m.Metrics()
+	_, err := c21(m).Metrics()
 	if err == nil || !strings.Contains(err.Error(), "metering is unavailable") || !strings.Contains(err.Error(), "not permitted") {
 		t.Fatalf("err = %v, want the reason metering is off", err)
 	}
@@ -222,13 +222,13 @@ func TestModuleTelemetry(t *testing.T) {
 	book := newBookMeter()
 	book.totals = map[string]meter.Totals{"a": {Tx: 5, Rx: 7}}
 	m, _ := newModuleWith(t, t.TempDir(), func(c *Config) { c.Meter = book; c.Registry = reg })
-	if _, err := m.SetNamedProxy("a", "a", []string{"http://10.0.0.1"}, false); err != nil {
+	if _, err := c21(m).SetNamedProxy("a", "a", []string{"http://10.0.0.1"}, false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.SetNamedProxy("b", "a", []string{"http://10.0.0.1"}, false); err == nil {
+	if _, err := c21(m).SetNamedProxy("b", "a", []string{"http://10.0.0.1"}, false); err == nil {
 		t.Fatal("a taken name was accepted")
 	}
-	if _, err := m.List(); err != nil {
+	if _, err := c21(m).List(); err != nil {
 		t.Fatal(err)
 	}
 	if got := testutil.ToFloat64(m.t.calls.WithLabelValues(methodSetNamedProxy)); got != 2 {

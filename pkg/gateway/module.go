@@ -19,6 +19,7 @@ import (
 
 	"github.com/threefoldtech/gateway/internal/dnsname"
 	"github.com/threefoldtech/gateway/pkg/certs"
+	"github.com/threefoldtech/gateway/pkg/store"
 	"github.com/threefoldtech/gateway/pkg/traefik"
 )
 
@@ -30,7 +31,10 @@ var ErrNoPublicIP = errors.New("fqdn proxies need a public IP of the node (--pub
 
 // Config is what a Module needs.
 type Config struct {
-	// Routes is where routes are published and read back. Required.
+	// Store keeps the routes as callers asked for them; Routes is derived
+	// from it. Required.
+	Store *store.Store
+	// Routes is where routes are published. Required.
 	Routes Publisher
 	// Domain is the gateway domain that name proxies live under. Empty
 	// disables name proxies.
@@ -145,22 +149,27 @@ var ErrChecksBusy = errors.New("too many domain checks in flight, try again")
 // ErrNoMeter is what Metrics returns without a Meter and a reason.
 var ErrNoMeter = errors.New("no meter configured")
 
-// Module is the gateway object served on zbus.
+// Module is the gateway's core: it takes routes as requests (SetRoute,
+// DeleteRoute), keeps them in the store, and derives what Traefik serves
+// from them. Each bus contract is an adapter in front of it (contract*.go).
 type Module struct {
 	cfg    Config
+	store  *store.Store
 	routes Publisher
 	meter  Meter
-	log    zerolog.Logger
-	t      *telemetry
-	seen   *observer
+	// hooks follow every change of the routes (hooks.go).
+	hooks []Hook
+	log   zerolog.Logger
+	t     *telemetry
+	seen  *observer
 
 	// checks holds a token per domain check in flight.
 	checks chan struct{}
 
-	// mu serialises changes: the check that the domain is free, the file
-	// write and the index update of one call (or of one batch of Sets,
-	// commit.go) happen as one step, and a sweep sees no write without its
-	// index update.
+	// mu serialises changes: the check that the domain is free, the
+	// store's commit, the file write and the index update of one call (or
+	// of one batch of Sets, commit.go) happen as one step, and a sweep sees
+	// no write without its index update.
 	mu  sync.Mutex
 	idx *index
 
@@ -188,14 +197,14 @@ type Module struct {
 	status atomic.Pointer[statusView]
 }
 
-var _ Gateway = (*Module)(nil)
-
-// New checks cfg, rebuilds the index from the routes published in
-// cfg.Routes, and moves to quarantine whatever is published there that it
-// cannot take for a route of its own.
+// New checks cfg and wires the module; Recover then brings it up from
+// what the store and the routes folder hold.
 func New(cfg Config) (*Module, error) {
 	if cfg.Routes == nil {
 		return nil, fmt.Errorf("a publisher of routes is required")
+	}
+	if cfg.Store == nil {
+		return nil, fmt.Errorf("a store is required")
 	}
 	if cfg.Domain != "" {
 		d, err := NormalizeFQDN(cfg.Domain)
@@ -231,6 +240,7 @@ func New(cfg Config) (*Module, error) {
 	t := newTelemetry()
 	m := &Module{
 		cfg:          cfg,
+		store:        cfg.Store,
 		routes:       cfg.Routes,
 		meter:        cfg.Meter,
 		log:          cfg.Logger.With().Str("component", "gateway").Logger(),
@@ -240,70 +250,21 @@ func New(cfg Config) (*Module, error) {
 		failing:      make(map[string]bool),
 		certsChanged: make(chan struct{}, 1),
 		certsStale:   true,
+		idx:          newIndex(),
 	}
+	if m.meter != nil {
+		m.hooks = append(m.hooks, meterHook{m})
+	}
+	if cfg.Certificates != nil {
+		m.hooks = append(m.hooks, certsHook{cfg.Certificates})
+	}
+	m.hooks = append(m.hooks, observerHook{m.seen})
 	if cfg.Registry != nil {
 		if err := t.register(cfg.Registry, m); err != nil {
 			return nil, err
 		}
 	}
-	policy, err := m.policy()
-	if err != nil {
-		return nil, err
-	}
-	idx, rejected, err := loadIndex(cfg.Routes, cfg.Domain, policy, m.log)
-	if err != nil {
-		return nil, err
-	}
-	m.idx = idx
-	if cfg.Certificates != nil {
-		var domains []string
-		for _, r := range idx.byID {
-			if r.acme() {
-				domains = append(domains, r.fqdn)
-			}
-		}
-		cfg.Certificates.SetWanted(domains)
-	}
-	if m.meter != nil {
-		routes := make(map[string][]netip.AddrPort, len(idx.byID))
-		for id, r := range idx.byID {
-			routes[id] = r.meterAddrs()
-		}
-		if err := m.meter.Reset(routes); err != nil {
-			return nil, fmt.Errorf("metering the routes found at start: %w", err)
-		}
-	}
-	if err := m.publishAtStart(); err != nil {
-		return nil, err
-	}
-	m.sweep(rejected)
-	m.log.Info().Int("routes", len(idx.byID)).Msg("index loaded")
 	return m, nil
-}
-
-// publishAtStart publishes every route of the index as it renders now (a
-// route read back from an older layout or in an older shape is written in
-// the current one), then the anchor of the gateway domain, or removes it
-// without a domain: after the routes, so that Traefik does not read an older
-// layout again for it. A restart that finds everything current writes
-// nothing. The gateway does not start until it is done: the sweep that
-// follows would take the files of an older layout for foreign ones.
-func (m *Module) publishAtStart() error {
-	cfgs := make(map[string]*traefik.Configuration, len(m.idx.byID))
-	for id, r := range m.idx.byID {
-		cfgs[id] = r.render()
-	}
-	converted, err := m.routes.PublishAll(cfgs)
-	if err != nil {
-		return fmt.Errorf("publishing the routes found at start: %w", err)
-	}
-	if converted > 0 {
-		m.log.Info().Int("routes", converted).Msg("routes converted from one file per route to group files")
-	}
-	if err := m.publishAnchor(); err != nil {
-		return fmt.Errorf("publishing the anchor of the wildcard certificate and the default certificate: %w", err)
-	}
-	return nil
 }
 
 // publishAnchor publishes the reserved file as it renders with the default
@@ -386,20 +347,6 @@ func (m *Module) CertificatesChanged() {
 	}
 }
 
-// wantCertificate tells Certificates what the change of a route from old
-// (held: there was one) to r does to the domains that need a certificate.
-func (m *Module) wantCertificate(old route, held bool, r route) {
-	if m.cfg.Certificates == nil {
-		return
-	}
-	if held && old.acme() && (!r.acme() || old.fqdn != r.fqdn) {
-		m.cfg.Certificates.Unwant(old.fqdn)
-	}
-	if r.acme() {
-		m.cfg.Certificates.Want(r.fqdn)
-	}
-}
-
 // Run moves to quarantine, every SweepInterval, whatever appeared among the
 // published routes that the module did not write, and watches new routes
 // until Traefik serves them, until ctx ends.
@@ -417,7 +364,7 @@ func (m *Module) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
-			m.sweep(nil)
+			m.sweep()
 			if err := m.publishAnchor(); err != nil {
 				m.log.Error().Err(err).Msg("publishing the default certificate")
 			}
@@ -431,11 +378,16 @@ func (m *Module) Run(ctx context.Context) error {
 }
 
 // sweep moves to quarantine every published entry that is not a route of
-// the index and logs each; reasons gives the reason of a route file the
-// load refused.
-func (m *Module) sweep(reasons map[string]string) {
+// the index and logs each.
+func (m *Module) sweep() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.sweepLocked(nil)
+}
+
+// sweepLocked is sweep with the module's lock held; reasons gives the
+// reason of an entry Recover refused.
+func (m *Module) sweepLocked(reasons map[string]string) {
 	moved, err := m.routes.Sweep(func(id string) bool {
 		_, ok := m.idx.byID[id]
 		return ok
@@ -498,61 +450,93 @@ func (m *Module) parseBackends(values []string, passthrough bool) ([]Backend, er
 	return ParseBackends(values, passthrough, policy)
 }
 
-// SetNamedProxy publishes backends at prefix.<domain> and returns that name.
-func (m *Module) SetNamedProxy(wlID string, prefix string, backends []string, TLSPassthrough bool) (fqdn string, err error) {
-	defer func() { m.t.called(methodSetNamedProxy, err) }()
+// RouteRequest is a route as a caller asks for it, whatever bus contract
+// it came through: the adapters (contract*.go) turn their arguments into
+// one.
+type RouteRequest struct {
+	// WorkloadID names the route.
+	WorkloadID string
+	// Kind is KindName (Name under the gateway domain) or KindFQDN (FQDN).
+	Kind Kind
+	// Name is the label of a name proxy under the gateway domain.
+	Name string
+	// FQDN is the domain of an FQDN proxy, which the caller owns.
+	FQDN string
+	// Backends are where traffic goes (docs/API.md).
+	Backends []string
+	// TLSPassthrough passes TLS through to the backends.
+	TLSPassthrough bool
+	// Contract names the bus contract of the call, kept with the route.
+	Contract string
+}
+
+// SetRoute checks req and publishes its route, replacing the one its
+// workload had; it returns the route's domain. Any error means nothing
+// changed.
+func (m *Module) SetRoute(ctx context.Context, req RouteRequest) (fqdn string, err error) {
+	switch req.Kind {
+	case KindName:
+		defer func() { m.t.called(methodSetNamedProxy, err) }()
+		return m.setName(req)
+	case KindFQDN:
+		defer func() { m.t.called(methodSetFQDNProxy, err) }()
+		return m.setFQDN(ctx, req)
+	}
+	return "", fmt.Errorf("route kind %q: expected %q or %q", req.Kind, KindName, KindFQDN)
+}
+
+// setName sets a route at req.Name under the gateway domain.
+func (m *Module) setName(req RouteRequest) (string, error) {
 	if m.cfg.Domain == "" {
 		return "", ErrNoDomain
 	}
-	if err := ValidateWorkloadID(wlID); err != nil {
+	if err := ValidateWorkloadID(req.WorkloadID); err != nil {
 		return "", err
 	}
-	label, err := NormalizePrefix(prefix)
+	label, err := NormalizePrefix(req.Name)
 	if err != nil {
 		return "", err
 	}
-	// The name must stay a domain name, or the next start drops the route
-	// while its file stays live.
+	// The name must stay a domain name, or the route could not be served.
 	if n := len(label) + 1 + len(m.cfg.Domain); n > dnsname.MaxLength {
-		return "", fieldError("prefix", prefix, "the name under the gateway domain would be %d bytes, and a domain name has at most %d: the prefix may have at most %d bytes",
+		return "", fieldError("prefix", req.Name, "the name under the gateway domain would be %d bytes, and a domain name has at most %d: the prefix may have at most %d bytes",
 			n, dnsname.MaxLength, max(0, dnsname.MaxLength-1-len(m.cfg.Domain)))
 	}
-	bs, err := m.parseBackends(backends, TLSPassthrough)
+	bs, err := m.parseBackends(req.Backends, req.TLSPassthrough)
 	if err != nil {
 		return "", err
 	}
-	r := route{id: wlID, fqdn: label + "." + m.cfg.Domain, kind: KindName, backends: bs, passthrough: TLSPassthrough}
+	r := route{id: req.WorkloadID, fqdn: label + "." + m.cfg.Domain, kind: KindName, name: label, backends: bs, passthrough: req.TLSPassthrough, contract: req.Contract}
 	if err := m.commit(r); err != nil {
 		return "", err
 	}
 	return r.fqdn, nil
 }
 
-// SetFQDNProxy publishes backends at fqdn. The domain must resolve to the
-// node's public IPs only: a record elsewhere would make HTTP-01 fail later.
-func (m *Module) SetFQDNProxy(wlID string, fqdn string, backends []string, TLSPassthrough bool) (err error) {
-	defer func() { m.t.called(methodSetFQDNProxy, err) }()
+// setFQDN sets a route at req.FQDN. The domain must resolve to the node's
+// public IPs only: a record elsewhere would make HTTP-01 fail later.
+func (m *Module) setFQDN(_ context.Context, req RouteRequest) (string, error) {
 	if len(m.cfg.PublicIPs) == 0 {
-		return ErrNoPublicIP
+		return "", ErrNoPublicIP
 	}
-	if err := ValidateWorkloadID(wlID); err != nil {
-		return err
+	if err := ValidateWorkloadID(req.WorkloadID); err != nil {
+		return "", err
 	}
-	name, err := NormalizeFQDN(fqdn)
+	name, err := NormalizeFQDN(req.FQDN)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if m.cfg.Domain != "" && dnsname.IsUnder(name, m.cfg.Domain) {
-		return fieldError("fqdn", fqdn, "is the gateway domain %s or under it: use SetNamedProxy", m.cfg.Domain)
+		return "", fieldError("fqdn", req.FQDN, "is the gateway domain %s or under it: use SetNamedProxy", m.cfg.Domain)
 	}
-	bs, err := m.parseBackends(backends, TLSPassthrough)
+	bs, err := m.parseBackends(req.Backends, req.TLSPassthrough)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if err := m.checkPointsHere(name); err != nil {
-		return err
+		return "", err
 	}
-	return m.commit(route{id: wlID, fqdn: name, kind: KindFQDN, backends: bs, passthrough: TLSPassthrough})
+	return name, m.commit(route{id: req.WorkloadID, fqdn: name, kind: KindFQDN, backends: bs, passthrough: req.TLSPassthrough, contract: req.Contract})
 }
 
 // checkPointsHere asks the resolver for the A and AAAA records of fqdn and
@@ -591,76 +575,59 @@ func (m *Module) checkPointsHere(fqdn string) error {
 	return nil
 }
 
-// unmeter gives the metering of id back what it was before a Set that
-// could not write: old's addresses if it was held, none otherwise.
-func (m *Module) unmeter(id string, old route, held bool) {
-	var err error
-	if held {
-		err = m.meter.Assign(id, old.meterAddrs())
-	} else {
-		err = m.meter.Remove(id)
-	}
-	if err != nil {
-		m.log.Error().Err(err).Str("wlID", id).Msg("setting back the metering of a route that could not be written")
-	}
-}
-
-// DeleteNamedProxy removes the route of wlID, of either kind, and frees its
+// DeleteRoute removes the route of wlID, of either kind, and frees its
 // domain. An unknown wlID is not an error; a file published under it that
 // the module did not write is moved to quarantine, not deleted.
-func (m *Module) DeleteNamedProxy(wlID string) (err error) {
+func (m *Module) DeleteRoute(_ context.Context, wlID string) (err error) {
 	defer func() { m.t.called(methodDeleteNamedProxy, err) }()
 	if err := ValidateWorkloadID(wlID); err != nil {
 		return err
 	}
-	deleted, err := m.unpublish(wlID)
-	if err != nil || !deleted {
-		return err
-	}
-	if err := m.routes.Sync(); err != nil {
-		m.log.Error().Err(err).Str("wlID", wlID).Msg("route deleted, but not durably")
-		return fmt.Errorf("route %q is deleted: %w", wlID, err)
-	}
-	m.log.Info().Str("wlID", wlID).Msg("route deleted")
-	return nil
-}
-
-// unpublish is DeleteNamedProxy under the module's lock, up to the sync of
-// what it changed: deleted tells whether it removed a route.
-func (m *Module) unpublish(wlID string) (deleted bool, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, held := m.idx.byID[wlID]; !held {
+	old, held := m.idx.byID[wlID]
+	if !held {
 		qs, err := m.routes.Quarantine(wlID, "found under a wlID the gateway was deleting but does not hold; the gateway did not write it")
 		for _, q := range qs {
 			m.logQuarantined(q)
 		}
 		if err != nil {
-			return false, fmt.Errorf("deleting route %q: moving aside what is there: %w", wlID, err)
+			return fmt.Errorf("deleting route %q: moving aside what is there: %w", wlID, err)
 		}
-		return false, nil
+		return nil
 	}
-	old := m.idx.byID[wlID]
+	cs := []change{{old: old, held: true, deleted: true}}
+	if err := prepareHooks(m.hooks, cs); err != nil {
+		return fmt.Errorf("deleting route %q: %w", wlID, err)
+	}
+	rollback := func() {
+		for _, h := range m.hooks {
+			h.Rollback(cs)
+		}
+	}
+	if err := m.store.Update(func(tx *store.Tx) error { return deleteRoutes(tx, wlID) }); err != nil {
+		rollback()
+		return fmt.Errorf("deleting route %q: %w", wlID, err)
+	}
 	if err := m.routes.Unpublish(wlID); err != nil {
-		return false, fmt.Errorf("deleting route %q: %w", wlID, err)
+		// Traefik still serves it: so does the store.
+		if serr := m.store.Update(func(tx *store.Tx) error { return putRoutes(tx, []route{old}) }); serr != nil {
+			m.log.Error().Err(serr).Str("wlID", wlID).Msg("route still published, but deleted from the store: the next start unpublishes it")
+		}
+		rollback()
+		return fmt.Errorf("deleting route %q: %w", wlID, err)
 	}
 	m.idx.remove(wlID)
-	if old.acme() && m.cfg.Certificates != nil {
-		m.cfg.Certificates.Unwant(old.fqdn)
+	for _, h := range m.hooks {
+		h.Commit(cs, time.Now())
 	}
-	m.seen.deleted(wlID)
-	if m.meter != nil {
-		// Its bytes so far stay for the next Metrics call.
-		if merr := m.meter.Remove(wlID); merr != nil {
-			m.log.Error().Err(merr).Str("wlID", wlID).Msg("route deleted, but its metering could not end; the next start ends it")
-		}
-	}
-	return true, nil
+	m.log.Info().Str("wlID", wlID).Msg("route deleted")
+	return nil
 }
 
 // List returns every route, sorted by workload ID, with its status as last
 // read from Traefik.
-func (m *Module) List() ([]Proxy, error) {
+func (m *Module) List(context.Context) ([]Proxy, error) {
 	m.t.called(methodList, nil)
 	m.mu.Lock()
 	list := m.idx.list()
@@ -684,7 +651,7 @@ func (m *Module) List() ([]Proxy, error) {
 // Metrics returns, per workload, the bytes its route carried since the
 // workload was first set, and those of each workload deleted since the last
 // call, for the last time. Totals never go backwards (docs/API.md).
-func (m *Module) Metrics() (out GatewayMetrics, err error) {
+func (m *Module) Metrics(context.Context) (out GatewayMetrics, err error) {
 	defer func() { m.t.called(methodMetrics, err) }()
 	if m.meter == nil {
 		return GatewayMetrics{}, fmt.Errorf("metering is unavailable on this node: %w", m.cfg.MeterUnavailable)

@@ -23,6 +23,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/threefoldtech/gateway/internal/atomicfile"
+	"github.com/threefoldtech/gateway/pkg/store"
 	"github.com/threefoldtech/gateway/pkg/traefik"
 )
 
@@ -100,11 +101,43 @@ func newModuleWith(t testing.TB, root string, edit func(*Config)) (*Module, *dns
 	if edit != nil {
 		edit(&cfg)
 	}
+	if cfg.Store == nil {
+		cfg.Store = openStore(t, root)
+	}
 	m, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := m.Recover(); err != nil {
+		t.Fatal(err)
+	}
 	return m, recs
+}
+
+// c21 serves m as the 2021 contract does on the bus.
+func c21(m *Module) Contract2021 { return Contract2021{M: m} }
+
+// stores are the stores open by root: a module started again on a root
+// closes the store of the one before, as a restart does.
+var stores sync.Map
+
+// openStore opens the store under root, closing the one a module opened
+// there before.
+func openStore(t testing.TB, root string) *store.Store {
+	t.Helper()
+	if prev, ok := stores.LoadAndDelete(root); ok {
+		prev.(*store.Store).Close()
+	}
+	s, err := store.Open(filepath.Join(root, store.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stores.Store(root, s)
+	t.Cleanup(func() {
+		stores.CompareAndDelete(root, s)
+		s.Close()
+	})
+	return s
 }
 
 // openRoutes publishes routes the way the daemon does, under root.
@@ -189,7 +222,7 @@ func routeYAML(t testing.TB, cfg *traefik.Configuration) string {
 func TestSetNamedProxy(t *testing.T) {
 	root := t.TempDir()
 	m, _ := newModule(t, root)
-	fqdn, err := m.SetNamedProxy("wl1", "App", []string{"http://10.0.0.1:8080"}, false)
+	fqdn, err := c21(m).SetNamedProxy("wl1", "App", []string{"http://10.0.0.1:8080"}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +232,7 @@ func TestSetNamedProxy(t *testing.T) {
 	if grouped(t, root)["wl1"] == nil {
 		t.Fatalf("route not in its group file %s", traefik.GroupName("wl1"))
 	}
-	list, _ := m.List()
+	list, _ := c21(m).List()
 	want := []Proxy{{WorkloadID: "wl1", FQDN: "app.gw.example", Kind: KindName, Backends: []string{"http://10.0.0.1:8080"}}}
 	if fmt.Sprint(list) != fmt.Sprint(want) {
 		t.Fatalf("List = %+v, want %+v", list, want)
@@ -207,22 +240,24 @@ func TestSetNamedProxy(t *testing.T) {
 }
 
 func TestNamedProxyNeedsDomain(t *testing.T) {
-	m, err := New(Config{Routes: openRoutes(t, t.TempDir()), Logger: zerolog.Nop()})
+	root := t.TempDir()
+	m, err := New(Config{Store: openStore(t, root), Routes: openRoutes(t, root), Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = m.SetNamedProxy("wl1", "app", []string{"http://10.0.0.1"}, false)
+	_, err = c21(m).SetNamedProxy("wl1", "app", []string{"http://10.0.0.1"}, false)
 	if !errors.Is(err, ErrNoDomain) || !strings.Contains(err.Error(), "name proxies need a gateway domain") {
 		t.Fatalf("err = %v", err)
 	}
 }
 
 func TestFQDNProxyNeedsPublicIP(t *testing.T) {
-	m, err := New(Config{Routes: openRoutes(t, t.TempDir()), Logger: zerolog.Nop()})
+	root := t.TempDir()
+	m, err := New(Config{Store: openStore(t, root), Routes: openRoutes(t, root), Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := m.SetFQDNProxy("wl1", "a.example", []string{"http://10.0.0.1"}, false); !errors.Is(err, ErrNoPublicIP) {
+	if err := c21(m).SetFQDNProxy("wl1", "a.example", []string{"http://10.0.0.1"}, false); !errors.Is(err, ErrNoPublicIP) {
 		t.Fatalf("err = %v", err)
 	}
 }
@@ -233,14 +268,14 @@ func TestRefusedCallsChangeNothing(t *testing.T) {
 	recs.set("mine.example", "198.51.100.7")
 	recs.set("elsewhere.example", "203.0.113.1")
 	recs.set("half.example", "198.51.100.7", "2001:db8::99")
-	if _, err := m.SetNamedProxy("held", "taken", []string{"http://10.0.0.1"}, false); err != nil {
+	if _, err := c21(m).SetNamedProxy("held", "taken", []string{"http://10.0.0.1"}, false); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.SetFQDNProxy("heldfqdn", "mine.example", []string{"http://10.0.0.1"}, false); err != nil {
+	if err := c21(m).SetFQDNProxy("heldfqdn", "mine.example", []string{"http://10.0.0.1"}, false); err != nil {
 		t.Fatal(err)
 	}
 	before := snapshot(t, root)
-	listBefore, _ := m.List()
+	listBefore, _ := c21(m).List()
 
 	ok := []string{"http://10.0.0.2"}
 	tests := []struct {
@@ -248,28 +283,31 @@ func TestRefusedCallsChangeNothing(t *testing.T) {
 		call func() error
 		want string // in the error text
 	}{
-		{"bad wlID", func() error { _, err := m.SetNamedProxy("../x", "a", ok, false); return err }, `invalid wlID "../x"`},
-		{"bad prefix", func() error { _, err := m.SetNamedProxy("n", "a`b", ok, false); return err }, "invalid prefix"},
-		{"bad backend", func() error { _, err := m.SetNamedProxy("n", "a", []string{"http://host"}, false); return err }, "invalid backends[0]"},
+		{"bad wlID", func() error { _, err := c21(m).SetNamedProxy("../x", "a", ok, false); return err }, `invalid wlID "../x"`},
+		{"bad prefix", func() error { _, err := c21(m).SetNamedProxy("n", "a`b", ok, false); return err }, "invalid prefix"},
+		{"bad backend", func() error { _, err := c21(m).SetNamedProxy("n", "a", []string{"http://host"}, false); return err }, "invalid backends[0]"},
 		{"metadata backend", func() error {
-			_, err := m.SetNamedProxy("n", "a", []string{"http://169.254.169.254"}, false)
+			_, err := c21(m).SetNamedProxy("n", "a", []string{"http://169.254.169.254"}, false)
 			return err
 		}, "link-local"},
-		{"own IP backend", func() error { _, err := m.SetNamedProxy("n", "a", []string{"http://198.51.100.7"}, false); return err }, "loop"},
-		{"no backends", func() error { _, err := m.SetNamedProxy("n", "a", nil, false); return err }, "invalid backends"},
+		{"own IP backend", func() error {
+			_, err := c21(m).SetNamedProxy("n", "a", []string{"http://198.51.100.7"}, false)
+			return err
+		}, "loop"},
+		{"no backends", func() error { _, err := c21(m).SetNamedProxy("n", "a", nil, false); return err }, "invalid backends"},
 		// The holder is another tenant's workload: not named.
-		{"name taken", func() error { _, err := m.SetNamedProxy("n", "taken", ok, false); return err }, `domain "taken.gw.example" already registered by another workload`},
-		{"fqdn taken", func() error { return m.SetFQDNProxy("n", "mine.example", ok, false) }, `domain "mine.example" already registered by another workload`},
-		{"fqdn under domain", func() error { return m.SetFQDNProxy("n", "x.gw.example", ok, false) }, "gateway domain"},
-		{"fqdn is domain", func() error { return m.SetFQDNProxy("n", "gw.example", ok, false) }, "gateway domain"},
-		{"fqdn without records", func() error { return m.SetFQDNProxy("n", "nothing.example", ok, false) }, "no A or AAAA record"},
-		{"fqdn elsewhere", func() error { return m.SetFQDNProxy("n", "elsewhere.example", ok, false) }, "resolves to 203.0.113.1"},
+		{"name taken", func() error { _, err := c21(m).SetNamedProxy("n", "taken", ok, false); return err }, `domain "taken.gw.example" already registered by another workload`},
+		{"fqdn taken", func() error { return c21(m).SetFQDNProxy("n", "mine.example", ok, false) }, `domain "mine.example" already registered by another workload`},
+		{"fqdn under domain", func() error { return c21(m).SetFQDNProxy("n", "x.gw.example", ok, false) }, "gateway domain"},
+		{"fqdn is domain", func() error { return c21(m).SetFQDNProxy("n", "gw.example", ok, false) }, "gateway domain"},
+		{"fqdn without records", func() error { return c21(m).SetFQDNProxy("n", "nothing.example", ok, false) }, "no A or AAAA record"},
+		{"fqdn elsewhere", func() error { return c21(m).SetFQDNProxy("n", "elsewhere.example", ok, false) }, "resolves to 203.0.113.1"},
 		// A stale AAAA elsewhere would break HTTP-01 later.
-		{"fqdn half elsewhere", func() error { return m.SetFQDNProxy("n", "half.example", ok, false) }, "2001:db8::99"},
-		{"bad fqdn", func() error { return m.SetFQDNProxy("n", "a`.example", ok, false) }, "invalid fqdn"},
-		{"delete bad wlID", func() error { return m.DeleteNamedProxy("a/b") }, "invalid wlID"},
+		{"fqdn half elsewhere", func() error { return c21(m).SetFQDNProxy("n", "half.example", ok, false) }, "2001:db8::99"},
+		{"bad fqdn", func() error { return c21(m).SetFQDNProxy("n", "a`.example", ok, false) }, "invalid fqdn"},
+		{"delete bad wlID", func() error { return c21(m).DeleteNamedProxy("a/b") }, "invalid wlID"},
 		// Replacing held's route with a bad one keeps the old route.
-		{"bad replace", func() error { _, err := m.SetNamedProxy("held", "taken", []string{"ftp://x"}, false); return err }, "invalid backends[0]"},
+		{"bad replace", func() error { _, err := c21(m).SetNamedProxy("held", "taken", []string{"ftp://x"}, false); return err }, "invalid backends[0]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -285,7 +323,7 @@ func TestRefusedCallsChangeNothing(t *testing.T) {
 	if after := snapshot(t, root); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Errorf("refused calls changed the files:\nbefore %v\nafter  %v", before, after)
 	}
-	if listAfter, _ := m.List(); fmt.Sprint(listAfter) != fmt.Sprint(listBefore) {
+	if listAfter, _ := c21(m).List(); fmt.Sprint(listAfter) != fmt.Sprint(listBefore) {
 		t.Errorf("refused calls changed the index: %v -> %v", listBefore, listAfter)
 	}
 }
@@ -294,31 +332,31 @@ func TestReplaceAndDelete(t *testing.T) {
 	root := t.TempDir()
 	m, recs := newModule(t, root)
 	recs.set("user.example", "198.51.100.7", "2001:db8::7")
-	if _, err := m.SetNamedProxy("wl", "a", []string{"http://10.0.0.1"}, false); err != nil {
+	if _, err := c21(m).SetNamedProxy("wl", "a", []string{"http://10.0.0.1"}, false); err != nil {
 		t.Fatal(err)
 	}
 	// Same wlID, new kind, mode and domain: the old domain is freed.
-	if err := m.SetFQDNProxy("wl", "user.example", []string{"10.0.0.2:443"}, true); err != nil {
+	if err := c21(m).SetFQDNProxy("wl", "user.example", []string{"10.0.0.2:443"}, true); err != nil {
 		t.Fatal(err)
 	}
-	list, _ := m.List()
+	list, _ := c21(m).List()
 	if len(list) != 1 || list[0].FQDN != "user.example" || !list[0].TLSPassthrough || list[0].Kind != KindFQDN {
 		t.Fatalf("List = %+v", list)
 	}
-	if _, err := m.SetNamedProxy("other", "a", []string{"http://10.0.0.3"}, false); err != nil {
+	if _, err := c21(m).SetNamedProxy("other", "a", []string{"http://10.0.0.3"}, false); err != nil {
 		t.Fatalf("old domain not freed: %v", err)
 	}
-	if err := m.DeleteNamedProxy("wl"); err != nil {
+	if err := c21(m).DeleteNamedProxy("wl"); err != nil {
 		t.Fatal(err)
 	}
 	if grouped(t, root)["wl"] != nil {
 		t.Fatal("route still published")
 	}
-	if err := m.SetFQDNProxy("third", "user.example", []string{"http://10.0.0.4"}, false); err != nil {
+	if err := c21(m).SetFQDNProxy("third", "user.example", []string{"http://10.0.0.4"}, false); err != nil {
 		t.Fatalf("deleted domain not freed: %v", err)
 	}
 	// Deleting an unknown wlID is not an error.
-	if err := m.DeleteNamedProxy("never-existed"); err != nil {
+	if err := c21(m).DeleteNamedProxy("never-existed"); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -332,7 +370,7 @@ func TestConcurrentSetsOneDomain(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, errs[i] = m.SetNamedProxy(fmt.Sprintf("wl%d", i), "race", []string{"http://10.0.0.1"}, false)
+			_, errs[i] = c21(m).SetNamedProxy(fmt.Sprintf("wl%d", i), "race", []string{"http://10.0.0.1"}, false)
 		}()
 	}
 	wg.Wait()
@@ -348,14 +386,15 @@ func TestConcurrentSetsOneDomain(t *testing.T) {
 	if won != 1 {
 		t.Fatalf("%d calls won the domain, want exactly 1", won)
 	}
-	if list, _ := m.List(); len(list) != 1 {
+	if list, _ := c21(m).List(); len(list) != 1 {
 		t.Fatalf("List has %d routes", len(list))
 	}
 }
 
-// TestRecovery guards the start: the routes the gateway wrote come back as
-// they were; what it cannot take for its own routes goes to quarantine,
-// with its content, out of the folder Traefik reads.
+// TestRecovery guards the start: the routes of the store come back as they
+// were set; what else the routes folder holds goes to quarantine, with its
+// content, out of the folder Traefik reads, even a file that claims a
+// route's domain in a shape the gateway once wrote.
 func TestRecovery(t *testing.T) {
 	root := t.TempDir()
 	m, recs := newModule(t, root)
@@ -366,12 +405,12 @@ func TestRecovery(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_, err := m.SetNamedProxy("a", "a", []string{"http://10.0.0.1", "http://10.0.0.2:81"}, false)
+	_, err := c21(m).SetNamedProxy("a", "a", []string{"http://10.0.0.1", "http://10.0.0.2:81"}, false)
 	mustSet(err)
-	_, err = m.SetNamedProxy("b", "b", []string{"10.0.0.1:443"}, true)
+	_, err = c21(m).SetNamedProxy("b", "b", []string{"10.0.0.1:443"}, true)
 	mustSet(err)
-	mustSet(m.SetFQDNProxy("c", "user.example", []string{"https://10.0.0.1:8443"}, true))
-	want, _ := m.List()
+	mustSet(c21(m).SetFQDNProxy("c", "user.example", []string{"https://10.0.0.1:8443"}, true))
+	want, _ := c21(m).List()
 
 	proxy := filepath.Join(root, "proxy")
 	write := func(name, content string) {
@@ -384,7 +423,7 @@ func TestRecovery(t *testing.T) {
 	write("garbage.yaml", "::: not yaml")
 	write("hand.yaml", "http:\n  routers:\n    hand:\n      rule: Host(`x.example`) || PathPrefix(`/`)\n      service: hand\n")
 	// Two more files claiming a's domain, of the one-file-per-route layout:
-	// none wins, the domain stays held.
+	// the store's route wins, the files go to quarantine.
 	routesBefore := grouped(t, root)
 	a := routeYAML(t, routesBefore["a"])
 	for _, id := range []string{"dup1", "dup2"} {
@@ -395,12 +434,10 @@ func TestRecovery(t *testing.T) {
 	before := snapshot(t, root)
 
 	m2, _ := newModule(t, root)
-	got, _ := m2.List()
+	got, _ := c21(m2).List()
 	var wantIDs, gotIDs []string
 	for _, p := range want {
-		if p.WorkloadID != "a" {
-			wantIDs = append(wantIDs, fmt.Sprint(p))
-		}
+		wantIDs = append(wantIDs, fmt.Sprint(p))
 	}
 	for _, p := range got {
 		gotIDs = append(gotIDs, fmt.Sprint(p))
@@ -408,15 +445,13 @@ func TestRecovery(t *testing.T) {
 	if !slices.Equal(gotIDs, wantIDs) {
 		t.Fatalf("recovered %v\nwant %v", gotIDs, wantIDs)
 	}
-	if _, err := m2.SetNamedProxy("new", "a", []string{"http://10.0.0.9"}, false); err == nil || !strings.Contains(err.Error(), "several route files claimed it") {
-		t.Fatalf("disputed domain given away: %v", err)
+	if _, err := c21(m2).SetNamedProxy("new", "a", []string{"http://10.0.0.9"}, false); err == nil || !strings.Contains(err.Error(), "already registered") {
+		t.Fatalf("a's domain given away: %v", err)
 	}
 	// The routes stay as they were; everything else is in quarantine,
-	// with its content (a's as a file of its own, taken out of its group
-	// file); the temporary file is gone.
+	// with its content; the temporary file is gone.
 	after := snapshot(t, root)
 	delete(before, filepath.Join(proxy, ".a.yaml.123.tmp"))
-	before[filepath.Join(proxy, "a.yaml")] = a
 	quarantined := map[string]string{}
 	for path, content := range after {
 		if filepath.Dir(path) == filepath.Join(root, traefik.QuarantineDirName) {
@@ -424,14 +459,13 @@ func TestRecovery(t *testing.T) {
 			delete(after, path)
 		}
 	}
-	for _, id := range []string{"a", "dup1", "dup2", "garbage", "hand"} {
+	for _, id := range []string{"dup1", "dup2", "garbage", "hand"} {
 		path := filepath.Join(proxy, id+".yaml")
 		if quarantined[id] != before[path] {
 			t.Errorf("%s: quarantined as %q, want %q", id, quarantined[id], before[path])
 		}
 		delete(before, path)
 	}
-	delete(routesBefore, "a")
 	if routesAfter := grouped(t, root); !reflect.DeepEqual(routesAfter, routesBefore) {
 		t.Fatalf("recovery changed routes:\nbefore %v\nafter  %v", routesBefore, routesAfter)
 	}
@@ -448,7 +482,7 @@ func TestRecovery(t *testing.T) {
 	if fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Fatalf("recovery changed files outside the routes folder:\nbefore %v\nafter  %v", before, after)
 	}
-	if got, want := proxyEntries(t, root), layoutFiles("b", "c"); !slices.Equal(got, want) {
+	if got, want := proxyEntries(t, root), layoutFiles("a", "b", "c"); !slices.Equal(got, want) {
 		t.Fatalf("routes folder holds %v, want %v", got, want)
 	}
 }
@@ -512,14 +546,14 @@ func TestNodeAddressBackends(t *testing.T) {
 		field string
 	}{
 		{"http", func() error {
-			_, err := m.SetNamedProxy("wl", "a", []string{"http://10.0.0.1", "http://" + host + ":8080"}, false)
+			_, err := c21(m).SetNamedProxy("wl", "a", []string{"http://10.0.0.1", "http://" + host + ":8080"}, false)
 			return err
 		}, "backends[1]"},
 		{"passthrough", func() error {
-			_, err := m.SetNamedProxy("wl", "a", []string{"10.0.0.1:443", host + ":443"}, true)
+			_, err := c21(m).SetNamedProxy("wl", "a", []string{"10.0.0.1:443", host + ":443"}, true)
 			return err
 		}, "backends[1]"},
-		{"fqdn", func() error { return m.SetFQDNProxy("wl", "user.example", []string{"https://" + host}, false) }, "backends[0]"},
+		{"fqdn", func() error { return c21(m).SetFQDNProxy("wl", "user.example", []string{"https://" + host}, false) }, "backends[0]"},
 	}
 	for _, tt := range calls {
 		t.Run(tt.name, func(t *testing.T) {
@@ -530,10 +564,10 @@ func TestNodeAddressBackends(t *testing.T) {
 		})
 	}
 	// Loopback is the operator's to allow: the test suites do.
-	if _, err := m.SetNamedProxy("lo", "lo", []string{"http://127.0.0.1:8080", "http://[::1]:8080"}, false); err != nil {
+	if _, err := c21(m).SetNamedProxy("lo", "lo", []string{"http://127.0.0.1:8080", "http://[::1]:8080"}, false); err != nil {
 		t.Fatalf("allowed loopback refused: %v", err)
 	}
-	if list, _ := m.List(); len(list) != 1 {
+	if list, _ := c21(m).List(); len(list) != 1 {
 		t.Fatalf("List = %v", list)
 	}
 }
@@ -549,15 +583,15 @@ func TestNodeAddressRouteAtStart(t *testing.T) {
 		c.NodeAddrs = func() ([]netip.Addr, error) { return nil, nil }
 	})
 	b := netip.AddrPortFrom(addr, 443).String()
-	if _, err := before.SetNamedProxy("loops", "loops", []string{b}, true); err != nil {
+	if _, err := c21(before).SetNamedProxy("loops", "loops", []string{b}, true); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := before.SetNamedProxy("fine", "fine", []string{"10.0.0.1:443"}, true); err != nil {
+	if _, err := c21(before).SetNamedProxy("fine", "fine", []string{"10.0.0.1:443"}, true); err != nil {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer
 	m, _ := newModuleWith(t, root, func(c *Config) { c.Logger = zerolog.New(&logs) })
-	if list, _ := m.List(); len(list) != 1 || list[0].WorkloadID != "fine" {
+	if list, _ := c21(m).List(); len(list) != 1 || list[0].WorkloadID != "fine" {
 		t.Fatalf("List = %v", list)
 	}
 	if grouped(t, root)["loops"] != nil {
@@ -610,73 +644,62 @@ func quarantined(t testing.TB, root string) map[string][]string {
 	return out
 }
 
-// TestFailedFolderSyncKeepsIndexWithFolder guards the domain index: a write
-// whose folder sync failed after the rename is live, so the index must hold
-// it (else a second wlID could take its domain), and the caller must learn
-// that it is live but may not survive a power cut. Same for a delete.
-//
-// The sync fails through atomicfile.FailDirSync: no file system a test can
-// use fails fsync(2) of a folder after a rename into it succeeded (that
-// takes a failing block device, dm-flakey or dm-error, which needs root and
-// device-mapper). The seam replaces only that one call, on the routes
-// folder; every file and rename is real.
-func TestFailedFolderSyncKeepsIndexWithFolder(t *testing.T) {
+// TestStoreIsTheCommit guards the crash order: a Set is committed by the
+// store, before the routes folder is written. A folder whose sync fails no
+// longer fails a Set (the folder is derived and repaired at start); a store
+// that cannot commit fails it with nothing written; and what a crash
+// between the store's commit and the files left behind (a group file
+// missing, another stale) is repaired at the next start.
+func TestStoreIsTheCommit(t *testing.T) {
 	root := t.TempDir()
 	m, _ := newModule(t, root)
 	proxy := filepath.Join(root, traefik.RoutesDirName)
 	restore := atomicfile.FailDirSync(proxy, syscall.EIO)
-	defer restore()
-
-	_, err := m.SetNamedProxy("a", "app", []string{"http://10.0.0.1"}, false)
-	if err == nil || !strings.Contains(err.Error(), `route "a" is live`) || !strings.Contains(err.Error(), "power cut") {
-		t.Fatalf("err = %v, want it to say the route is live but may not survive a power cut", err)
-	}
-	if grouped(t, root)["a"] == nil {
-		t.Fatal("route not in its group file")
-	}
-	if list, _ := m.List(); len(list) != 1 || list[0].FQDN != "app.gw.example" {
-		t.Fatalf("List = %v, want the live route", list)
-	}
-	if _, err := m.SetNamedProxy("b", "app", []string{"http://10.0.0.2"}, false); err == nil || !strings.Contains(err.Error(), "already registered") {
-		t.Fatalf("a second wlID took the live route's domain: %v", err)
-	}
-
-	err = m.DeleteNamedProxy("a")
-	if err == nil || !strings.Contains(err.Error(), `route "a" is deleted`) || !strings.Contains(err.Error(), "power cut") {
-		t.Fatalf("err = %v, want it to say the route is deleted but may come back after a power cut", err)
-	}
-	if grouped(t, root)["a"] != nil {
-		t.Fatal("route still in its group file")
-	}
-	if list, _ := m.List(); len(list) != 0 {
-		t.Fatalf("List = %v after the delete", list)
+	if _, err := c21(m).SetNamedProxy("a", "app", []string{"http://10.0.0.1"}, false); err != nil {
+		t.Fatalf("a folder that does not sync failed the Set: %v", err)
 	}
 	restore()
-	if _, err := m.SetNamedProxy("b", "app", []string{"http://10.0.0.2"}, false); err != nil {
-		t.Fatalf("deleted route's domain not freed: %v", err)
+	if _, err := c21(m).SetNamedProxy("b", "b", []string{"http://10.0.0.2"}, false); err != nil {
+		t.Fatal(err)
 	}
-}
+	want := grouped(t, root)
 
-// TestSetAgainAfterFailedSyncSyncs guards what docs/API.md promises after a
-// failed folder sync: the same Set again, which writes nothing, syncs the
-// folder and succeeds.
-func TestSetAgainAfterFailedSyncSyncs(t *testing.T) {
-	root := t.TempDir()
-	m, _ := newModule(t, root)
-	proxy := filepath.Join(root, traefik.RoutesDirName)
-	restore := atomicfile.FailDirSync(proxy, syscall.EIO)
-	if _, err := m.SetNamedProxy("a", "app", []string{"http://10.0.0.1"}, false); err == nil || !strings.Contains(err.Error(), "power cut") {
-		restore()
-		t.Fatalf("err = %v, want it to say the route may not survive a power cut", err)
+	// The crash: one route's group file lost, the other's stale.
+	for _, id := range []string{"a", "b"} {
+		path := filepath.Join(proxy, traefik.GroupName(id)+traefik.FileExt)
+		if id == "a" {
+			if err := os.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		stale := route{id: "b", fqdn: "b.gw.example", kind: KindName, name: "b", backends: backends(t, false, "http://10.0.0.99")}
+		if err := os.WriteFile(path, []byte(routeYAML(t, stale.render())), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
-	// Still failing: the same Set says so again, rather than nil.
-	if _, err := m.SetNamedProxy("a", "app", []string{"http://10.0.0.1"}, false); err == nil || !strings.Contains(err.Error(), "power cut") {
-		restore()
-		t.Fatalf("err = %v, want it to say the route may not survive a power cut", err)
+	m2, _ := newModule(t, root)
+	if got := grouped(t, root); !reflect.DeepEqual(got, want) {
+		t.Fatalf("after the restart the folder holds %v, want %v", got, want)
 	}
-	restore()
-	if _, err := m.SetNamedProxy("a", "app", []string{"http://10.0.0.1"}, false); err != nil {
-		t.Fatalf("the same Set once the folder syncs: %v", err)
+	if q := quarantined(t, root); len(q) != 0 {
+		t.Fatalf("quarantine holds %v", q)
+	}
+
+	// A store that cannot commit: the Set fails and writes nothing.
+	before := snapshot(t, root)
+	m2.store.Close()
+	if _, err := c21(m2).SetNamedProxy("c", "c", []string{"http://10.0.0.3"}, false); err == nil {
+		t.Fatal("a Set succeeded without its store")
+	}
+	if err := c21(m2).DeleteNamedProxy("a"); err == nil {
+		t.Fatal("a delete succeeded without its store")
+	}
+	if after := snapshot(t, root); !reflect.DeepEqual(after, before) {
+		t.Fatal("a Set or delete that failed changed files")
+	}
+	if list, _ := c21(m2).List(); len(list) != 2 {
+		t.Fatalf("List = %v", list)
 	}
 }
 
@@ -716,7 +739,7 @@ func TestSlowResolverDoesNotStarveOtherCalls(t *testing.T) {
 		c.Workers = workers
 		c.LookupTimeout = 2 * time.Second
 	})
-	if _, err := m.SetNamedProxy("named", "named", []string{"http://10.0.0.1"}, false); err != nil {
+	if _, err := c21(m).SetNamedProxy("named", "named", []string{"http://10.0.0.1"}, false); err != nil {
 		t.Fatal(err)
 	}
 
@@ -743,7 +766,7 @@ func TestSlowResolverDoesNotStarveOtherCalls(t *testing.T) {
 	for i := range sets {
 		queue <- func() {
 			start := time.Now()
-			err := m.SetFQDNProxy(fmt.Sprintf("fqdn%d", i), fmt.Sprintf("slow%d.example", i), []string{"http://10.0.0.1"}, false)
+			err := c21(m).SetFQDNProxy(fmt.Sprintf("fqdn%d", i), fmt.Sprintf("slow%d.example", i), []string{"http://10.0.0.1"}, false)
 			results <- result{err, time.Since(start)}
 		}
 	}
@@ -762,8 +785,8 @@ func TestSlowResolverDoesNotStarveOtherCalls(t *testing.T) {
 			t.Fatalf("%s did not answer within 200ms while domain checks wait on a silent resolver", name)
 		}
 	}
-	answer("List", func() error { _, err := m.List(); return err })
-	answer("DeleteNamedProxy", func() error { return m.DeleteNamedProxy("named") })
+	answer("List", func() error { _, err := c21(m).List(); return err })
+	answer("DeleteNamedProxy", func() error { return c21(m).DeleteNamedProxy("named") })
 
 	var busy, timedOut int
 	for range sets {
@@ -801,10 +824,10 @@ func TestLongPrefix(t *testing.T) {
 	root := t.TempDir()
 	m, _ := newModuleWith(t, root, func(c *Config) { c.Domain = long })
 	fits := strings.Repeat("p", 253-1-len(long))
-	if _, err := m.SetNamedProxy("fits", fits, []string{"http://10.0.0.1"}, false); err != nil {
+	if _, err := c21(m).SetNamedProxy("fits", fits, []string{"http://10.0.0.1"}, false); err != nil {
 		t.Fatalf("a 253-byte name refused: %v", err)
 	}
-	_, err := m.SetNamedProxy("over", fits+"q", []string{"http://10.0.0.1"}, false)
+	_, err := c21(m).SetNamedProxy("over", fits+"q", []string{"http://10.0.0.1"}, false)
 	if err == nil || !strings.Contains(err.Error(), "invalid prefix") || !strings.Contains(err.Error(), "253") {
 		t.Fatalf("err = %v, want the prefix refused for the 253-byte limit", err)
 	}
@@ -812,7 +835,7 @@ func TestLongPrefix(t *testing.T) {
 		t.Fatal("refused route written")
 	}
 	m2, _ := newModuleWith(t, root, func(c *Config) { c.Domain = long })
-	if list, _ := m2.List(); len(list) != 1 || list[0].WorkloadID != "fits" {
+	if list, _ := c21(m2).List(); len(list) != 1 || list[0].WorkloadID != "fits" {
 		t.Fatalf("after a restart List = %v", list)
 	}
 }
@@ -835,13 +858,13 @@ func TestSetThatChangesNothingWritesNothing(t *testing.T) {
 	}
 	set := func(m *Module) {
 		t.Helper()
-		if _, err := m.SetNamedProxy("a", "App", []string{"http://10.0.0.1", "https://10.0.0.2:8443"}, false); err != nil {
+		if _, err := c21(m).SetNamedProxy("a", "App", []string{"http://10.0.0.1", "https://10.0.0.2:8443"}, false); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := m.SetNamedProxy("b", "b", []string{"https://10.0.0.3:443"}, true); err != nil {
+		if _, err := c21(m).SetNamedProxy("b", "b", []string{"https://10.0.0.3:443"}, true); err != nil {
 			t.Fatal(err)
 		}
-		if err := m.SetFQDNProxy("c", "USER.example.", []string{"http://[2001:db8::1]:8080"}, false); err != nil {
+		if err := c21(m).SetFQDNProxy("c", "USER.example.", []string{"http://[2001:db8::1]:8080"}, false); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -862,7 +885,7 @@ func TestSetThatChangesNothingWritesNothing(t *testing.T) {
 	}
 
 	// A change is written; so is a file removed by hand.
-	if _, err := m2.SetNamedProxy("a", "app", []string{"http://10.0.0.9"}, false); err != nil {
+	if _, err := c21(m2).SetNamedProxy("a", "app", []string{"http://10.0.0.9"}, false); err != nil {
 		t.Fatal(err)
 	}
 	if inode("a") == before["a"] {
@@ -871,7 +894,7 @@ func TestSetThatChangesNothingWritesNothing(t *testing.T) {
 	if err := os.Remove(file("b")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m2.SetNamedProxy("b", "b", []string{"https://10.0.0.3:443"}, true); err != nil {
+	if _, err := c21(m2).SetNamedProxy("b", "b", []string{"https://10.0.0.3:443"}, true); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(file("b")); err != nil {

@@ -2,9 +2,11 @@ package gateway
 
 import "github.com/threefoldtech/gateway/pkg/traefik"
 
-// Publisher is where routes are published for Traefik and read back when the
-// module starts. How routes are laid out (files, names, folders) is its
-// business alone; traefik.Routes is the implementation the daemon uses.
+// Publisher is where routes are published for Traefik. What it publishes is
+// derived from the module's store, never read back as routes (but once, to
+// import what an earlier version left). How routes are laid out (files,
+// names, folders) is its business alone; traefik.Routes is the
+// implementation the daemon uses.
 //
 // Nothing may be published that the module's index does not account for:
 // Traefik would serve it, or, for a file it cannot parse, stop applying
@@ -30,24 +32,23 @@ type Publisher interface {
 	// traefik.ErrNotDurable: the changes are live but may not survive a
 	// power cut.
 	Sync() error
-	// PublishAll makes each configuration of cfgs the live configuration
-	// of its route, durably, at the least cost to Traefik, and once they
-	// are all live removes what Load read them from in an older layout.
-	// It returns how many routes it so converted. An error that wraps
-	// traefik.ErrNotDurable means the routes are live; after any error
-	// the older layout is left as it is.
-	PublishAll(cfgs map[string]*traefik.Configuration) (converted int, err error)
+	// Reset makes the published routes exactly cfgs, durably, at start,
+	// writing only what differs, and returns how many files it changed.
+	Reset(cfgs map[string]*traefik.Configuration) (changed int, err error)
+	// Importables returns what earlier versions published, for the first
+	// start with a store; KeepImported keeps a copy of each file routes
+	// were imported from, before Reset and ImportDone write over or remove
+	// it.
+	Importables() ([]traefik.Importable, error)
+	KeepImported(files []traefik.Importable) error
+	// ImportDone removes the imported files Reset does not write over.
+	ImportDone(files []traefik.Importable) error
 	// PublishAnchor makes cfg the anchor router, the one that carries the
 	// resolver of the gateway domain's wildcard certificate, or removes it
 	// when cfg is nil, durably. An error that wraps
 	// traefik.ErrNotDurable means the change took place; any other means
 	// nothing changed.
 	PublishAnchor(cfg *traefik.Configuration) error
-	// Load calls fn with every published route and its configuration, or
-	// with the reason it could not be read back. A route can come twice
-	// while a conversion of the layout is unfinished; entries that cannot
-	// be routes at all are not passed to fn; Sweep moves them.
-	Load(fn func(id string, cfg *traefik.Configuration, err error)) error
 	// Quarantine moves whatever is published under id, route or not, to
 	// quarantine; nothing there gives none.
 	Quarantine(id, reason string) ([]traefik.Quarantined, error)

@@ -1,13 +1,9 @@
 package gateway
 
 import (
-	"fmt"
 	"net/netip"
-	"reflect"
-	"strings"
 	"time"
 
-	"github.com/threefoldtech/gateway/internal/dnsname"
 	"github.com/threefoldtech/gateway/pkg/traefik"
 )
 
@@ -36,11 +32,15 @@ const (
 
 // route is one validated route: what the index holds and a file renders.
 type route struct {
-	id          string
-	fqdn        string
-	kind        Kind
+	id   string
+	fqdn string
+	kind Kind
+	// name is the label of a name proxy under the gateway domain.
+	name        string
 	backends    []Backend
 	passthrough bool
+	// contract is the bus contract the route was set through.
+	contract string
 }
 
 // acme tells whether the route needs a certificate of its own from the
@@ -74,6 +74,20 @@ func challengeRule(fqdn string) string {
 // its name to the backend's port 80, so the backend can get its own
 // certificate although the entry point redirects everything else to HTTPS.
 func (r route) render() *traefik.Configuration {
+	cfg := r.renderRoute()
+	if renderExtra != nil {
+		renderExtra(r.id, cfg)
+	}
+	return cfg
+}
+
+// renderExtra, when set, changes what every route renders into: the tests
+// use it to show that a change of the rendering costs no route on upgrade.
+var renderExtra func(id string, cfg *traefik.Configuration)
+
+// renderRoute builds the Traefik configuration of a route as this version
+// renders it.
+func (r route) renderRoute() *traefik.Configuration {
 	if r.passthrough {
 		tcpServers := make([]traefik.TCPServer, len(r.backends))
 		httpServers := make([]traefik.Server, len(r.backends))
@@ -157,29 +171,6 @@ func (r route) render() *traefik.Configuration {
 	return cfg
 }
 
-// renderLegacy builds the configuration the one-file-per-route layout gave a
-// name proxy that terminates TLS: its router carried the DNS-01 resolver
-// and the wildcard of domain. Such a route is still read back at start, and
-// written again in the current shape.
-func (r route) renderLegacy(domain string) *traefik.Configuration {
-	cfg := r.render()
-	cfg.HTTP.Routers[r.id].TLS = &traefik.RouterTLSConfig{
-		CertResolver: traefik.ResolverDNS,
-		Domains:      []traefik.Domain{{Main: domain, SANs: []string{"*." + domain}}},
-	}
-	return cfg
-}
-
-// renderLegacyFQDN builds the configuration earlier versions gave an FQDN
-// proxy that terminates TLS: its router carried Traefik's HTTP-01 resolver.
-// Such a route is still read back at start, and written again in the
-// current shape.
-func (r route) renderLegacyFQDN() *traefik.Configuration {
-	cfg := r.render()
-	cfg.HTTP.Routers[r.id].TLS.CertResolver = traefik.ResolverHTTP
-	return cfg
-}
-
 // anchorPath is the path of the anchor router's rule: no client asks for
 // it, and no route can serve the gateway domain itself.
 const anchorPath = "/.well-known/gateway-anchor/"
@@ -236,110 +227,4 @@ func renderAnchor(domain string, cert *traefik.TLSCertificate, users []*traefik.
 		return nil
 	}
 	return cfg
-}
-
-// parseRoute reads back a configuration the gateway wrote for workload id.
-// It accepts only what render produces: the route it finds is rendered again
-// and must give the same configuration, so a file edited by hand or written
-// by something else is never taken for a route.
-func parseRoute(id string, cfg *traefik.Configuration, domain string) (route, error) {
-	if err := ValidateWorkloadID(id); err != nil {
-		return route{}, err
-	}
-	r := route{id: id}
-	var legacy func(route) *traefik.Configuration
-	switch {
-	case cfg.TCP != nil:
-		rt, ok := cfg.TCP.Routers[id]
-		svc, ok2 := cfg.TCP.Services[id]
-		if !ok || !ok2 || rt == nil || svc == nil || svc.LoadBalancer == nil {
-			return route{}, fmt.Errorf("no TCP router and service named %q", id)
-		}
-		fqdn, ok := unwrap(rt.Rule, "HostSNI(`", "`)")
-		if !ok {
-			return route{}, fmt.Errorf("unexpected TCP rule %q", rt.Rule)
-		}
-		r.passthrough = true
-		r.fqdn = fqdn
-		for _, s := range svc.LoadBalancer.Servers {
-			b, err := ParseBackend("server", s.Address, true)
-			if err != nil {
-				return route{}, err
-			}
-			r.backends = append(r.backends, b)
-		}
-	case cfg.HTTP != nil:
-		rt, ok := cfg.HTTP.Routers[id]
-		svc, ok2 := cfg.HTTP.Services[id]
-		if !ok || !ok2 || rt == nil || svc == nil || svc.LoadBalancer == nil {
-			return route{}, fmt.Errorf("no HTTP router and service named %q", id)
-		}
-		fqdn, ok := unwrap(rt.Rule, "Host(`", "`)")
-		if !ok {
-			return route{}, fmt.Errorf("unexpected HTTP rule %q", rt.Rule)
-		}
-		r.fqdn = fqdn
-		for _, s := range svc.LoadBalancer.Servers {
-			b, err := ParseBackend("server", s.URL, false)
-			if err != nil {
-				return route{}, err
-			}
-			r.backends = append(r.backends, b)
-		}
-		if rt.TLS != nil {
-			fqdnTLS := len(rt.TLS.Domains) > 0
-			switch {
-			case rt.TLS.CertResolver == "" && !fqdnTLS:
-				r.kind = KindName
-			case rt.TLS.CertResolver == "":
-				r.kind = KindFQDN
-			case rt.TLS.CertResolver == traefik.ResolverDNS:
-				r.kind = KindName
-				legacy = func(r route) *traefik.Configuration {
-					// The wildcard certificate names the domain the
-					// route was written for.
-					return r.renderLegacy(strings.SplitN(r.fqdn, ".", 2)[1])
-				}
-			case rt.TLS.CertResolver == traefik.ResolverHTTP:
-				r.kind = KindFQDN
-				legacy = route.renderLegacyFQDN
-			}
-		}
-	default:
-		return route{}, fmt.Errorf("no routers")
-	}
-	norm, err := NormalizeFQDN(r.fqdn)
-	if err != nil || norm != r.fqdn {
-		return route{}, fmt.Errorf("unexpected domain %q", r.fqdn)
-	}
-	if r.kind == "" {
-		r.kind = KindFQDN
-		if domain != "" && dnsname.IsUnder(r.fqdn, domain) {
-			r.kind = KindName
-		}
-	}
-	if len(r.backends) == 0 || len(r.backends) > MaxBackends {
-		return route{}, fmt.Errorf("%d backends", len(r.backends))
-	}
-	want := r.render()
-	if legacy != nil {
-		want = legacy(r)
-	}
-	if !reflect.DeepEqual(want, cfg) {
-		return route{}, fmt.Errorf("configuration differs from what the gateway writes for this route")
-	}
-	return r, nil
-}
-
-// unwrap returns s without prefix and suffix, if it has both and nothing in
-// between could end the quoted value early.
-func unwrap(s, prefix, suffix string) (string, bool) {
-	if !strings.HasPrefix(s, prefix) || !strings.HasSuffix(s, suffix) || len(s) < len(prefix)+len(suffix) {
-		return "", false
-	}
-	v := s[len(prefix) : len(s)-len(suffix)]
-	if strings.ContainsAny(v, "`()&|!, ") {
-		return "", false
-	}
-	return v, true
 }

@@ -100,7 +100,7 @@ func TestLegacyNameProxyReadBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := route{id: "wl-1", fqdn: "app.gw.example", kind: KindName, backends: backends(t, false, "http://10.0.0.1:8080", "http://[2a02:1802::5]")}
+	want := route{id: "wl-1", fqdn: "app.gw.example", kind: KindName, name: "app", backends: backends(t, false, "http://10.0.0.1:8080", "http://[2a02:1802::5]")}
 	// The gateway domain may have changed since: the file names its own.
 	for _, domain := range []string{"gw.example", "other.example", ""} {
 		back, err := parseRoute("wl-1", cfg, domain)

@@ -79,18 +79,18 @@ func TestListCarriesStatus(t *testing.T) {
 		{"wl-pass", "pass", []string{"10.0.0.3:443", "10.0.0.4:443"}, true},
 		{"wl-new", "new", []string{"http://10.0.0.5"}, false},
 	} {
-		if _, err := m.SetNamedProxy(s.id, s.prefix, s.backends, s.passthrough); err != nil {
+		if _, err := c21(m).SetNamedProxy(s.id, s.prefix, s.backends, s.passthrough); err != nil {
 			t.Fatal(err)
 		}
 	}
 
-	if list, _ := m.List(); slices.ContainsFunc(list, func(p Proxy) bool { return p.Status != nil }) {
+	if list, _ := c21(m).List(); slices.ContainsFunc(list, func(p Proxy) bool { return p.Status != nil }) {
 		t.Fatal("status before any reading")
 	}
 	if err := m.readStatus(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	list, _ := m.List()
+	list, _ := c21(m).List()
 	got := map[string]*RouteStatus{}
 	for _, p := range list {
 		got[p.WorkloadID] = p.Status
@@ -114,7 +114,7 @@ func TestListCarriesStatus(t *testing.T) {
 	if err := m.readStatus(context.Background()); err == nil {
 		t.Fatal("readStatus without Traefik succeeded")
 	}
-	if list, _ := m.List(); slices.ContainsFunc(list, func(p Proxy) bool { return p.Status != nil }) {
+	if list, _ := c21(m).List(); slices.ContainsFunc(list, func(p Proxy) bool { return p.Status != nil }) {
 		t.Fatal("an old status listed while Traefik cannot be asked")
 	}
 }

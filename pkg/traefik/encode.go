@@ -2,6 +2,7 @@ package traefik
 
 import (
 	"bytes"
+	"fmt"
 	"maps"
 	"slices"
 )
@@ -46,39 +47,31 @@ type encoded struct {
 	parts [numSections][]byte
 }
 
-// encodeRoute encodes the configuration of route id.
+// encodeRoute encodes the configuration of route id: every element of
+// each section, those named id~<suffix> beside the one named id.
 func encodeRoute(id string, cfg *Configuration) (*encoded, error) {
 	e := &encoded{cfg: cfg}
-	add := func(s section, v any) error {
-		data, err := marshalValue(map[string]any{id: v})
-		if err != nil {
-			return err
-		}
-		e.parts[s] = indent(data, sectionIndent)
-		return nil
-	}
 	var err error
+	add := func(s section, n int, v any) {
+		if n == 0 || err != nil {
+			return
+		}
+		var data []byte
+		if data, err = marshalValue(v); err == nil {
+			e.parts[s] = indent(data, sectionIndent)
+		}
+	}
 	if h := cfg.HTTP; h != nil {
-		if v, ok := h.Routers[id]; ok && err == nil {
-			err = add(httpRouters, v)
-		}
-		if v, ok := h.Middlewares[id]; ok && err == nil {
-			err = add(httpMiddlewares, v)
-		}
-		if v, ok := h.Services[id]; ok && err == nil {
-			err = add(httpServices, v)
-		}
+		add(httpRouters, len(h.Routers), h.Routers)
+		add(httpMiddlewares, len(h.Middlewares), h.Middlewares)
+		add(httpServices, len(h.Services), h.Services)
 	}
 	if t := cfg.TCP; t != nil {
-		if v, ok := t.Routers[id]; ok && err == nil {
-			err = add(tcpRouters, v)
-		}
-		if v, ok := t.Services[id]; ok && err == nil {
-			err = add(tcpServices, v)
-		}
+		add(tcpRouters, len(t.Routers), t.Routers)
+		add(tcpServices, len(t.Services), t.Services)
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("route %q: %w", id, err)
 	}
 	return e, nil
 }

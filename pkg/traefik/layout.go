@@ -95,12 +95,13 @@ func parseGroupName(name string) (int, bool) {
 }
 
 // Split returns the configuration of each route that cfg holds. Every
-// element (router, middleware, service, HTTP or TCP) belongs to the route it
-// is named after; a route's configuration holds only the kinds of elements
-// it has, so that it equals what the gateway rendered for it.
+// element (router, middleware, service, HTTP or TCP) belongs to the route
+// its name begins with (Owner); a route's configuration holds only the kinds
+// of elements it has, so that it equals what the gateway rendered for it.
 func Split(cfg *Configuration) map[string]*Configuration {
 	out := make(map[string]*Configuration)
-	get := func(id string) *Configuration {
+	get := func(name string) *Configuration {
+		id := Owner(name)
 		c, ok := out[id]
 		if !ok {
 			c = &Configuration{}
@@ -144,6 +145,18 @@ func Split(cfg *Configuration) map[string]*Configuration {
 	return out
 }
 
+// Owner returns the route an element of the routes folder belongs to: a
+// route names its elements id, or id~<anything> when it has several of one
+// kind ('~' is in no route ID). The reserved names of the anchor file are
+// their own owners.
+func Owner(name string) string {
+	if name == AnchorName || name == ChallengeName {
+		return name
+	}
+	id, _, _ := strings.Cut(name, "~")
+	return id
+}
+
 // Merge returns one configuration holding every route of routes. Names do
 // not collide: each route's elements are named after it (see checkNamed).
 func Merge(routes map[string]*Configuration) *Configuration {
@@ -168,15 +181,16 @@ func Merge(routes map[string]*Configuration) *Configuration {
 	return out
 }
 
-// checkNamed refuses a route configuration with an element not named id, or
-// with no element at all: Split would give it to another route, or lose it.
+// checkNamed refuses a route configuration with an element not named id or
+// id~<suffix>, or with no element at all: Split would give it to another
+// route, or lose it.
 func checkNamed(id string, cfg *Configuration) error {
 	if cfg.TLS != nil {
 		return fmt.Errorf("configuration of route %q: a route has no tls section", id)
 	}
 	parts := Split(cfg)
 	if _, ok := parts[id]; !ok || len(parts) != 1 {
-		return fmt.Errorf("configuration of route %q: every router, middleware and service must be named %q", id, id)
+		return fmt.Errorf("configuration of route %q: every router, middleware and service must be named %q or %q", id, id, id+"~<suffix>")
 	}
 	return nil
 }

@@ -44,10 +44,15 @@ const fileProviderSuffix = "@file"
 // layout of layout.go: <root>/proxy/routes~NN.yaml, the group files, each
 // holding the routes whose ID hashes to it, every router, middleware and
 // service named after its route; <root>/proxy/gateway~anchor.yaml, the
-// reserved file of the anchor router; and, only while PublishAll converts the
-// folder from one file per route, <root>/proxy/+converting.yaml, the hold
-// file. Everything else found in <root>/proxy is moved to
+// reserved file of the anchor router; and, only while ImportDone removes
+// the files routes were imported from, <root>/proxy/+converting.yaml, the
+// hold file (imports.go). Everything else found in <root>/proxy is moved to
 // <root>/proxy-quarantine. It is the only place that knows this layout.
+//
+// What it publishes is derived: the gateway's store holds the routes as
+// callers asked for them, and Reset writes the folder from them at start.
+// Routes never reads its own files back to learn what the routes are; it
+// reads them only to notice a change made behind its back.
 //
 // Traefik's file provider loads more than the gateway writes (files in
 // subfolders, hidden files, .yml and .toml files, links), and one file it
@@ -67,23 +72,16 @@ type Routes struct {
 	groups [NumGroups]group
 	// anchor is the anchor the gateway publishes.
 	anchor anchor
-	// legacy are the files of the one-file-per-route layout that Load
-	// read, by route, with their stamps; PublishAll removes them.
-	legacy map[string]Stamp
 	// pending are entries moved to quarantine by a write, that the next
 	// Sweep returns.
 	pending []Quarantined
-	// held is set while the hold file is in the folder.
-	held bool
 	// reads counts the group files read, for the tests.
 	reads int
 }
 
 // group is one group file as the gateway last wrote or read it.
 type group struct {
-	// routes holds the configuration of each route in the file. After Load
-	// it also holds the routes the module refused and routes that belong to
-	// another group, until Sweep takes them out.
+	// routes holds the configuration of each route in the file.
 	routes map[string]*Configuration
 	// encoded holds the routes as last written, encoded (encode.go): a
 	// route whose configuration is the same pointer is not encoded again.
@@ -114,7 +112,6 @@ func OpenRoutes(root string) (*Routes, error) {
 	return &Routes{
 		dir:        dir,
 		quarantine: filepath.Join(filepath.Dir(dir.Path()), QuarantineDirName),
-		legacy:     make(map[string]Stamp),
 	}, nil
 }
 
@@ -224,119 +221,6 @@ func (r *Routes) Unpublish(id string) error {
 // routes. An error wraps ErrNotDurable: the changes are live.
 func (r *Routes) Sync() error { return r.dir.Sync() }
 
-// PublishAll makes cfgs the configuration of their routes, as Publish does
-// for each, writing each group file that changes once. The routes Load read
-// from files of the one-file-per-route layout (<id>.yaml) and that cfgs
-// holds are then, and only then, removed from there: until every group is
-// written, those files keep serving them. It returns how many such files it
-// removed. An error, ErrNotDurable included, leaves the files of the old
-// layout where they are; a later PublishAll finishes the job.
-//
-// While both exist Traefik reads the same routers twice and keeps the first
-// it reads; both copies route the same way.
-//
-// Traefik reads the whole folder again at each event in it, and the
-// removal of each old file is one or more events: at thousands of routes
-// that would cost it hours. So while it converts, PublishAll puts the hold
-// file first in the folder: Traefik then refuses each reload at once and
-// keeps serving every route as it had them, until the hold file goes, last,
-// and Traefik reads the converted folder once.
-func (r *Routes) PublishAll(cfgs map[string]*Configuration) (converted int, err error) {
-	for id, cfg := range cfgs {
-		if err := checkName(id); err != nil {
-			return 0, err
-		}
-		if err := checkNamed(id, cfg); err != nil {
-			return 0, err
-		}
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	converting := false
-	for id := range r.legacy {
-		if _, ok := cfgs[id]; ok {
-			converting = true
-		}
-	}
-	if converting && !r.held {
-		if err := r.dir.Write(holdFile, []byte(holdContent)); err != nil && !errors.Is(err, ErrNotDurable) {
-			return 0, fmt.Errorf("holding traefik's reloads: %w", err)
-		}
-		r.held = true
-	}
-	var watch *opensWatch
-	if r.held {
-		// Best effort: without it the hold file goes at once.
-		watch, _ = watchOpens(r.dir.Path())
-	}
-	defer func() {
-		if watch != nil {
-			watch.waitIdle(holdIdle, holdMaxWait)
-			watch.close()
-		}
-		if !r.held {
-			return
-		}
-		// Last: Traefik reads the folder once, as it is now.
-		if herr := r.dir.Remove(holdFile); herr != nil && !errors.Is(herr, ErrNotDurable) {
-			err = errors.Join(err, fmt.Errorf("letting traefik reload again: %w", herr))
-			return
-		}
-		r.held = false
-	}()
-	changed := make(map[int]map[string]*Configuration)
-	for id, cfg := range cfgs {
-		n := GroupOf(id)
-		if old, ok := r.groups[n].routes[id]; ok && reflect.DeepEqual(old, cfg) {
-			continue
-		}
-		if changed[n] == nil {
-			changed[n] = maps.Clone(r.groups[n].routes)
-			if changed[n] == nil {
-				changed[n] = make(map[string]*Configuration)
-			}
-		}
-		changed[n][id] = cfg
-	}
-	for _, n := range slices.Sorted(maps.Keys(changed)) {
-		if err := r.refresh(n); err != nil {
-			return 0, err
-		}
-		if err := r.writeGroup(n, changed[n], true); err != nil {
-			return 0, err
-		}
-	}
-	// Every route is in its group: the old files go, their folder synced
-	// once for all.
-	removed := 0
-	for _, id := range slices.Sorted(maps.Keys(r.legacy)) {
-		if _, ok := cfgs[id]; !ok {
-			continue
-		}
-		st, exists, err := r.dir.stat(id)
-		if err != nil {
-			return removed, err
-		}
-		if exists && st != r.legacy[id] {
-			// Changed since Load: not what was converted. Sweep moves it.
-			continue
-		}
-		if exists {
-			if err := os.Remove(r.dir.File(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return removed, fmt.Errorf("removing %s: %w", r.dir.File(id), err)
-			}
-			removed++
-		}
-		delete(r.legacy, id)
-	}
-	if removed > 0 {
-		if err := atomicfile.SyncDir(r.dir.Path()); err != nil {
-			return removed, fmt.Errorf("%d files of the one-file-per-route layout removed from %s, but %w: %w", removed, r.dir.Path(), ErrNotDurable, err)
-		}
-	}
-	return removed, nil
-}
-
 // PublishAnchor makes cfg the content of the reserved file, or removes it
 // when cfg is nil. A file that holds exactly cfg is left as it is, so a
 // restart costs Traefik no reload; one that holds something else than the
@@ -431,69 +315,6 @@ func (r *Routes) writeAnchor() error {
 	}
 	r.anchor.stamp = st
 	return err
-}
-
-// Load calls fn with every route of the folder and its configuration, or
-// with the reason it could not be read back: the routes of each group file
-// that hash to it, then those of the files of the one-file-per-route layout
-// (<id>.yaml), which PublishAll converts. A route can come twice, from its
-// group and from an old file, when a conversion was interrupted. Group files
-// that cannot be read back, routes in another group than their own and
-// entries that cannot be routes at all are not passed to fn; Sweep moves
-// them.
-func (r *Routes) Load(fn func(id string, cfg *Configuration, err error)) error {
-	entries, err := os.ReadDir(r.dir.Path())
-	if err != nil {
-		return fmt.Errorf("listing %s: %w", r.dir.Path(), err)
-	}
-	type found struct {
-		id  string
-		cfg *Configuration
-		err error
-	}
-	var grouped, legacy []found
-	r.mu.Lock()
-	r.groups = [NumGroups]group{}
-	r.anchor = anchor{}
-	r.legacy = make(map[string]Stamp)
-	r.held = false
-	for _, e := range entries {
-		c := classify(e)
-		switch c.kind {
-		case entryGroup:
-			routes, st, err := r.readGroup(c.group)
-			if err != nil {
-				continue
-			}
-			r.groups[c.group] = group{routes: routes, stamp: st}
-			for _, id := range slices.Sorted(maps.Keys(routes)) {
-				if GroupOf(id) == c.group {
-					grouped = append(grouped, found{id, routes[id], nil})
-				}
-			}
-		case entryHold:
-			r.held = true
-		case entryLegacy:
-			data, st, err := r.dir.readStamped(c.id)
-			switch {
-			case errors.Is(err, fs.ErrNotExist):
-				legacy = append(legacy, found{c.id, nil, fmt.Errorf("file vanished while loading")})
-			case err != nil:
-				legacy = append(legacy, found{c.id, nil, err})
-			default:
-				cfg, err := unmarshalRoutes(data)
-				if err == nil {
-					r.legacy[c.id] = st
-				}
-				legacy = append(legacy, found{c.id, cfg, err})
-			}
-		}
-	}
-	r.mu.Unlock()
-	for _, f := range append(grouped, legacy...) {
-		fn(f.id, f.cfg, f.err)
-	}
-	return nil
 }
 
 // readGroup reads group file n and splits it into routes.
@@ -616,8 +437,6 @@ func (r *Routes) Sweep(keep func(id string) bool) ([]Quarantined, error) {
 		}
 	}
 	out := r.move(foreign)
-	// PublishAll, which removes the hold file, does not run meanwhile.
-	r.held = false
 	r.sweepAnchor(anchorPresent)
 	for n := range NumGroups {
 		r.sweepGroup(n, present[n], keep)

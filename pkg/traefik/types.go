@@ -60,7 +60,14 @@ type Router struct {
 
 // Middleware is an HTTP middleware; the gateway uses Retry only.
 type Middleware struct {
-	Retry *Retry `yaml:"retry,omitempty"`
+	Retry   *Retry   `yaml:"retry,omitempty"`
+	Headers *Headers `yaml:"headers,omitempty"`
+}
+
+// Headers sets headers of requests and responses.
+type Headers struct {
+	// CustomResponseHeaders are set on every response.
+	CustomResponseHeaders map[string]string `yaml:"customResponseHeaders,omitempty"`
 }
 
 // Retry sends a request again, to the next server of the service, when the

@@ -28,6 +28,7 @@ import (
 	"github.com/threefoldtech/gateway/pkg/gateway/stubs"
 	"github.com/threefoldtech/gateway/pkg/gateway/zos"
 	"github.com/threefoldtech/gateway/pkg/meter"
+	"github.com/threefoldtech/gateway/pkg/store"
 	"github.com/threefoldtech/gateway/pkg/traefik"
 	"github.com/threefoldtech/gateway/test/harness"
 )
@@ -43,6 +44,8 @@ type node struct {
 	done   chan struct{}
 	// table is the nftables table of the node's byte counters.
 	table string
+	// db is the store of the module served now.
+	db *store.Store
 }
 
 type nodeOptions struct {
@@ -90,11 +93,22 @@ func startNode(t testing.TB, opts nodeOptions) *node {
 // test ends or stop is called.
 func (n *node) serve(t testing.TB, opts nodeOptions) {
 	t.Helper()
+	if n.db != nil {
+		// A restart: the module before let go of the store.
+		n.db.Close()
+	}
+	db, err := store.Open(filepath.Join(n.root, store.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.db = db
+	t.Cleanup(func() { db.Close() })
 	routes, err := traefik.OpenRoutes(n.root)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := gateway.Config{
+		Store:     db,
 		Routes:    routes,
 		Domain:    opts.domain,
 		PublicIPs: opts.publicIPs,
@@ -120,11 +134,14 @@ func (n *node) serve(t testing.TB, opts nodeOptions) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := m.Recover(); err != nil {
+		t.Fatal(err)
+	}
 	server, err := zbus.NewRedisServer(gateway.ModuleName, n.redis.URL(), opts.workers)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := gateway.Register(server, m); err != nil {
+	if err := gateway.Register(server, gateway.Contract2021{M: m}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

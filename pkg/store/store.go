@@ -1,0 +1,148 @@
+// Package store is the gateway's state: one embedded, transactional bbolt
+// file under the module's root. Each package that keeps state owns a bucket
+// of it (the routes callers asked for, the metering totals, the schedule of
+// certificate orders); a transaction may span several buckets, so that a
+// change and what follows from it are committed together, with one fsync.
+//
+// The file is locked while a gateway has it open: a second gateway started
+// on the same root is refused at once instead of waiting.
+package store
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+// FileName is the store's file under the module's root.
+const FileName = "gateway.db"
+
+// lockTimeout is how long Open waits for the file lock: long enough for a
+// gateway that is exiting to let go, short enough that a second gateway
+// fails at once rather than hanging under zinit.
+const lockTimeout = 500 * time.Millisecond
+
+// ErrClosed says the store was closed.
+var ErrClosed = errors.New("the store is closed")
+
+// ErrLocked says another process holds the store.
+var ErrLocked = errors.New("another gateway holds the store (one gateway per --root)")
+
+// Store is the gateway's state file.
+type Store struct {
+	db   atomic.Pointer[bolt.DB]
+	path string
+	// created is set when Open made a new file.
+	created bool
+}
+
+// Tx is a transaction of the store.
+type Tx = bolt.Tx
+
+// Bucket is one package's part of the store.
+type Bucket = bolt.Bucket
+
+// Open opens the store at path, creating it when needed. It refuses at
+// once, with ErrLocked, a file another process holds open.
+func Open(path string) (*Store, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("creating the folder of %s: %w", path, err)
+	}
+	_, statErr := os.Stat(path)
+	created := errors.Is(statErr, fs.ErrNotExist)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout})
+	switch {
+	case errors.Is(err, bolterrors.ErrTimeout):
+		return nil, fmt.Errorf("opening %s: %w", path, ErrLocked)
+	case err != nil:
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	s := &Store{path: path, created: created}
+	s.db.Store(db)
+	return s, nil
+}
+
+// Path returns the store's file.
+func (s *Store) Path() string { return s.path }
+
+// Created tells whether Open made the file: the gateway started on this
+// root for the first time with a store, and imports what earlier versions
+// left in files.
+func (s *Store) Created() bool { return s.created }
+
+// Update runs fn in a read-write transaction and commits it, durably, when
+// fn returns nil. fn must not keep tx or any value it read past its return.
+func (s *Store) Update(fn func(tx *Tx) error) error {
+	db := s.db.Load()
+	if db == nil {
+		return ErrClosed
+	}
+	return db.Update(fn)
+}
+
+// View runs fn in a read-only transaction.
+func (s *Store) View(fn func(tx *Tx) error) error {
+	db := s.db.Load()
+	if db == nil {
+		return ErrClosed
+	}
+	return db.View(fn)
+}
+
+// Close closes the store; it is safe to call more than once.
+func (s *Store) Close() error {
+	db := s.db.Swap(nil)
+	if db == nil {
+		return nil
+	}
+	return db.Close()
+}
+
+// Put stores value under key in bucket name, creating the bucket.
+func Put(tx *Tx, name string, key, value []byte) error {
+	b, err := tx.CreateBucketIfNotExists([]byte(name))
+	if err != nil {
+		return fmt.Errorf("bucket %s: %w", name, err)
+	}
+	return b.Put(key, value)
+}
+
+// Get returns a copy of the value of key in bucket name; nil when either is
+// missing.
+func Get(tx *Tx, name string, key []byte) []byte {
+	b := tx.Bucket([]byte(name))
+	if b == nil {
+		return nil
+	}
+	v := b.Get(key)
+	if v == nil {
+		return nil
+	}
+	return append([]byte(nil), v...)
+}
+
+// Delete removes key from bucket name; a missing one is not an error.
+func Delete(tx *Tx, name string, key []byte) error {
+	b := tx.Bucket([]byte(name))
+	if b == nil {
+		return nil
+	}
+	return b.Delete(key)
+}
+
+// ForEach calls fn with each key and value of bucket name, in key order.
+// The slices are valid only during the call.
+func ForEach(tx *Tx, name string, fn func(key, value []byte) error) error {
+	b := tx.Bucket([]byte(name))
+	if b == nil {
+		return nil
+	}
+	return b.ForEach(fn)
+}
