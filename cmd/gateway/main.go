@@ -21,7 +21,6 @@ import (
 	zlog "github.com/rs/zerolog/log"
 	"github.com/traefik/paerser/cli"
 
-	"github.com/threefoldtech/gateway/internal/dnsclient"
 	"github.com/threefoldtech/gateway/internal/tasks"
 	"github.com/threefoldtech/gateway/pkg/acmedns"
 	"github.com/threefoldtech/gateway/pkg/certs"
@@ -65,10 +64,7 @@ func run(cfg *Configuration) error {
 	if err != nil {
 		return err
 	}
-	level, err := zerolog.ParseLevel(cfg.Log.Level)
-	if err != nil || cfg.Log.Level == "" {
-		return fmt.Errorf("--log.level %q: expected debug, info, warn or error", cfg.Log.Level)
-	}
+	level := cfg.LogLevel()
 	log := zerolog.New(os.Stderr).Level(level).With().Timestamp().Logger()
 	// zbus logs through zerolog's global logger.
 	zlog.Logger = log.With().Str("component", "zbus").Logger()
@@ -81,11 +77,9 @@ func run(cfg *Configuration) error {
 		return fmt.Errorf("--root %q: %w", cfg.Root, err)
 	}
 	stateDir := filepath.Join(root, traefik.StateDirName)
-	resolver := s.resolver
-	if resolver == "" {
-		if resolver, err = dnsclient.SystemServer(); err != nil {
-			return fmt.Errorf("--resolver not set and %w", err)
-		}
+	resolver, err := cfg.ResolverServer()
+	if err != nil {
+		return err
 	}
 
 	reg := prometheus.NewRegistry()
@@ -126,11 +120,9 @@ func run(cfg *Configuration) error {
 	if err != nil {
 		return err
 	}
-	caFiles := make([]string, len(cfg.ACME.CACertificates))
-	for i, f := range cfg.ACME.CACertificates {
-		if caFiles[i], err = filepath.Abs(f); err != nil {
-			return fmt.Errorf("--acme.cacertificates %q: %w", f, err)
-		}
+	caFiles, err := cfg.ACME.CAFiles()
+	if err != nil {
+		return err
 	}
 	static, err := traefik.RenderStatic(traefik.StaticOptions{
 		ProxyDir:           routes.Path(),
