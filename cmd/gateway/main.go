@@ -153,6 +153,7 @@ func run(cfg *Configuration) error {
 	var module atomic.Pointer[gateway.Module]
 	certManager, err := certs.New(certs.Config{
 		Dir:            filepath.Join(root, certs.DirName),
+		Store:          db,
 		CAServer:       cfg.ACME.CAServer,
 		CACertificates: caFiles,
 		Email:          cfg.ACME.Email,
@@ -179,6 +180,7 @@ func run(cfg *Configuration) error {
 	var routeMeter gateway.Meter
 	bytesMeter, meterErr := meter.New(meter.Config{
 		Table:    cfg.Metering.Table,
+		Store:    db,
 		Ledger:   filepath.Join(root, meter.LedgerDirName, meter.LedgerFileName),
 		Interval: time.Duration(cfg.Metering.Interval),
 		Logger:   log,

@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/threefoldtech/gateway/internal/quote"
+	statestore "github.com/threefoldtech/gateway/pkg/store"
 )
 
 // ChallengePath is the path under which Handler answers HTTP-01
@@ -50,6 +51,10 @@ type Config struct {
 	// and the backoff state. Absolute; created with mode 0700 when missing.
 	// Required.
 	Dir string
+	// Store, when set, keeps the schedule of orders (bucket StoreBucket);
+	// Dir/state.json, where an earlier version kept it, is imported once.
+	// Without it the schedule is kept in Dir/state.json.
+	Store *statestore.Store
 	// CAServer is the URL of the ACME directory, https. Required.
 	CAServer string
 	// CACertificates are absolute paths of PEM files whose certificates are

@@ -94,7 +94,7 @@ func newManager(cfg Config, now func() time.Time) (*Manager, error) {
 			return nil, err
 		}
 	}
-	st, err := openStore(cfg.Dir)
+	st, err := openStore(cfg.Dir, cfg.Store)
 	if err != nil {
 		return nil, err
 	}

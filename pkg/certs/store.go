@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	statestore "github.com/threefoldtech/gateway/pkg/store"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -28,8 +29,12 @@ const (
 	registrationFile = "registration.json"
 	certificatesDir  = "certificates"
 	stateFileName    = "state.json"
-	certExt          = ".crt"
-	keyExt           = ".key"
+	// StoreBucket and StoreKey place the schedules of orders in the
+	// gateway's store.
+	StoreBucket = "certs"
+	StoreKey    = "state"
+	certExt     = ".crt"
+	keyExt      = ".key"
 )
 
 // checkDomain refuses a domain that is not a plain lowercase host name: it
@@ -76,13 +81,19 @@ func (c *stored) renewAt() time.Time {
 
 // store is a Manager's folder.
 type store struct {
-	dir string
+	// state keeps the schedules of orders in the gateway's store; unset,
+	// they are kept in state.json.
+	state statestore.Blob
+	dir   string
 }
 
 // openStore creates the folders of dir that are missing, with mode 0700,
 // and removes the temporary files an interrupted write left behind.
-func openStore(dir string) (*store, error) {
+func openStore(dir string, db *statestore.Store) (*store, error) {
 	s := &store{dir: dir}
+	if db != nil {
+		s.state = statestore.Blob{Store: db, Bucket: StoreBucket, Key: StoreKey, Legacy: filepath.Join(dir, stateFileName)}
+	}
 	for _, d := range []string{dir, filepath.Join(dir, accountDir), filepath.Join(dir, certificatesDir)} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("creating certificate folder: %w", err)
@@ -103,14 +114,21 @@ func (s *store) certPaths(domain string) (certFile, keyFile string) {
 	return base + certExt, base + keyExt
 }
 
-// loadState reads state.json; a missing file is an empty state.
+// loadState reads the state, from the gateway's store or from state.json
+// without one; none is an empty state.
 func (s *store) loadState() (map[string]*domainState, error) {
-	data, err := os.ReadFile(s.statePath())
-	if errors.Is(err, fs.ErrNotExist) {
-		return map[string]*domainState{}, nil
+	var data []byte
+	var err error
+	if s.state.Store != nil {
+		data, err = s.state.Load()
+	} else if data, err = os.ReadFile(s.statePath()); errors.Is(err, fs.ErrNotExist) {
+		data, err = nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading certificate state: %w", err)
+	}
+	if data == nil {
+		return map[string]*domainState{}, nil
 	}
 	var f stateFile
 	if err := json.Unmarshal(data, &f); err != nil {
@@ -125,11 +143,15 @@ func (s *store) loadState() (map[string]*domainState, error) {
 	return domains, nil
 }
 
-// saveState replaces state.json.
+// saveState replaces the state, in the gateway's store or in state.json
+// without one.
 func (s *store) saveState(domains map[string]*domainState) error {
 	data, err := json.MarshalIndent(stateFile{Domains: domains}, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encoding certificate state: %w", err)
+	}
+	if s.state.Store != nil {
+		return s.state.Save(data)
 	}
 	return atomicfile.Write(s.statePath(), data, 0o600)
 }

@@ -70,8 +70,8 @@ func (t *Totals) add(o Totals) {
 // The file is JSON (ledgerFile). Workload IDs and instances are JSON
 // strings, so bytes that are not UTF-8 come back as U+FFFD.
 type Ledger struct {
-	path   string
-	saveMu sync.Mutex // held by Save, so that writes land in order
+	backing Backing
+	saveMu  sync.Mutex // held by Save, so that writes land in order
 
 	mu           sync.Mutex
 	seq          uint64 // the sequence number of the latest claim
@@ -105,36 +105,65 @@ type claim struct {
 	seq  uint64
 }
 
-// OpenLedger loads the ledger kept in path, or starts an empty one when path
-// does not exist. A file that cannot be read back whole is an error, never
-// an empty ledger: that would restart every total from zero.
+// Backing keeps a Ledger's encoded state: a file (OpenLedger), or a value
+// of the gateway's store (store.Blob).
+type Backing interface {
+	// Load returns the state last saved; nil when there is none.
+	Load() ([]byte, error)
+	// Save replaces it, durably.
+	Save(data []byte) error
+}
+
+// fileBacking keeps the ledger in a file, replaced atomically with mode
+// 0600.
+type fileBacking struct{ path string }
+
+func (f fileBacking) Load() ([]byte, error) {
+	// Temporary files of a Save the process did not live to finish.
+	if base := filepath.Base(f.path); !strings.ContainsAny(base, `*?[\`) {
+		stale, _ := filepath.Glob(filepath.Join(filepath.Dir(f.path), "."+base+".*"+atomicfile.TempSuffix))
+		for _, s := range stale {
+			os.Remove(s)
+		}
+	}
+	data, err := os.ReadFile(f.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return data, err
+}
+
+func (f fileBacking) Save(data []byte) error { return atomicfile.Write(f.path, data, 0o600) }
+
+// OpenLedger loads the ledger kept in the file path, or starts an empty one
+// when path does not exist.
 func OpenLedger(path string) (*Ledger, error) {
 	if path == "" {
 		return nil, errors.New("ledger path: empty")
 	}
+	return NewLedger(fileBacking{path})
+}
+
+// NewLedger loads the ledger b keeps, or starts an empty one when it keeps
+// none. A state that cannot be read back whole is an error, never an empty
+// ledger: that would restart every total from zero.
+func NewLedger(b Backing) (*Ledger, error) {
 	l := &Ledger{
-		path:      path,
+		backing:   b,
 		workloads: make(map[string]*workload),
 		pending:   make(map[string][]Totals),
 		addrs:     make(map[netip.AddrPort]*address),
 		limbo:     make(map[netip.AddrPort]bool),
 	}
-	// Temporary files of a Save the process did not live to finish.
-	if base := filepath.Base(path); !strings.ContainsAny(base, `*?[\`) {
-		stale, _ := filepath.Glob(filepath.Join(filepath.Dir(path), "."+base+".*"+atomicfile.TempSuffix))
-		for _, f := range stale {
-			os.Remove(f)
-		}
-	}
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return l, nil
-	}
+	data, err := b.Load()
 	if err != nil {
 		return nil, fmt.Errorf("reading ledger: %w", err)
 	}
+	if data == nil {
+		return l, nil
+	}
 	if err := l.decode(data); err != nil {
-		return nil, fmt.Errorf("reading ledger %s: %w", path, err)
+		return nil, fmt.Errorf("reading ledger: %w", err)
 	}
 	return l, nil
 }
@@ -306,8 +335,8 @@ func (l *Ledger) Unattributed() Totals {
 	return l.unattributed
 }
 
-// Save writes the state of the ledger to its file, replaced atomically
-// with mode 0600, unless nothing changed since the last Save.
+// Save replaces the state its Backing keeps, in one write (one transaction
+// of the store), unless nothing changed since the last Save.
 func (l *Ledger) Save() error {
 	l.saveMu.Lock()
 	defer l.saveMu.Unlock()
@@ -319,7 +348,7 @@ func (l *Ledger) Save() error {
 	data := l.encode()
 	changes := l.changes
 	l.mu.Unlock()
-	if err := atomicfile.Write(l.path, data, 0o600); err != nil {
+	if err := l.backing.Save(data); err != nil {
 		return fmt.Errorf("saving ledger: %w", err)
 	}
 	l.mu.Lock()

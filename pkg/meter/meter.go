@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/threefoldtech/gateway/pkg/store"
 )
 
 // DefaultInterval is how often a Meter reads its counters and saves the
@@ -23,6 +25,12 @@ const (
 	LedgerFileName = "ledger.json"
 )
 
+// StoreBucket and StoreKey place the totals in the gateway's store.
+const (
+	StoreBucket = "meter"
+	StoreKey    = "ledger"
+)
+
 // Config configures New.
 type Config struct {
 	// Table is the nftables table of the counters. Default DefaultTable.
@@ -30,7 +38,11 @@ type Config struct {
 	// NetNS is a descriptor of the network namespace Traefik runs in.
 	// Default 0: the gateway's.
 	NetNS int
-	// Ledger is the path of the totals file. Required.
+	// Store, when set, keeps the totals (bucket StoreBucket): each save
+	// of a reading of the counters is one transaction. Ledger is then the
+	// file an earlier version kept them in, imported once.
+	Store *store.Store
+	// Ledger is the path of the totals file. Required without Store.
 	Ledger string
 	// Interval is how often Run reads the counters and saves the totals.
 	// Default DefaultInterval.
@@ -61,8 +73,8 @@ type Meter struct {
 // New opens the counters' table (creating it if needed, keeping its
 // counters if it exists) and the ledger.
 func New(cfg Config) (*Meter, error) {
-	if cfg.Ledger == "" {
-		return nil, fmt.Errorf("a ledger path is required")
+	if cfg.Ledger == "" && cfg.Store == nil {
+		return nil, fmt.Errorf("a store or a ledger path is required")
 	}
 	if cfg.Interval == 0 {
 		cfg.Interval = DefaultInterval
@@ -71,10 +83,16 @@ func New(cfg Config) (*Meter, error) {
 		return nil, fmt.Errorf("interval %s is negative", cfg.Interval)
 	}
 	log := cfg.Logger.With().Str("component", "meter").Logger()
-	if err := os.MkdirAll(filepath.Dir(cfg.Ledger), 0o700); err != nil {
-		return nil, fmt.Errorf("creating the ledger's folder: %w", err)
+	var ledger *Ledger
+	var err error
+	if cfg.Store != nil {
+		ledger, err = NewLedger(store.Blob{Store: cfg.Store, Bucket: StoreBucket, Key: StoreKey, Legacy: cfg.Ledger})
+	} else {
+		if err := os.MkdirAll(filepath.Dir(cfg.Ledger), 0o700); err != nil {
+			return nil, fmt.Errorf("creating the ledger's folder: %w", err)
+		}
+		ledger, err = OpenLedger(cfg.Ledger)
 	}
-	ledger, err := OpenLedger(cfg.Ledger)
 	if err != nil {
 		return nil, err
 	}

@@ -124,7 +124,7 @@ func (n *node) serve(t testing.TB, opts nodeOptions) {
 		if n.table == "" {
 			n.table = harness.MeterTable(t)
 		}
-		bytesMeter, err := meter.New(meter.Config{Table: n.table, Ledger: filepath.Join(n.root, meter.LedgerDirName, meter.LedgerFileName)})
+		bytesMeter, err := meter.New(meter.Config{Table: n.table, Store: db, Ledger: filepath.Join(n.root, meter.LedgerDirName, meter.LedgerFileName)})
 		if err != nil {
 			t.Fatal(err)
 		}
