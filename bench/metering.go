@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"github.com/threefoldtech/gateway/test/harness"
 	"io"
 	"math"
 	"math/big"
@@ -218,7 +219,7 @@ type meteringOptions struct {
 // always goes first.
 func benchMetering(ctx context.Context, t tools, work string, o meteringOptions, logf func(string, ...any)) (meteringResult, error) {
 	res := meteringResult{rounds: o.rounds, size: o.size, limit: o.limit}
-	s, err := newStack(ctx, t, filepath.Join(work, "metering"), logf)
+	s, err := newStack(t, filepath.Join(work, "metering"), logf)
 	if err != nil {
 		return res, err
 	}
@@ -255,7 +256,7 @@ func benchMetering(ctx context.Context, t tools, work string, o meteringOptions,
 			return res, err
 		}
 	}
-	probe := newProber(s.gw.websecure)
+	probe := newProber(s.gw.WebSecureAddr)
 	served := func() error {
 		for _, k := range []meterKind{meterHTTP, meterPassthrough} {
 			if _, _, err := probe.wait(ctx, k.host(), http.StatusOK, time.Now(), routeTimeout); err != nil {
@@ -268,20 +269,20 @@ func benchMetering(ctx context.Context, t tools, work string, o meteringOptions,
 		return res, err
 	}
 	// The table exists now: the gateway made it at its start.
-	kern, err := meter.OpenKernel(meter.KernelConfig{Table: s.meterTable})
+	kern, err := meter.OpenKernel(meter.KernelConfig{Table: s.gw.MeterTable})
 	if err != nil {
 		return res, fmt.Errorf("opening the gateway's metering table: %w", err)
 	}
 	defer kern.Close()
 	counted := func() error {
-		return poll(ctx, meterCountedTimeout, 20*time.Millisecond, "the gateway to count both backends", func() error {
+		return harness.PollEvery(ctx, meterCountedTimeout, 20*time.Millisecond, func() error {
 			got, err := kern.Read()
 			if err != nil {
 				return err
 			}
 			for id, a := range backends {
 				if _, ok := got[a]; !ok {
-					return fmt.Errorf("no counters for %s (route %s) in table %s (gateway log %s)", a, id, s.meterTable, s.gw.proc.log)
+					return fmt.Errorf("no counters for %s (route %s) in table %s ", a, id, s.gw.MeterTable)
 				}
 			}
 			return nil
@@ -291,10 +292,10 @@ func benchMetering(ctx context.Context, t tools, work string, o meteringOptions,
 		return res, err
 	}
 	logf("metering: %d rounds of %d MiB or %s per sample, gateway table inet %s, backends %s (http) and %s (tls)",
-		o.rounds, o.size>>20, o.limit, s.meterTable, httpAddr, tlsAddr)
+		o.rounds, o.size>>20, o.limit, s.gw.MeterTable, httpAddr, tlsAddr)
 	kinds := []*meterKindResult{{kind: meterHTTP}, {kind: meterPassthrough}}
 	for _, kr := range kinds {
-		if _, err := download(ctx, s.gw.websecure, kr.kind.host(), o.size, o.limit); err != nil {
+		if _, err := download(ctx, s.gw.WebSecureAddr, kr.kind.host(), o.size, o.limit); err != nil {
 			return res, fmt.Errorf("warming up %s: %w", kr.kind.name, err)
 		}
 	}
@@ -367,59 +368,15 @@ func meterState(ctx context.Context, s *stack, kern *meter.Kernel, res *metering
 		if err := kern.Remove(); err != nil {
 			return err
 		}
-		if there, err := tableExists(s.meterTable); err != nil || there {
-			return fmt.Errorf("table %s still there after its removal (%v)", s.meterTable, err)
+		if there, err := tableExists(s.gw.MeterTable); err != nil || there {
+			return fmt.Errorf("table %s still there after its removal (%v)", s.gw.MeterTable, err)
 		}
 	}
-	if !waitIdle(ctx, []int{s.gw.proc.pid(), s.gw.traefik}, meterSettleTimeout) {
+	if !waitIdle(ctx, []int{s.gw.Proc.PID(), s.gw.traefik}, meterSettleTimeout) {
 		res.unsettled++
 		logf("metering: the gateway and traefik not idle %s after the restart; measuring anyway", meterSettleTimeout)
 	}
 	return nil
-}
-
-// waitIdle waits until the processes pids have used, together, no more
-// than quietTicks of CPU over quietWindow, as time to route's settle does
-// for Traefik. It returns false if that took more than timeout.
-func waitIdle(ctx context.Context, pids []int, timeout time.Duration) bool {
-	type point struct {
-		at  time.Time
-		cpu uint64
-	}
-	deadline := time.Now().Add(timeout)
-	var points []point
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		var cpu uint64
-		for _, pid := range pids {
-			st, err := readStat(pid)
-			if err != nil {
-				return false
-			}
-			cpu += st.cpu
-		}
-		now := time.Now()
-		points = append(points, point{now, cpu})
-		for len(points) > 1 && now.Sub(points[1].at) >= quietWindow {
-			points = points[1:]
-		}
-		if now.Sub(points[0].at) >= quietWindow && cpu-points[0].cpu <= quietTicks {
-			return true
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	return false
-}
-
-// cpuTime is the CPU time pid has used, 0 if it cannot be read.
-func cpuTime(pid int) time.Duration {
-	st, err := readStat(pid)
-	if err != nil {
-		return 0
-	}
-	return time.Duration(st.cpu) * clockTick
 }
 
 // loadMark is where the machine's and the stack's CPU counters stood.
@@ -430,7 +387,7 @@ type loadMark struct {
 
 func startLoad(s *stack) loadMark {
 	var m loadMark
-	m.busy, m.total, m.err = processCPUTotals()
+	m.busy, m.total, m.err = cpuTotals(false)
 	m.ours = stackCPU(s)
 	return m
 }
@@ -438,7 +395,7 @@ func startLoad(s *stack) loadMark {
 // end returns the cores busy since m, and those of them not busy with the
 // bench, its Traefik or its redis-server; NaN when /proc could not tell.
 func (m loadMark) end(s *stack) (busy, others float64) {
-	b, t, err := processCPUTotals()
+	b, t, err := cpuTotals(false)
 	if err != nil || m.err != nil || t <= m.total {
 		return math.NaN(), math.NaN()
 	}
@@ -452,7 +409,7 @@ func (m loadMark) end(s *stack) (busy, others float64) {
 // redis-server, in clock ticks.
 func stackCPU(s *stack) uint64 {
 	var sum uint64
-	for _, pid := range []int{os.Getpid(), s.gw.traefik, s.redis.pid()} {
+	for _, pid := range []int{os.Getpid(), s.gw.traefik, s.redis.Proc.PID()} {
 		if st, err := readStat(pid); err == nil {
 			sum += st.cpu
 		}
@@ -472,20 +429,20 @@ func meterOne(ctx context.Context, s *stack, kern *meter.Kernel, k meterKind, ad
 		}
 		before = got[addr]
 	}
-	gw0, tr0 := cpuTime(s.gw.proc.pid()), cpuTime(s.gw.traefik)
-	smp, err := download(ctx, s.gw.websecure, k.host(), o.size, o.limit)
+	gw0, tr0 := cpuTime(s.gw.Proc.PID()), cpuTime(s.gw.traefik)
+	smp, err := download(ctx, s.gw.WebSecureAddr, k.host(), o.size, o.limit)
 	if err != nil {
 		return smp, err
 	}
-	smp.gatewayCPU, smp.traefikCPU = cpuTime(s.gw.proc.pid())-gw0, cpuTime(s.gw.traefik)-tr0
+	smp.gatewayCPU, smp.traefikCPU = cpuTime(s.gw.Proc.PID())-gw0, cpuTime(s.gw.traefik)-tr0
 	if !metered {
 		// Read cannot tell: it reads no counters from a missing table.
-		there, err := tableExists(s.meterTable)
+		there, err := tableExists(s.gw.MeterTable)
 		if err != nil {
 			return smp, err
 		}
 		if there {
-			return smp, fmt.Errorf("table %s came back during an unmetered sample", s.meterTable)
+			return smp, fmt.Errorf("table %s came back during an unmetered sample", s.gw.MeterTable)
 		}
 		return smp, nil
 	}
@@ -552,7 +509,7 @@ func download(ctx context.Context, addr, host string, size int64, limit time.Dur
 		return smp, fmt.Errorf("reading the answer of %s: %w", host, err)
 	}
 	// No resp.Body.Close: it would read what is left of the body.
-	if resp.StatusCode != http.StatusOK || resp.Header.Get(backendHeader) == "" {
+	if resp.StatusCode != http.StatusOK || resp.Header.Get(harness.HeaderBackend) == "" {
 		return smp, fmt.Errorf("%s answered %s, not from the bench backend", host, resp.Status)
 	}
 	buf := make([]byte, meterChunk)
@@ -591,7 +548,7 @@ func serveDownload(noise []byte, cfg *tls.Config) (addr netip.AddrPort, stop fun
 	}
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set(backendHeader, "1")
+			w.Header().Set(harness.HeaderBackend, "1")
 			n, err := strconv.ParseInt(r.URL.Query().Get("bytes"), 10, 64)
 			if r.URL.Path != downloadPath || err != nil || n < 0 {
 				_, _ = w.Write([]byte("ok\n"))
