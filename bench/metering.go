@@ -3,18 +3,13 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"github.com/threefoldtech/gateway/test/harness"
 	"io"
 	"math"
-	"math/big"
 	"net"
 	"net/http"
 	"net/netip"
@@ -27,6 +22,7 @@ import (
 
 	"github.com/google/nftables"
 
+	"github.com/threefoldtech/gateway/internal/testcert"
 	"github.com/threefoldtech/gateway/pkg/meter"
 )
 
@@ -233,9 +229,14 @@ func benchMetering(ctx context.Context, t tools, work string, o meteringOptions,
 		return res, err
 	}
 	defer stopHTTP()
-	cert, err := selfSignedCert(meterPassthrough.host())
-	if err != nil {
-		return res, err
+	// The client does not verify the passthrough backend's certificate.
+	var certPEM, keyPEM []byte
+	err = catch(func() {
+		certPEM, keyPEM = testcert.SelfSigned(newTB("metering", work, logf), []string{meterPassthrough.host()}, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
+	})
+	cert, err2 := tls.X509KeyPair(certPEM, keyPEM)
+	if err = errors.Join(err, err2); err != nil {
+		return res, fmt.Errorf("making the passthrough backend's certificate: %w", err)
 	}
 	tlsAddr, stopTLS, err := serveDownload(noise, &tls.Config{Certificates: []tls.Certificate{cert}})
 	if err != nil {
@@ -574,27 +575,4 @@ func serveDownload(noise []byte, cfg *tls.Config) (addr netip.AddrPort, stop fun
 			srv.Close()
 		}
 	}, nil
-}
-
-// selfSignedCert makes a certificate for host, for the passthrough backend:
-// the client does not verify it.
-func selfSignedCert(host string) (tls.Certificate, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("making the passthrough backend's key: %w", err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: host},
-		DNSNames:     []string{host},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("making the passthrough backend's certificate: %w", err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -196,9 +195,14 @@ func readMachine() Machine {
 // readVersions asks each tool for its version; a failure is shown as such
 // in the report rather than ending the run.
 func readVersions(ctx context.Context, t tools, repo string) Versions {
-	v := Versions{Go: runtime.Version()}
-	v.Traefik = firstField(ctx, t.traefik, []string{"version"}, "Version:")
-	v.Redis = firstField(ctx, t.redis, []string{"--version"}, "v=")
+	version := func(bin, arg, prefix string) string {
+		s, err := toolVersion(ctx, bin, []string{arg}, prefix)
+		if err != nil {
+			return "unknown (" + err.Error() + ")"
+		}
+		return s
+	}
+	v := Versions{Go: runtime.Version(), Traefik: version(t.traefik, "version", "Version:"), Redis: version(t.redis, "--version", "v=")}
 	if out, err := exec.CommandContext(ctx, "git", "-C", repo, "rev-parse", "--short", "HEAD").Output(); err == nil {
 		v.Tree = strings.TrimSpace(string(out))
 		if st, err := exec.CommandContext(ctx, "git", "-C", repo, "status", "--porcelain").Output(); err == nil && len(st) > 0 {
@@ -208,20 +212,4 @@ func readVersions(ctx context.Context, t tools, repo string) Versions {
 		v.Tree = "unknown (not a git checkout)"
 	}
 	return v
-}
-
-// firstField runs bin with args and returns the word after prefix on the
-// first line that holds it.
-func firstField(ctx context.Context, bin string, args []string, prefix string) string {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
-	for _, line := range strings.Split(string(out), "\n") {
-		if _, rest, ok := strings.Cut(line, prefix); ok {
-			if f := strings.Fields(rest); len(f) > 0 {
-				return f[0]
-			}
-		}
-	}
-	return fmt.Sprintf("unknown (%s %s: %v)", filepath.Base(bin), strings.Join(args, " "), err)
 }
