@@ -432,7 +432,11 @@ func (m meteringResult) result() MeteringResult {
 	if !math.IsNaN(m.busy) {
 		res.Busy, res.Others = &m.busy, &m.others
 	}
+	// A part that failed may have no samples: no NaN nor Inf in JSON.
 	mbps := func(ss []meterSample) MBps {
+		if len(ss) == 0 {
+			return MBps{}
+		}
 		lo, hi := spread(ss)
 		return MBps{medianMBps(ss), lo, hi}
 	}
@@ -443,11 +447,13 @@ func (m meteringResult) result() MeteringResult {
 			k.Ratio = 0
 		}
 		k.Met = k.Ratio >= targetMeterRatio
-		k.CountedMin, k.CountedMax = kr.countedRange()
+		if len(kr.metered) > 0 {
+			k.CountedMin, k.CountedMax = kr.countedRange()
+		}
 		if !k.Met {
 			res.Missed = append(res.Missed, k.Name)
 		}
-		res.Undercount = res.Undercount || k.CountedMin < 1
+		res.Undercount = res.Undercount || (len(kr.metered) > 0 && k.CountedMin < 1)
 		res.Kinds = append(res.Kinds, k)
 	}
 	return res
