@@ -31,17 +31,12 @@ var acmeTimings = map[string]*regexp.Regexp{
 	"after a Traefik SIGKILL, stored certificate served again": regexp.MustCompile(`certificate served again (\S+) after SIGKILL`),
 }
 
-// acmeResult holds the samples of each timing.
-type acmeResult struct {
-	Runs    int
-	Samples map[string][]time.Duration
-}
-
 // benchACME runs the ACME tests runs times and collects their timings.
-func benchACME(ctx context.Context, repo string, runs int, logf func(string, ...any)) (acmeResult, error) {
-	r := acmeResult{Runs: runs, Samples: map[string][]time.Duration{}}
+func benchACME(ctx context.Context, repo string, runs int, logf func(string, ...any)) (ACMEResult, error) {
+	r := ACMEResult{Runs: runs, Command: "go " + strings.Join(acmeTestArgs, " ")}
+	samples := map[string][]time.Duration{}
 	for i := range runs {
-		logf("ACME run %d/%d: go %s", i+1, runs, strings.Join(acmeTestArgs, " "))
+		logf("ACME run %d/%d: %s", i+1, runs, r.Command)
 		out, err := runGo(ctx, repo, acmeTestArgs)
 		if err != nil {
 			return r, err
@@ -57,15 +52,20 @@ func benchACME(ctx context.Context, repo string, runs int, logf func(string, ...
 				if err != nil {
 					return r, fmt.Errorf("reading %q: %w", sc.Text(), err)
 				}
-				r.Samples[name] = append(r.Samples[name], d)
+				samples[name] = append(samples[name], d)
 			}
 		}
 	}
 	for name := range acmeTimings {
-		if len(r.Samples[name]) == 0 {
+		s := samples[name]
+		if len(s) == 0 {
 			return r, fmt.Errorf("the ACME tests logged no %q timing", name)
 		}
+		slices.Sort(s)
+		r.Rows = append(r.Rows, ACMERow{Name: name, Samples: len(s), Min: Duration(s[0].Round(time.Millisecond)),
+			Median: Duration(s[len(s)/2].Round(time.Millisecond)), Max: Duration(s[len(s)-1].Round(time.Millisecond))})
 	}
+	slices.SortFunc(r.Rows, func(a, b ACMERow) int { return strings.Compare(a.Name, b.Name) })
 	return r, nil
 }
 
@@ -86,24 +86,6 @@ func runGo(ctx context.Context, repo string, args []string) ([]byte, error) {
 		return nil, fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, tailLines(out.Bytes(), 30))
 	}
 	return out.Bytes(), nil
-}
-
-// Markdown renders the timings as a table.
-func (r acmeResult) Markdown() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "| certificate | samples | min | median | max |\n|---|---:|---:|---:|---:|\n")
-	names := make([]string, 0, len(r.Samples))
-	for name := range r.Samples {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for _, name := range names {
-		s := slices.Clone(r.Samples[name])
-		slices.Sort(s)
-		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s |\n", name, len(s),
-			s[0].Round(time.Millisecond), s[len(s)/2].Round(time.Millisecond), s[len(s)-1].Round(time.Millisecond))
-	}
-	return b.String()
 }
 
 // tailLines returns the last n lines of b.

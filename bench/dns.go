@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/threefoldtech/gateway/test/harness"
 	"net"
 	"os"
 	"os/exec"
@@ -13,7 +14,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -50,8 +50,12 @@ const (
 // gateway's embedded DNS server and of dnsmasq for the same TXT query, on
 // the same machine in the same run.
 type DNSBenchResult struct {
+	// Skipped tells the DNS part did not run (-skip-dns); Error why it
+	// failed.
+	Skipped bool   `json:",omitempty"`
+	Error   string `json:",omitempty"`
 	// Duration is how long each server was measured, in total.
-	Duration time.Duration
+	Duration Duration
 	// Query is the question asked, in dnsperf's format.
 	Query string
 	// Clients and Outstanding are dnsperf's -c and -q.
@@ -74,36 +78,15 @@ type DNSBenchResult struct {
 	DNSPerfVersion, DnsmasqVersion string
 }
 
-// Markdown renders r as a small table with a line of context.
-func (r DNSBenchResult) Markdown() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "DNS: `%s`, dnsperf %s, -c %d -q %d, %s per server in %d alternating rounds.\n\n",
-		r.Query, r.DNSPerfVersion, r.Clients, r.Outstanding, r.Duration, len(r.OursRounds))
-	b.WriteString("| Server | Version | Queries/s | Rounds | Lost |\n")
-	b.WriteString("|---|---|---:|---|---:|\n")
-	fmt.Fprintf(&b, "| gateway acmedns | %s | %.0f | %s | %d |\n", r.GoVersion, r.OursQPS, roundsString(r.OursRounds), r.OursLost)
-	fmt.Fprintf(&b, "| dnsmasq | %s | %.0f | %s | %d |\n", r.DnsmasqVersion, r.DnsmasqQPS, roundsString(r.DnsmasqRounds), r.DnsmasqLost)
-	fmt.Fprintf(&b, "\nRatio gateway/dnsmasq: **%.2f×**\n", r.Ratio)
-	return b.String()
-}
-
-func roundsString(qps []float64) string {
-	s := make([]string, len(qps))
-	for i, q := range qps {
-		s[i] = strconv.FormatFloat(q, 'f', 0, 64)
-	}
-	return strings.Join(s, " / ")
-}
-
 // benchDNS measures the queries per second of the gateway's embedded DNS
 // server (pkg/acmedns, run in this process on 127.0.0.1) and of dnsmasq (a
 // child process on 127.0.0.1) answering the same TXT query, with dnsperf.
 // Each server is measured for duration in total, split in alternating
 // rounds after a warm-up, so the call takes a little over twice duration.
 // dnsmasq is stopped on every path.
-func benchDNS(ctx context.Context, duration time.Duration) (DNSBenchResult, error) {
+func benchDNS(ctx context.Context, duration time.Duration, logf func(string, ...any)) (DNSBenchResult, error) {
 	res := DNSBenchResult{
-		Duration:    duration,
+		Duration:    Duration(duration),
 		Query:       "_acme-challenge." + dnsBenchDomain + " TXT",
 		Clients:     dnsBenchClients,
 		Outstanding: dnsBenchOutstanding,
@@ -135,7 +118,7 @@ func benchDNS(ctx context.Context, duration time.Duration) (DNSBenchResult, erro
 		return res, fmt.Errorf("benchmarking dns: %w", err)
 	}
 	defer stopOurs()
-	theirs, stopDnsmasq, err := startDnsmasq(ctx)
+	theirs, stopDnsmasq, err := startDnsmasq(ctx, logf)
 	if err != nil {
 		return res, fmt.Errorf("benchmarking dns: %w", err)
 	}
@@ -210,105 +193,62 @@ func startOurDNS(ctx context.Context) (addr string, stop func(), err error) {
 // startDnsmasq starts dnsmasq on a free port of 127.0.0.1 with the bench
 // value as its only record and returns its address once it answers. stop
 // ends it by PID: SIGTERM, then SIGKILL if it lingers.
-func startDnsmasq(ctx context.Context) (addr string, stop func(), err error) {
+func startDnsmasq(ctx context.Context, logf func(string, ...any)) (addr string, stop func(), err error) {
 	zone := acmedns.ChallengeZone(dnsBenchDomain)
+	tb := newTB("dnsmasq", os.TempDir(), logf)
 	const attempts = 5
 	for i := 0; ; i++ {
-		port, err := freePort()
-		if err != nil {
-			return "", nil, err
-		}
-		addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		var stderr bytes.Buffer
-		cmd := exec.Command("dnsmasq",
-			"--no-daemon", "--no-resolv", "--no-hosts", "--conf-file=/dev/null", "--pid-file",
-			"--log-facility=-", "--listen-address=127.0.0.1", "--bind-interfaces",
-			"--port="+strconv.Itoa(port),
-			"--txt-record="+strings.TrimSuffix(zone, ".")+","+dnsBenchValue,
-		)
-		cmd.Stdout = &stderr
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			return "", nil, fmt.Errorf("starting dnsmasq: %w", err)
-		}
-		exited := make(chan struct{})
-		go func() {
-			_ = cmd.Wait()
-			close(exited)
-		}()
-		stop = func() {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-exited:
-			case <-time.After(3 * time.Second):
-				_ = cmd.Process.Kill()
-				<-exited
+		var p *harness.Proc
+		err := catch(func() {
+			addr = harness.Addr(tb)
+			p = harness.Start(tb, "dnsmasq", nil,
+				"--no-daemon", "--no-resolv", "--no-hosts", "--conf-file=/dev/null", "--pid-file",
+				"--log-facility=-", "--listen-address=127.0.0.1", "--bind-interfaces",
+				"--port="+strconv.Itoa(harness.PortOf(tb, addr)),
+				"--txt-record="+strings.TrimSuffix(zone, ".")+","+dnsBenchValue)
+		})
+		if err == nil {
+			err = waitForTXT(ctx, addr, zone, p.Done())
+			if err == nil {
+				return addr, tb.close, nil
 			}
+			err = fmt.Errorf("%w (output: %s)", err, strings.TrimSpace(p.Output()))
 		}
-		err = waitForTXT(ctx, addr, zone, exited)
-		if err == nil {
-			return addr, stop, nil
-		}
-		stop()
-		// The port may have been taken between freePort and dnsmasq.
+		tb.close()
+		// The port may have been taken between FreePort and dnsmasq.
 		if i+1 >= attempts || ctx.Err() != nil {
-			return "", nil, fmt.Errorf("starting dnsmasq on %s: %w (output: %s)", addr, err, strings.TrimSpace(stderr.String()))
+			return "", nil, fmt.Errorf("starting dnsmasq on %s: %w", addr, err)
 		}
 	}
-}
-
-// freePort returns a port of 127.0.0.1 free for both UDP and TCP when
-// asked; someone may take it before it is used.
-func freePort() (int, error) {
-	for range 20 {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			return 0, fmt.Errorf("finding a free port: %w", err)
-		}
-		port := pc.LocalAddr().(*net.UDPAddr).Port
-		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		pc.Close()
-		if err == nil {
-			l.Close()
-			return port, nil
-		}
-	}
-	return 0, errors.New("finding a free port: no port free for both udp and tcp")
 }
 
 // waitForTXT asks addr for the TXT at name until it answers with the bench
 // value, the start timeout passes or exited is closed.
 func waitForTXT(ctx context.Context, addr, name string, exited <-chan struct{}) error {
-	deadline := time.Now().Add(dnsBenchStartTimeout)
 	c := &dns.Client{Net: "udp", Timeout: 200 * time.Millisecond}
 	m := new(dns.Msg)
 	m.SetQuestion(name, dns.TypeTXT)
-	var last error
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for time.Now().Before(deadline) {
-		resp, _, err := c.ExchangeContext(ctx, m, addr)
-		switch {
-		case err != nil:
-			last = err
-		case len(resp.Answer) != 1:
-			last = fmt.Errorf("%d answers (rcode %s), want one TXT", len(resp.Answer), dns.RcodeToString[resp.Rcode])
-		default:
-			txt, ok := resp.Answer[0].(*dns.TXT)
-			if ok && strings.Join(txt.Txt, "") == dnsBenchValue {
-				return nil
-			}
-			last = fmt.Errorf("answer %v, want TXT %q", resp.Answer[0], dnsBenchValue)
-		}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	return harness.PollEvery(ctx, dnsBenchStartTimeout, 50*time.Millisecond, func() error {
 		select {
-		case <-ctx.Done():
-			return ctx.Err()
 		case <-exited:
+			cancel()
 			return errors.New("exited")
-		case <-tick.C:
+		default:
 		}
-	}
-	return fmt.Errorf("no good answer from %s in %s: %w", addr, dnsBenchStartTimeout, last)
+		resp, _, err := c.ExchangeContext(ctx, m, addr)
+		if err != nil {
+			return err
+		}
+		if len(resp.Answer) != 1 {
+			return fmt.Errorf("%d answers (rcode %s), want one TXT", len(resp.Answer), dns.RcodeToString[resp.Rcode])
+		}
+		if txt, ok := resp.Answer[0].(*dns.TXT); !ok || strings.Join(txt.Txt, "") != dnsBenchValue {
+			return fmt.Errorf("answer %v, want TXT %q", resp.Answer[0], dnsBenchValue)
+		}
+		return nil
+	})
 }
 
 // dnsperfRun is what one dnsperf run reports.

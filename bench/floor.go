@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/threefoldtech/gateway/pkg/traefik"
+	"github.com/threefoldtech/gateway/test/harness"
 )
 
 // Floor settings.
@@ -46,16 +47,19 @@ type floorTraefik struct {
 	websecure, ping string
 	bin             string
 	env             []string
-	logPath         string
-	proc            *child
+	work            string
+	logf            func(string, ...any)
+	// tb stops the running Traefik; proc is that Traefik.
+	tb   *benchTB
+	proc *harness.Proc
 }
 
 // newFloorTraefik prepares the floor name in work from the gateway's static
 // configuration static and its Traefik's environment env. It starts nothing.
-func newFloorTraefik(work, name, bin string, static []byte, env []string) (*floorTraefik, error) {
+func newFloorTraefik(work, name, bin string, static []byte, env []string, logf func(string, ...any)) (*floorTraefik, error) {
 	base := filepath.Join(work, "floor-"+name)
 	f := &floorTraefik{name: name, dir: filepath.Join(base, "routes"), staging: filepath.Join(base, "staging"),
-		config: filepath.Join(base, "traefik.yaml"), bin: bin, env: env, logPath: filepath.Join(base, "traefik.log")}
+		config: filepath.Join(base, "traefik.yaml"), bin: bin, env: env, work: work, logf: logf}
 	for _, d := range []string{f.dir, f.staging, filepath.Join(base, "state")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("creating %s: %w", d, err)
@@ -65,8 +69,8 @@ func newFloorTraefik(work, name, bin string, static []byte, env []string) (*floo
 	if err != nil {
 		return nil, fmt.Errorf("floor %s: %w", name, err)
 	}
-	if err := writeFileAtomic(f.config, data); err != nil {
-		return nil, err
+	if err := os.WriteFile(f.config, data, 0o644); err != nil {
+		return nil, fmt.Errorf("writing %s: %w", f.config, err)
 	}
 	return f, nil
 }
@@ -90,17 +94,18 @@ func (f *floorTraefik) static(static []byte, state string) ([]byte, error) {
 		return nil, errors.New("the gateway's static configuration has no entryPoints")
 	}
 	addrs := map[string]string{}
-	for name := range eps {
-		ep, ok := eps[name].(map[string]any)
-		if !ok {
-			return nil, fmt.Errorf("entry point %q is not a map", name)
+	err := catch(func() {
+		for name := range eps {
+			ep, ok := eps[name].(map[string]any)
+			if !ok {
+				panic(fatal{fmt.Sprintf("entry point %q is not a map", name)})
+			}
+			addrs[name] = harness.Addr(newTB("floor", f.work, f.logf))
+			ep["address"] = addrs[name]
 		}
-		a, err := freeAddr()
-		if err != nil {
-			return nil, err
-		}
-		ep["address"] = a
-		addrs[name] = a
+	})
+	if err != nil {
+		return nil, err
 	}
 	pingEP := pingEntryPoint
 	if p, ok := dig(cfg, "ping"); ok {
@@ -136,26 +141,28 @@ func dig(m map[string]any, path ...string) (map[string]any, bool) {
 
 // start runs Traefik and waits for its /ping. stop ends it.
 func (f *floorTraefik) start(ctx context.Context) error {
-	if f.proc != nil && !f.proc.exited() {
-		return fmt.Errorf("floor %s: traefik already runs", f.name)
-	}
-	p, err := startChildEnv("traefik-"+f.name, f.logPath, f.env, f.bin, "--configFile="+f.config)
+	f.stop()
+	f.tb = newTB("traefik-"+f.name, f.work, f.logf)
+	err := catch(func() {
+		// The environment of the gateway's Traefik, after the bench's.
+		f.proc = harness.Start(f.tb, f.bin, f.env, "--configFile="+f.config)
+	})
 	if err != nil {
 		return err
 	}
-	f.proc = p
-	ping := &http.Client{Timeout: time.Second}
-	return poll(ctx, readyTimeout, 20*time.Millisecond, "floor "+f.name+" traefik to answer /ping", func() error {
-		if p.exited() {
-			return fmt.Errorf("traefik exited (log %s)", p.log)
+	return harness.PollEvery(ctx, readyTimeout, 20*time.Millisecond, func() error {
+		select {
+		case <-f.proc.Done():
+			return fmt.Errorf("floor %s: traefik exited: %s", f.name, f.proc.Output())
+		default:
 		}
-		resp, err := ping.Get("http://" + f.ping + "/ping")
+		resp, err := apiClient.Get("http://" + f.ping + "/ping")
 		if err != nil {
 			return err
 		}
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("/ping: %s", resp.Status)
+			return fmt.Errorf("floor %s: /ping: %s", f.name, resp.Status)
 		}
 		return nil
 	})
@@ -165,13 +172,13 @@ func (f *floorTraefik) pid() int {
 	if f.proc == nil {
 		return 0
 	}
-	return f.proc.pid()
+	return f.proc.PID()
 }
 
 // stop ends the floor's Traefik, by PID. It is safe to call more than once.
 func (f *floorTraefik) stop() {
-	if f != nil && f.proc != nil {
-		f.proc.stop()
+	if f != nil {
+		f.tb.close()
 	}
 }
 

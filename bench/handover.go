@@ -7,11 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/threefoldtech/gateway/test/harness"
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -71,7 +70,7 @@ func (r *routeRun) handover(ctx context.Context, ot *target, size int) (handover
 	for i := range handoverClients {
 		keep := i%2 == 1
 		wg.Go(func() {
-			client := handoverClient(s.gw.websecure, keep)
+			client := handoverClient(s.gw.WebSecureAddr, keep)
 			defer client.CloseIdleConnections()
 			for {
 				select {
@@ -113,22 +112,14 @@ func (r *routeRun) handover(ctx context.Context, ot *target, size int) (handover
 	mu.Lock()
 	stopped = began
 	mu.Unlock()
-	if s.gw.extra == nil {
-		s.gw.extra = []string{"--traefik.readtimeout=59s"}
-	} else {
-		s.gw.extra = nil
-	}
-	if _, err := s.restartGateway(ctx); err != nil {
+	if _, err := s.restartGateway(ctx, "--traefik.readtimeout=59s"); err != nil {
 		halt()
 		return res, err
 	}
-	err := poll(ctx, handoverTimeout, 20*time.Millisecond, "the predecessor traefik to exit and its successor to be named", func() error {
-		pid, err := s.traefikPID()
-		if err != nil {
-			return err
-		}
-		if pid == first || !gone(first) {
-			return fmt.Errorf("traefik %d still serves", first)
+	err := harness.PollEvery(ctx, handoverTimeout, 20*time.Millisecond, func() error {
+		pid := s.gw.TraefikPID()
+		if pid == 0 || pid == first || harness.ProcessAlive(first) {
+			return fmt.Errorf("waiting for the predecessor traefik %d to exit and its successor to be named", first)
 		}
 		s.gw.traefik = pid
 		return nil
@@ -149,12 +140,12 @@ func (r *routeRun) handover(ctx context.Context, ot *target, size int) (handover
 		res.slowest = latencies[n-1]
 		res.p99 = latencies[(n*99)/100]
 	}
-	res.readyAfter, res.total, err = lastHandover(filepath.Join(s.work, "gateway.log"))
+	res.readyAfter, res.total, err = lastHandover(s.gw.Proc.Output())
 	if err != nil {
 		return res, err
 	}
 	r.logf("size %d: handover %d → %d: %d requests, %d failed, slowest %s, successor ready after %s", size, first, s.gw.traefik,
-		res.requests, res.failed, ms(res.slowest), ms(res.readyAfter))
+		res.requests, res.failed, ms(Duration(res.slowest)), ms(Duration(res.readyAfter)))
 	return res, nil
 }
 
@@ -187,22 +178,17 @@ func handoverGet(ctx context.Context, client *http.Client, host string) error {
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || resp.Header.Get(backendHeader) == "" {
-		return fmt.Errorf("status %s, backend header %q", resp.Status, resp.Header.Get(backendHeader))
+	if resp.StatusCode != http.StatusOK || resp.Header.Get(harness.HeaderBackend) == "" {
+		return fmt.Errorf("status %s, backend header %q", resp.Status, resp.Header.Get(harness.HeaderBackend))
 	}
 	return nil
 }
 
 // lastHandover reads the gateway's log for its last "traefik handed over"
 // line and returns its ready_after and total.
-func lastHandover(logPath string) (readyAfter, total time.Duration, err error) {
-	f, err := os.Open(logPath)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer f.Close()
+func lastHandover(log string) (readyAfter, total time.Duration, err error) {
 	found := false
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(strings.NewReader(log))
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Bytes()
@@ -220,7 +206,7 @@ func lastHandover(logPath string) (readyAfter, total time.Duration, err error) {
 		ra, err1 := time.ParseDuration(entry.ReadyAfter)
 		tt, err2 := time.ParseDuration(entry.Total)
 		if err := errors.Join(err1, err2); err != nil {
-			return 0, 0, fmt.Errorf("reading %s: %w", logPath, err)
+			return 0, 0, fmt.Errorf("reading the gateway's log: %w", err)
 		}
 		readyAfter, total, found = ra, tt, true
 	}
@@ -228,7 +214,7 @@ func lastHandover(logPath string) (readyAfter, total time.Duration, err error) {
 		return 0, 0, err
 	}
 	if !found {
-		return 0, 0, fmt.Errorf("no handover in %s: traefik was stopped before its successor started", logPath)
+		return 0, 0, errors.New("no handover in the gateway's log: traefik was stopped before its successor started")
 	}
 	return readyAfter, total, nil
 }

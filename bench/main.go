@@ -10,12 +10,16 @@
 // kernel's byte counters (metering); and memory.
 //
 // It starts its own redis-server, gateway, Traefiks and backends on
-// loopback, in a temporary folder, and stops every one of them by PID when
-// it ends, interrupted or not.
+// loopback with test/harness, in a temporary folder, and stops every one of
+// them by PID when it ends, interrupted or not. The report is
+// report.md.tmpl rendered from the run's Results, which the bench also
+// writes as JSON beside it (docs/BENCHMARKS.json); -render renders a report
+// again from such a file without measuring.
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -27,11 +31,15 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/threefoldtech/gateway/internal/atomicfile"
 )
 
 // options are the command line.
 type options struct {
 	out          string
+	jsonOut      string
+	render       string
 	samples      int
 	diagSamples  int
 	startSamples int
@@ -58,16 +66,12 @@ type options struct {
 	timeout      time.Duration
 }
 
-// Run-time targets of the bench itself.
-const (
-	fullRunTarget  = 30 * time.Minute
-	quickRunTarget = 3 * time.Minute
-)
-
 func parseFlags(args []string) (options, error) {
 	o := options{throttle: 100 * time.Millisecond}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.StringVar(&o.out, "out", "", "write the Markdown report to this file (default: print it on stdout only)")
+	fs.StringVar(&o.jsonOut, "json", "", "write the results as JSON to this file (default: beside -out, its name ending in .json)")
+	fs.StringVar(&o.render, "render", "", "measure nothing: render the report from this results JSON file")
 	fs.IntVar(&o.samples, "samples", 15, "time-to-route samples per variant (ours, per-file floor, one-file floor) and size")
 	fs.IntVar(&o.diagSamples, "diag-samples", 5, "samples of the per-file floor with a default certificate, at 0 routes (0: none)")
 	fs.IntVar(&o.startSamples, "start-samples", 5, "restarts of the gateway per size, timed to its first zbus answer")
@@ -137,6 +141,9 @@ func parseFlags(args []string) (options, error) {
 	if o.burstRoutes > 999 {
 		return o, fmt.Errorf("-burst-routes %d: at most 999", o.burstRoutes)
 	}
+	if o.jsonOut == "" && o.out != "" {
+		o.jsonOut = strings.TrimSuffix(o.out, filepath.Ext(o.out)) + ".json"
+	}
 	o.seed = *seed
 	if o.seed == 0 {
 		o.seed = uint64(time.Now().UnixNano())
@@ -177,6 +184,13 @@ func mainCode() int {
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(os.Stderr, "[%s] %s\n", time.Since(start).Round(time.Second), fmt.Sprintf(format, args...))
 	}
+	if opts.render != "" {
+		if err := renderFile(opts); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+		return 0
+	}
 	if err := becomeSubreaper(); err != nil {
 		logf("cannot become the subreaper of orphaned children (%v): a Traefik left behind by an interruption may survive", err)
 	}
@@ -214,85 +228,89 @@ func run(ctx context.Context, o options, start time.Time, logf func(string, ...a
 	if err != nil {
 		return err
 	}
-	rep := &report{
-		started:  start,
-		command:  "go run ./bench " + strings.Join(os.Args[1:], " "),
-		machine:  readMachine(),
-		versions: readVersions(ctx, t, repo),
-		opts:     o,
-		seed:     o.seed,
+	r := &Results{
+		Started:  start.UTC(),
+		Command:  strings.TrimSpace("go run ./bench " + strings.Join(os.Args[1:], " ")),
+		Quick:    o.quick,
+		Machine:  readMachine(),
+		Versions: readVersions(ctx, t, repo),
+		Settings: Settings{Sizes: o.sizes, Samples: o.samples, DiagSamples: o.diagSamples, StartSamples: o.startSamples,
+			APICalls: o.apiCalls, ZbusRounds: o.zbusRounds, Seed: o.seed, Throttle: Duration(o.throttle),
+			ProbeInterval: Duration(pollInterval), ProbeTimeout: Duration(probeTimeout), SettleMargin: Duration(settleMargin),
+			QuietWindow: Duration(quietWindow), SettleTimeout: Duration(settleTimeout), BurstPoll: Duration(burstPoll),
+			HandoverBefore: Duration(handoverBefore), HandoverAfter: Duration(handoverAfter), QuietTicks: quietTicks,
+			Callers: populateCallers, ZbusRoutes: zbusRoutes, HandoverClients: handoverClients, ReloadsMetric: reloadsMetric},
 	}
-	rep.command = strings.TrimSpace(rep.command)
 	logf("sizes %v, %d samples per variant, seed %d, work folder %s", o.sizes, o.samples, o.seed, work)
 
-	// The subprocess and DNS benchmarks first, on a quiet machine.
-	if o.skipDNS {
-		rep.dnsSkipped = true
-	} else {
-		logf("measuring DNS for %s per server", o.dnsDuration)
-		rep.dns, rep.dnsErr = benchDNS(ctx, o.dnsDuration)
-		if rep.dnsErr != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			logf("dns benchmark failed: %v", rep.dnsErr)
+	// The subprocess and DNS benchmarks first, on a quiet machine. A part
+	// that fails is reported as such; only an interruption ends the run.
+	part := func(name string, skip bool, errOut *string, fn func() error) error {
+		if skip {
+			return nil
 		}
-	}
-
-	if o.skipACME {
-		rep.acmeSkipped = true
-	} else {
-		rep.acme, rep.acmeErr = benchACME(ctx, repo, o.acmeRuns, logf)
-		// The tests' Traefiks that outlived them are the bench's now: stop
-		// them before they sit through the rest of the run.
+		err := fn()
 		reapOrphans(logf)
-		if rep.acmeErr != nil {
+		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			logf("certificate timing failed: %v", rep.acmeErr)
+			logf("%s failed: %v", name, err)
+			*errOut = oneLine(err)
 		}
+		return nil
 	}
-
+	r.DNS.Skipped, r.ACME.Skipped, r.Metering.Skipped = o.skipDNS, o.skipACME, o.skipMetering
+	if err := part("dns benchmark", o.skipDNS, &r.DNS.Error, func() (err error) {
+		logf("measuring DNS for %s per server", o.dnsDuration)
+		r.DNS, err = benchDNS(ctx, o.dnsDuration, logf)
+		return err
+	}); err != nil {
+		return err
+	}
+	// The tests' Traefiks that outlived them are the bench's now: part
+	// stops them before they sit through the rest of the run.
+	if err := part("certificate timing", o.skipACME, &r.ACME.Error, func() (err error) {
+		r.ACME, err = benchACME(ctx, repo, o.acmeRuns, logf)
+		return err
+	}); err != nil {
+		return err
+	}
 	keygens := 30
 	if o.quick {
 		keygens = 10
 	}
 	logf("timing %d RSA-2048 key generations", keygens)
-	if rep.keygen, err = measureKeygen(ctx, keygens); err != nil {
+	keygen, err := measureKeygen(ctx, keygens)
+	if err != nil {
 		return err
 	}
-	if o.skipMetering {
-		rep.meteringSkipped = true
-	} else {
+	r.Keygen = stat(keygen)
+	if err := part("metering cost", o.skipMetering, &r.Metering.Error, func() error {
 		mo := meteringOptions{rounds: meterRounds, size: meterSize, limit: meterLimit, throttle: o.throttle, verbose: o.verbose}
 		if o.quick {
 			mo.rounds, mo.size, mo.limit = meterRoundsQuick, meterSizeQuick, meterLimitQuick
 		}
-		rep.metering, rep.meteringErr = benchMetering(ctx, t, work, mo, logf)
-		reapOrphans(logf)
-		if rep.meteringErr != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			logf("metering cost failed: %v", rep.meteringErr)
-		}
+		m, err := benchMetering(ctx, t, work, mo, logf)
+		r.Metering = m.result()
+		return err
+	}); err != nil {
+		return err
 	}
 
 	defCert, err := newDefaultCert(work)
 	if err != nil {
 		return err
 	}
-
-	s, err := newStack(ctx, t, work, logf)
+	s, err := newStack(t, work, logf)
 	if err != nil {
 		return err
 	}
 	defer s.close()
-	busy0, total0, err1 := cpuTotals()
+	busy0, total0, err1 := cpuTotals(true)
 	self0, err2 := selfCPU()
 	routesStart := time.Now()
-	rep.routes, err = benchRoutes(ctx, s, routeOptions{
+	sizes, err := benchRoutes(ctx, s, routeOptions{
 		sizes: o.sizes, samples: o.samples, diagSamples: o.diagSamples, startSamples: o.startSamples, apiCalls: o.apiCalls,
 		zbusRounds: o.zbusRounds, stormCalls: o.stormCalls, profileSecs: o.profileSecs, burstRoutes: o.burstRoutes, burstRounds: o.burstRounds,
 		burstSizes: o.burstSizes, throttle: o.throttle, seed: o.seed, defCert: defCert, verbose: o.verbose, handover: !o.skipHandover,
@@ -302,29 +320,62 @@ func run(ctx context.Context, o options, start time.Time, logf func(string, ...a
 	if err != nil {
 		return fmt.Errorf("time to route: %w", err)
 	}
-	rep.routesTook = time.Since(routesStart)
-	busy1, total1, err3 := cpuTotals()
+	r.Stack = Duration(time.Since(routesStart))
+	busy1, total1, err3 := cpuTotals(true)
 	self1, err4 := selfCPU()
 	if errors.Join(err1, err2, err3, err4) == nil && total1 > total0 {
-		cores := float64(rep.machine.cores)
-		rep.cpuBusy = cores * float64(busy1-busy0) / float64(total1-total0)
-		rep.cpuOthers = rep.cpuBusy - cores*float64(self1-self0)/float64(total1-total0)
+		cores := float64(r.Machine.Cores)
+		r.CPUBusy = cores * float64(busy1-busy0) / float64(total1-total0)
+		r.CPUOthers = max(0, r.CPUBusy-cores*float64(self1-self0)/float64(total1-total0))
 	}
-	rep.elapsed = time.Since(start)
-
-	rep.printTable(os.Stdout)
-	md := rep.markdown()
-	if o.out == "" {
-		fmt.Println()
-		fmt.Print(md)
-	} else {
-		if err := writeFileAtomic(o.out, []byte(md)); err != nil {
-			return err
-		}
-		logf("wrote %s", o.out)
+	r.Elapsed = Duration(time.Since(start))
+	summarize(r, sizes)
+	if err := write(o, r, logf); err != nil {
+		return err
 	}
 	failed = false
 	return nil
+}
+
+// write renders the report of r and writes it, and r as JSON, where o says.
+func write(o options, r *Results, logf func(string, ...any)) error {
+	md, err := render(r)
+	if err != nil {
+		return err
+	}
+	if o.jsonOut != "" {
+		data, err := json.MarshalIndent(r, "", "  ")
+		if err != nil {
+			return fmt.Errorf("writing the results: %w", err)
+		}
+		if err := atomicfile.Write(o.jsonOut, append(data, '\n'), 0o644); err != nil {
+			return err
+		}
+		logf("wrote %s", o.jsonOut)
+	}
+	if o.out == "" {
+		fmt.Print(md)
+		return nil
+	}
+	if err := atomicfile.Write(o.out, []byte(md), 0o644); err != nil {
+		return err
+	}
+	logf("wrote %s", o.out)
+	return nil
+}
+
+// renderFile renders the report from the results JSON o.render.
+func renderFile(o options) error {
+	data, err := os.ReadFile(o.render)
+	if err != nil {
+		return err
+	}
+	var r Results
+	if err := json.Unmarshal(data, &r); err != nil {
+		return fmt.Errorf("reading %s: %w", o.render, err)
+	}
+	o.jsonOut = ""
+	return write(o, &r, func(string, ...any) {})
 }
 
 // findTools locates Traefik and redis-server the way the Makefile passes
@@ -390,20 +441,4 @@ func repoRoot() (string, error) {
 		}
 		dir = parent
 	}
-}
-
-// writeFileAtomic replaces path with data through a temporary file.
-func writeFileAtomic(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
 }

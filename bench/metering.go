@@ -3,17 +3,13 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"github.com/threefoldtech/gateway/test/harness"
 	"io"
 	"math"
-	"math/big"
 	"net"
 	"net/http"
 	"net/netip"
@@ -26,6 +22,7 @@ import (
 
 	"github.com/google/nftables"
 
+	"github.com/threefoldtech/gateway/internal/testcert"
 	"github.com/threefoldtech/gateway/pkg/meter"
 )
 
@@ -218,7 +215,7 @@ type meteringOptions struct {
 // always goes first.
 func benchMetering(ctx context.Context, t tools, work string, o meteringOptions, logf func(string, ...any)) (meteringResult, error) {
 	res := meteringResult{rounds: o.rounds, size: o.size, limit: o.limit}
-	s, err := newStack(ctx, t, filepath.Join(work, "metering"), logf)
+	s, err := newStack(t, filepath.Join(work, "metering"), logf)
 	if err != nil {
 		return res, err
 	}
@@ -232,9 +229,14 @@ func benchMetering(ctx context.Context, t tools, work string, o meteringOptions,
 		return res, err
 	}
 	defer stopHTTP()
-	cert, err := selfSignedCert(meterPassthrough.host())
-	if err != nil {
-		return res, err
+	// The client does not verify the passthrough backend's certificate.
+	var certPEM, keyPEM []byte
+	err = catch(func() {
+		certPEM, keyPEM = testcert.SelfSigned(newTB("metering", work, logf), []string{meterPassthrough.host()}, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
+	})
+	cert, err2 := tls.X509KeyPair(certPEM, keyPEM)
+	if err = errors.Join(err, err2); err != nil {
+		return res, fmt.Errorf("making the passthrough backend's certificate: %w", err)
 	}
 	tlsAddr, stopTLS, err := serveDownload(noise, &tls.Config{Certificates: []tls.Certificate{cert}})
 	if err != nil {
@@ -255,7 +257,7 @@ func benchMetering(ctx context.Context, t tools, work string, o meteringOptions,
 			return res, err
 		}
 	}
-	probe := newProber(s.gw.websecure)
+	probe := newProber(s.gw.WebSecureAddr)
 	served := func() error {
 		for _, k := range []meterKind{meterHTTP, meterPassthrough} {
 			if _, _, err := probe.wait(ctx, k.host(), http.StatusOK, time.Now(), routeTimeout); err != nil {
@@ -268,20 +270,20 @@ func benchMetering(ctx context.Context, t tools, work string, o meteringOptions,
 		return res, err
 	}
 	// The table exists now: the gateway made it at its start.
-	kern, err := meter.OpenKernel(meter.KernelConfig{Table: s.meterTable})
+	kern, err := meter.OpenKernel(meter.KernelConfig{Table: s.gw.MeterTable})
 	if err != nil {
 		return res, fmt.Errorf("opening the gateway's metering table: %w", err)
 	}
 	defer kern.Close()
 	counted := func() error {
-		return poll(ctx, meterCountedTimeout, 20*time.Millisecond, "the gateway to count both backends", func() error {
+		return harness.PollEvery(ctx, meterCountedTimeout, 20*time.Millisecond, func() error {
 			got, err := kern.Read()
 			if err != nil {
 				return err
 			}
 			for id, a := range backends {
 				if _, ok := got[a]; !ok {
-					return fmt.Errorf("no counters for %s (route %s) in table %s (gateway log %s)", a, id, s.meterTable, s.gw.proc.log)
+					return fmt.Errorf("no counters for %s (route %s) in table %s ", a, id, s.gw.MeterTable)
 				}
 			}
 			return nil
@@ -291,10 +293,10 @@ func benchMetering(ctx context.Context, t tools, work string, o meteringOptions,
 		return res, err
 	}
 	logf("metering: %d rounds of %d MiB or %s per sample, gateway table inet %s, backends %s (http) and %s (tls)",
-		o.rounds, o.size>>20, o.limit, s.meterTable, httpAddr, tlsAddr)
+		o.rounds, o.size>>20, o.limit, s.gw.MeterTable, httpAddr, tlsAddr)
 	kinds := []*meterKindResult{{kind: meterHTTP}, {kind: meterPassthrough}}
 	for _, kr := range kinds {
-		if _, err := download(ctx, s.gw.websecure, kr.kind.host(), o.size, o.limit); err != nil {
+		if _, err := download(ctx, s.gw.WebSecureAddr, kr.kind.host(), o.size, o.limit); err != nil {
 			return res, fmt.Errorf("warming up %s: %w", kr.kind.name, err)
 		}
 	}
@@ -367,59 +369,15 @@ func meterState(ctx context.Context, s *stack, kern *meter.Kernel, res *metering
 		if err := kern.Remove(); err != nil {
 			return err
 		}
-		if there, err := tableExists(s.meterTable); err != nil || there {
-			return fmt.Errorf("table %s still there after its removal (%v)", s.meterTable, err)
+		if there, err := tableExists(s.gw.MeterTable); err != nil || there {
+			return fmt.Errorf("table %s still there after its removal (%v)", s.gw.MeterTable, err)
 		}
 	}
-	if !waitIdle(ctx, []int{s.gw.proc.pid(), s.gw.traefik}, meterSettleTimeout) {
+	if !waitIdle(ctx, []int{s.gw.Proc.PID(), s.gw.traefik}, meterSettleTimeout) {
 		res.unsettled++
 		logf("metering: the gateway and traefik not idle %s after the restart; measuring anyway", meterSettleTimeout)
 	}
 	return nil
-}
-
-// waitIdle waits until the processes pids have used, together, no more
-// than quietTicks of CPU over quietWindow, as time to route's settle does
-// for Traefik. It returns false if that took more than timeout.
-func waitIdle(ctx context.Context, pids []int, timeout time.Duration) bool {
-	type point struct {
-		at  time.Time
-		cpu uint64
-	}
-	deadline := time.Now().Add(timeout)
-	var points []point
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		var cpu uint64
-		for _, pid := range pids {
-			st, err := readStat(pid)
-			if err != nil {
-				return false
-			}
-			cpu += st.cpu
-		}
-		now := time.Now()
-		points = append(points, point{now, cpu})
-		for len(points) > 1 && now.Sub(points[1].at) >= quietWindow {
-			points = points[1:]
-		}
-		if now.Sub(points[0].at) >= quietWindow && cpu-points[0].cpu <= quietTicks {
-			return true
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	return false
-}
-
-// cpuTime is the CPU time pid has used, 0 if it cannot be read.
-func cpuTime(pid int) time.Duration {
-	st, err := readStat(pid)
-	if err != nil {
-		return 0
-	}
-	return time.Duration(st.cpu) * clockTick
 }
 
 // loadMark is where the machine's and the stack's CPU counters stood.
@@ -430,7 +388,7 @@ type loadMark struct {
 
 func startLoad(s *stack) loadMark {
 	var m loadMark
-	m.busy, m.total, m.err = processCPUTotals()
+	m.busy, m.total, m.err = cpuTotals(false)
 	m.ours = stackCPU(s)
 	return m
 }
@@ -438,7 +396,7 @@ func startLoad(s *stack) loadMark {
 // end returns the cores busy since m, and those of them not busy with the
 // bench, its Traefik or its redis-server; NaN when /proc could not tell.
 func (m loadMark) end(s *stack) (busy, others float64) {
-	b, t, err := processCPUTotals()
+	b, t, err := cpuTotals(false)
 	if err != nil || m.err != nil || t <= m.total {
 		return math.NaN(), math.NaN()
 	}
@@ -452,7 +410,7 @@ func (m loadMark) end(s *stack) (busy, others float64) {
 // redis-server, in clock ticks.
 func stackCPU(s *stack) uint64 {
 	var sum uint64
-	for _, pid := range []int{os.Getpid(), s.gw.traefik, s.redis.pid()} {
+	for _, pid := range []int{os.Getpid(), s.gw.traefik, s.redis.Proc.PID()} {
 		if st, err := readStat(pid); err == nil {
 			sum += st.cpu
 		}
@@ -472,20 +430,20 @@ func meterOne(ctx context.Context, s *stack, kern *meter.Kernel, k meterKind, ad
 		}
 		before = got[addr]
 	}
-	gw0, tr0 := cpuTime(s.gw.proc.pid()), cpuTime(s.gw.traefik)
-	smp, err := download(ctx, s.gw.websecure, k.host(), o.size, o.limit)
+	gw0, tr0 := cpuTime(s.gw.Proc.PID()), cpuTime(s.gw.traefik)
+	smp, err := download(ctx, s.gw.WebSecureAddr, k.host(), o.size, o.limit)
 	if err != nil {
 		return smp, err
 	}
-	smp.gatewayCPU, smp.traefikCPU = cpuTime(s.gw.proc.pid())-gw0, cpuTime(s.gw.traefik)-tr0
+	smp.gatewayCPU, smp.traefikCPU = cpuTime(s.gw.Proc.PID())-gw0, cpuTime(s.gw.traefik)-tr0
 	if !metered {
 		// Read cannot tell: it reads no counters from a missing table.
-		there, err := tableExists(s.meterTable)
+		there, err := tableExists(s.gw.MeterTable)
 		if err != nil {
 			return smp, err
 		}
 		if there {
-			return smp, fmt.Errorf("table %s came back during an unmetered sample", s.meterTable)
+			return smp, fmt.Errorf("table %s came back during an unmetered sample", s.gw.MeterTable)
 		}
 		return smp, nil
 	}
@@ -552,7 +510,7 @@ func download(ctx context.Context, addr, host string, size int64, limit time.Dur
 		return smp, fmt.Errorf("reading the answer of %s: %w", host, err)
 	}
 	// No resp.Body.Close: it would read what is left of the body.
-	if resp.StatusCode != http.StatusOK || resp.Header.Get(backendHeader) == "" {
+	if resp.StatusCode != http.StatusOK || resp.Header.Get(harness.HeaderBackend) == "" {
 		return smp, fmt.Errorf("%s answered %s, not from the bench backend", host, resp.Status)
 	}
 	buf := make([]byte, meterChunk)
@@ -591,7 +549,7 @@ func serveDownload(noise []byte, cfg *tls.Config) (addr netip.AddrPort, stop fun
 	}
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set(backendHeader, "1")
+			w.Header().Set(harness.HeaderBackend, "1")
 			n, err := strconv.ParseInt(r.URL.Query().Get("bytes"), 10, 64)
 			if r.URL.Path != downloadPath || err != nil || n < 0 {
 				_, _ = w.Write([]byte("ok\n"))
@@ -617,27 +575,4 @@ func serveDownload(noise []byte, cfg *tls.Config) (addr netip.AddrPort, stop fun
 			srv.Close()
 		}
 	}, nil
-}
-
-// selfSignedCert makes a certificate for host, for the passthrough backend:
-// the client does not verify it.
-func selfSignedCert(host string) (tls.Certificate, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("making the passthrough backend's key: %w", err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: host},
-		DNSNames:     []string{host},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("making the passthrough backend's certificate: %w", err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }

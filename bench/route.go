@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"github.com/threefoldtech/gateway/test/harness"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -61,9 +62,6 @@ const (
 	perFileDefCert variant = "per-file floor, default certificate"
 )
 
-// variants lists every variant in report order.
-var variants = []variant{ours, perFile, oneFile, perFileDefCert}
-
 // sample is one route published, served, deleted and gone.
 type sample struct {
 	// route is from the start of the call (or write) to the first 200 from
@@ -80,10 +78,6 @@ type sample struct {
 	// the probes' handshakes included.
 	traefikCPU time.Duration
 }
-
-// clockTick is the unit of /proc/<pid>/stat's CPU times (USER_HZ, 100 on
-// Linux).
-const clockTick = 10 * time.Millisecond
 
 // sizeResult is what one number of routes present gave.
 type sizeResult struct {
@@ -270,13 +264,13 @@ func (r *routeRun) size(ctx context.Context, size int) (sizeResult, error) {
 	}
 	r.rng.Shuffle(len(plan), func(i, j int) { plan[i], plan[j] = plan[j], plan[i] })
 	logf("size %d: %d samples (%d each of ours, per-file floor, one-file floor) in random order", size, len(plan), o.samples)
-	reloads0, rerr := traefikReloads(ctx, s.gw.metrics)
+	reloads0, rerr := traefikReloads(ctx, s.gw.MetricsAddr)
 	for i, v := range plan {
 		if err := r.take(ctx, &res, targets[v], fmt.Sprintf("t%d-%d", size, i), i, len(plan)); err != nil {
 			return res, err
 		}
 	}
-	if reloads1, err := traefikReloads(ctx, s.gw.metrics); err == nil && rerr == nil {
+	if reloads1, err := traefikReloads(ctx, s.gw.MetricsAddr); err == nil && rerr == nil {
 		res.reloads = reloads1 - reloads0
 	}
 	if size == 0 && o.diagSamples > 0 {
@@ -317,7 +311,7 @@ func (r *routeRun) size(ctx context.Context, size int) (sizeResult, error) {
 	if n != size {
 		return res, fmt.Errorf("the gateway holds %d routes after the samples, want %d", n, size)
 	}
-	for name, pid := range map[string]int{rssGateway: s.gw.proc.pid(), rssOurs: s.gw.traefik, rssPerFile: r.pf.pid(), rssOneFile: r.of.pid()} {
+	for name, pid := range map[string]int{rssGateway: s.gw.Proc.PID(), rssOurs: s.gw.traefik, rssPerFile: r.pf.pid(), rssOneFile: r.of.pid()} {
 		if v, err := rss(pid); err == nil {
 			res.rss[name] = v
 		}
@@ -350,7 +344,7 @@ func (r *routeRun) startOurs(ctx context.Context, res *sizeResult) (*target, err
 	if err := s.startGateway(ctx, r.o.throttle, true); err != nil {
 		return nil, err
 	}
-	t := &target{v: ours, probe: newProber(s.gw.websecure), pid: s.gw.traefik, throttle: r.o.throttle,
+	t := &target{v: ours, probe: newProber(s.gw.WebSecureAddr), pid: s.gw.traefik, throttle: r.o.throttle,
 		publish:   func(ctx context.Context, id string, _ []byte) error { return s.setNamed(ctx, id, id) },
 		unpublish: func(ctx context.Context, id string) error { return s.deleteNamed(ctx, id) },
 	}
@@ -409,10 +403,10 @@ func (r *routeRun) capture(ctx context.Context, ot *target) error {
 	}
 	ot.last = time.Now()
 	ot.settle(ctx)
-	if r.pf, err = newFloorTraefik(s.work, "per-file", s.tools.traefik, static, env); err != nil {
+	if r.pf, err = newFloorTraefik(s.work, "per-file", s.tools.traefik, static, env, r.logf); err != nil {
 		return err
 	}
-	if r.of, err = newFloorTraefik(s.work, "one-file", s.tools.traefik, static, env); err != nil {
+	if r.of, err = newFloorTraefik(s.work, "one-file", s.tools.traefik, static, env, r.logf); err != nil {
 		return err
 	}
 	r.logf("captured the gateway's rendering of a name route and its static configuration; floors in %s and %s", r.pf.dir, r.of.dir)
@@ -429,12 +423,12 @@ func (r *routeRun) gatewayStarts(ctx context.Context, res *sizeResult, ot *targe
 		if err != nil {
 			return fmt.Errorf("restart %d of the gateway: %w", i+1, err)
 		}
-		res.starts = append(res.starts, s.gw.zbusUp)
+		res.starts = append(res.starts, s.gw.ZbusUp)
 		if adopted {
 			res.adopted++
 		}
 		ot.pid = s.gw.traefik
-		if !waitIdle(ctx, []int{s.gw.proc.pid(), s.gw.traefik}, settleTimeout) {
+		if !waitIdle(ctx, []int{s.gw.Proc.PID(), s.gw.traefik}, settleTimeout) {
 			r.logf("size %d: the gateway and traefik not idle %s after a restart", res.size, settleTimeout)
 		}
 	}
@@ -449,13 +443,13 @@ func (r *routeRun) gatewayStarts(ctx context.Context, res *sizeResult, ot *targe
 		}
 		res.list = append(res.list, time.Since(start))
 		start = time.Now()
-		if _, err := s.metrics(ctx); err != nil {
+		if err := s.metrics(ctx); err != nil {
 			return err
 		}
 		res.metrics = append(res.metrics, time.Since(start))
 	}
 	r.logf("size %d: gateway start to zbus p50 %s (%d of %d adopted traefik), List p50 %s, Metrics p50 %s", res.size,
-		ms(summarize(res.starts).p50), res.adopted, len(res.starts), ms(summarize(res.list).p50), ms(summarize(res.metrics).p50))
+		ms(stat(res.starts).P50), res.adopted, len(res.starts), ms(stat(res.list).P50), ms(stat(res.metrics).P50))
 	return nil
 }
 
@@ -747,7 +741,7 @@ func (p *prober) get(ctx context.Context, host string) (status int, backend bool
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
 	resp.Body.Close()
-	return resp.StatusCode, resp.Header.Get(backendHeader) != "", nil
+	return resp.StatusCode, resp.Header.Get(harness.HeaderBackend) != "", nil
 }
 
 // wait probes host every pollInterval until it answers want (a 200 only

@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
+	"github.com/threefoldtech/gateway/test/harness"
 	"io"
 	"net/http"
 	"os"
@@ -11,15 +11,10 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 )
 
 // Boot storm and burst settings.
 const (
-	// reloadsMetric counts the configurations Traefik applied.
-	reloadsMetric = "traefik_config_reloads_total"
 	// burstTimeout bounds the wait for a burst's routes to serve, or to be
 	// gone.
 	burstTimeout = 5 * time.Minute
@@ -49,11 +44,11 @@ type stormResult struct {
 func (r *routeRun) storm(ctx context.Context, ot *target, size int) (stormResult, error) {
 	s := r.s
 	res := stormResult{calls: r.o.stormCalls}
-	before, err := traefikReloads(ctx, s.gw.metrics)
+	before, err := traefikReloads(ctx, s.gw.MetricsAddr)
 	if err != nil {
 		return res, err
 	}
-	t0, g0 := cpuTime(s.gw.traefik), cpuTime(s.gw.proc.pid())
+	t0, g0 := cpuTime(s.gw.traefik), cpuTime(s.gw.Proc.PID())
 	r.logf("boot storm: %d identical SetNamedProxy calls over the %d routes present, %d callers", res.calls, size, populateCallers)
 	start := time.Now()
 	err = fanOut(ctx, res.calls, populateCallers, func(ctx context.Context, i int) error {
@@ -66,12 +61,12 @@ func (r *routeRun) storm(ctx context.Context, ot *target, size int) (stormResult
 	}
 	ot.last = time.Now()
 	ot.settle(ctx)
-	after, err := traefikReloads(ctx, s.gw.metrics)
+	after, err := traefikReloads(ctx, s.gw.MetricsAddr)
 	if err != nil {
 		return res, err
 	}
 	res.reloads = after - before
-	res.traefikCPU, res.gatewayCPU = cpuTime(s.gw.traefik)-t0, cpuTime(s.gw.proc.pid())-g0
+	res.traefikCPU, res.gatewayCPU = cpuTime(s.gw.traefik)-t0, cpuTime(s.gw.Proc.PID())-g0
 	r.logf("boot storm: %s, %.0f traefik reloads, traefik cpu %s, gateway cpu %s", res.took.Round(time.Millisecond), res.reloads,
 		res.traefikCPU, res.gatewayCPU)
 	return res, nil
@@ -97,7 +92,7 @@ func (r *routeRun) bursts(ctx context.Context, ot, pt *target) (burstResult, err
 	id := func(i int) string { return fmt.Sprintf("%s%03d", burstPrefix, i) }
 	oursBurst := func() error {
 		var calls time.Duration
-		took, cpu, err := burstOnce(ctx, ot, s.gw.metrics, n,
+		took, cpu, err := burstOnce(ctx, ot, s.gw.MetricsAddr, n,
 			func(ctx context.Context) error {
 				start := time.Now()
 				err := fanOut(ctx, n, populateCallers, func(ctx context.Context, i int) error { return s.setNamed(ctx, id(i), id(i)) })
@@ -164,13 +159,13 @@ func burstOnce(ctx context.Context, t *target, api string, n int, add, del func(
 	start := time.Now()
 	added := make(chan error, 1)
 	go func() { added <- add(ctx) }()
-	err = poll(ctx, burstTimeout, burstPoll, fmt.Sprintf("traefik to run %d routers", base+n), func() error {
+	err = harness.PollEvery(ctx, burstTimeout, burstPoll, func() error {
 		got, err := httpRouters(ctx, api)
 		if err != nil {
 			return err
 		}
 		if got < base+n {
-			return fmt.Errorf("%d routers", got)
+			return fmt.Errorf("waiting for traefik to run %d routers: %d", base+n, got)
 		}
 		return nil
 	})
@@ -191,13 +186,13 @@ func burstOnce(ctx context.Context, t *target, api string, n int, add, del func(
 	if err := del(ctx); err != nil {
 		return 0, 0, err
 	}
-	if err := poll(ctx, burstTimeout, burstPoll, fmt.Sprintf("traefik to run %d routers again", base), func() error {
+	if err := harness.PollEvery(ctx, burstTimeout, burstPoll, func() error {
 		got, err := httpRouters(ctx, api)
 		if err != nil {
 			return err
 		}
 		if got != base {
-			return fmt.Errorf("%d routers", got)
+			return fmt.Errorf("waiting for traefik to run %d routers again: %d", base, got)
 		}
 		return nil
 	}); err != nil {
@@ -206,68 +201,6 @@ func burstOnce(ctx context.Context, t *target, api string, n int, add, del func(
 	t.last = time.Now()
 	t.settle(ctx)
 	return took, cpuTime(t.pid) - cpu0, nil
-}
-
-// apiClient asks Traefik's API and metrics endpoint.
-var apiClient = &http.Client{Timeout: 10 * time.Second}
-
-// httpRouters asks the API of the Traefik at addr how many HTTP routers it
-// runs, its own included.
-func httpRouters(ctx context.Context, addr string) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/api/overview", nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := apiClient.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("asking traefik's api: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("asking traefik's api: %s", resp.Status)
-	}
-	var o struct {
-		HTTP struct {
-			Routers struct {
-				Total int `json:"total"`
-			} `json:"routers"`
-		} `json:"http"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&o); err != nil {
-		return 0, fmt.Errorf("reading traefik's /api/overview: %w", err)
-	}
-	return o.HTTP.Routers.Total, nil
-}
-
-// traefikReloads reads traefik_config_reloads_total from the metrics of the
-// Traefik at addr.
-func traefikReloads(ctx context.Context, addr string) (float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := apiClient.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("reading traefik's metrics: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("reading traefik's metrics: %s", resp.Status)
-	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		return 0, fmt.Errorf("reading traefik's metrics: %w", err)
-	}
-	fam, ok := fams[reloadsMetric]
-	if !ok || len(fam.GetMetric()) == 0 {
-		return 0, fmt.Errorf("no %s in traefik's metrics", reloadsMetric)
-	}
-	var sum float64
-	for _, m := range fam.GetMetric() {
-		sum += m.GetCounter().GetValue()
-	}
-	return sum, nil
 }
 
 // profileResult is where ours' Traefik spent its CPU while routes changed.
@@ -287,7 +220,7 @@ type profileResult struct {
 func (r *routeRun) profile(ctx context.Context, ot *target, size int) (profileResult, error) {
 	s := r.s
 	res := profileResult{size: size, seconds: r.o.profileSecs, path: filepath.Join(s.work, fmt.Sprintf("traefik-%d.pprof", size))}
-	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", s.gw.metrics, res.seconds)
+	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", s.gw.MetricsAddr, res.seconds)
 	got := make(chan error, 1)
 	go func() { got <- saveURL(ctx, url, res.path, time.Duration(res.seconds)*time.Second+time.Minute) }()
 	end := time.Now().Add(time.Duration(res.seconds) * time.Second)

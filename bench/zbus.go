@@ -67,7 +67,7 @@ func newZbusFloor(ctx context.Context, s *stack) (*zbusFloor, error) {
 		return nil, err
 	}
 	obj.data = data
-	server, err := zbus.NewRedisServer(zbusModule, "unix://"+s.socket, zbusWorkers)
+	server, err := zbus.NewRedisServer(zbusModule, s.redis.URL(), zbusWorkers)
 	if err != nil {
 		return nil, fmt.Errorf("serving the bench's zbus object: %w", err)
 	}
@@ -130,7 +130,7 @@ func (z *zbusFloor) measure(ctx context.Context, rounds int, logf func(string, .
 	s := z.s
 	id := func(i int) string { return fmt.Sprintf("%s%02d", zbusRoutePrefix, i%zbusRoutes) }
 	for i := range zbusRoutes {
-		if err := s.setNamedTo(ctx, id(i), id(i), s.backendURL); err != nil {
+		if err := s.setNamedTo(ctx, id(i), id(i), s.backendURL, false); err != nil {
 			return r, err
 		}
 	}
@@ -164,7 +164,7 @@ func (z *zbusFloor) measure(ctx context.Context, rounds int, logf func(string, .
 			backend = s.backendURL
 		}
 		start = time.Now()
-		if err := s.setNamedTo(ctx, id(i), id(i), backend); err != nil {
+		if err := s.setNamedTo(ctx, id(i), id(i), backend, false); err != nil {
 			return r, err
 		}
 		r.set = append(r.set, time.Since(start))
@@ -175,6 +175,6 @@ func (z *zbusFloor) measure(ctx context.Context, rounds int, logf func(string, .
 		}
 	}
 	logf("zbus: no-op %s, floor (no-op + synced write) %s, SetNamedProxy %s p50 (%d rounds)",
-		ms(summarize(r.noop).p50), ms(summarize(r.floor).p50), ms(summarize(r.set).p50), rounds)
+		ms(stat(r.noop).P50), ms(stat(r.floor).P50), ms(stat(r.set).P50), rounds)
 	return r, nil
 }

@@ -181,6 +181,12 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() error
 
 // Poll polls cond every 20ms until it returns nil or timeout passes.
 func Poll(timeout time.Duration, cond func() error) error {
+	return PollEvery(context.Background(), timeout, 20*time.Millisecond, cond)
+}
+
+// PollEvery polls cond every interval until it returns nil, timeout passes
+// or ctx ends; the error then wraps cond's last error.
+func PollEvery(ctx context.Context, timeout, interval time.Duration, cond func() error) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		err := cond()
@@ -190,7 +196,11 @@ func Poll(timeout time.Duration, cond func() error) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("after %s: %w", timeout, err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", ctx.Err(), err)
+		case <-time.After(interval):
+		}
 	}
 }
 
