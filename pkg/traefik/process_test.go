@@ -689,9 +689,9 @@ func testLogger(t testing.TB) zerolog.Logger {
 }
 
 // Run's loop owns the state and answers Stop: a Stop during the wait before
-// a restart ends Run, and nothing starts after it. Before, Stop set a flag
-// under a lock that each step of Run checked, and a second copy of the wake
-// logic had to notice it.
+// a restart ends Run, and nothing starts after it. Guards the request path
+// of the wait (Stop once set a flag each step of Run had to check), the
+// published states, and a second Run beside the first.
 func TestProcessStopWhileLost(t *testing.T) {
 	dir := t.TempDir()
 	_, cfg := fakeProcess(t, dir)
