@@ -55,25 +55,28 @@ var errNoHandover = errors.New("traefik cannot be handed over")
 //     kept until then, and closed by old Traefik when it exits.
 //
 // The steering is a BPF program of one instruction per group; it is removed
-// at the end. It returns the successor, installed as the current Traefik.
-// On errNoHandover nothing was changed. On any other error the successor
-// was stopped and old still serves every connection.
-func (p *Process) handover(old *instance, hash string) (*instance, error) {
+// at the end. The successor is made the current Traefik by install, called
+// once it gets every new connection and before old stops; install failing
+// aborts the handover. On errNoHandover nothing was changed. On any other
+// error the successor was stopped and old still serves every connection.
+// Stop cuts it short, before install, with such an error. It runs on the
+// goroutine that owns the supervision, which install updates.
+func (p *Process) handover(old *instance, hash string, install func(*instance) error) error {
 	internal, err := netip.ParseAddrPort(p.cfg.MetricsAddress)
 	if err != nil {
-		return nil, fmt.Errorf("%w: no internal entry point address: %v", errNoHandover, err)
+		return fmt.Errorf("%w: no internal entry point address: %v", errNoHandover, err)
 	}
 	olds, err := listeners(old.pid)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errNoHandover, err)
+		return fmt.Errorf("%w: %v", errNoHandover, err)
 	}
 	defer func() { closeListeners(olds) }()
 	if len(olds) == 0 {
-		return nil, fmt.Errorf("%w: pid %d listens on no TCP address", errNoHandover, old.pid)
+		return fmt.Errorf("%w: pid %d listens on no TCP address", errNoHandover, old.pid)
 	}
 	for _, l := range olds {
 		if !l.reusePort {
-			return nil, fmt.Errorf("%w: its socket on %s is not SO_REUSEPORT", errNoHandover, l.addr)
+			return fmt.Errorf("%w: its socket on %s is not SO_REUSEPORT", errNoHandover, l.addr)
 		}
 	}
 
@@ -83,7 +86,8 @@ func (p *Process) handover(old *instance, hash string) (*instance, error) {
 		Timeout:   5 * time.Second,
 		Transport: &http.Transport{DisableKeepAlives: true},
 	}}
-	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.HandoverTimeout)
+	// Stop ends it too: the successor is then stopped, and Stop ends old.
+	ctx, cancel := context.WithTimeout(p.stopping, p.cfg.HandoverTimeout)
 	defer cancel()
 	// What the successor must serve before it gets the traffic.
 	want, err := api.Snapshot(ctx)
@@ -94,16 +98,16 @@ func (p *Process) handover(old *instance, hash string) (*instance, error) {
 	for _, l := range olds {
 		if err := l.steer(0); err != nil {
 			unsteer(olds)
-			return nil, fmt.Errorf("%w: %v", errNoHandover, err)
+			return fmt.Errorf("%w: %v", errNoHandover, err)
 		}
 	}
 	start := time.Now()
 	succ, err := p.spawn(hash)
 	if err != nil {
 		unsteer(olds)
-		return nil, err
+		return err
 	}
-	abort := func(err error) (*instance, error) {
+	abort := func(err error) error {
 		// The groups still hand everything to old: the successor's sockets
 		// leave them with nothing queued.
 		if endErr := p.end(context.Background(), succ, exitReplaced); endErr != nil {
@@ -111,7 +115,7 @@ func (p *Process) handover(old *instance, hash string) (*instance, error) {
 		}
 		succ.close()
 		unsteer(olds)
-		return nil, err
+		return err
 	}
 
 	news, err := waitListening(ctx, succ, internal)
@@ -136,7 +140,7 @@ func (p *Process) handover(old *instance, hash string) (*instance, error) {
 			return abort(err)
 		}
 	}
-	if err := p.install(succ); err != nil {
+	if err := install(succ); err != nil {
 		return abort(err)
 	}
 	ready := time.Since(start)
@@ -156,7 +160,7 @@ func (p *Process) handover(old *instance, hash string) (*instance, error) {
 	p.log.Info().Int("pid", succ.pid).Int("predecessor", old.pid).
 		Stringer("ready_after", roundMs(ready)).Stringer("total", roundMs(time.Since(start))).
 		Msg("traefik handed over")
-	return succ, nil
+	return nil
 }
 
 // drainQueues waits until old has taken the connections its sockets queued
@@ -217,7 +221,8 @@ func waitListening(ctx context.Context, succ *instance, internal netip.AddrPort)
 // waitServing waits until succ's API reports every router of want with the
 // status it had in the predecessor. Past the deadline the successor gets the
 // traffic anyway, with a warning naming what it lacks: a route deleted
-// during the handover is in want and never comes.
+// during the handover is in want and never comes. Stop ends the wait with
+// errStopped.
 func (p *Process) waitServing(ctx context.Context, succ *instance, api API, want Snapshot) error {
 	answered, missing := false, 0
 	for {
@@ -244,6 +249,9 @@ func (p *Process) waitServing(ctx context.Context, succ *instance, api API, want
 		}
 		select {
 		case <-ctx.Done():
+			if p.stopping.Err() != nil {
+				return fmt.Errorf("handover: %w", errStopped)
+			}
 			if !answered {
 				return fmt.Errorf("handover: the successor's API never answered: %w", err)
 			}

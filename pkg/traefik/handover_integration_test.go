@@ -7,8 +7,12 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -183,4 +187,62 @@ func doGet(client *http.Client, url, host string) (*http.Response, []byte, error
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	return resp, body, err
+}
+
+// Stop during a handover is answered by the goroutine running it, once the
+// handover gave up: the successor is stopped, then the predecessor, the
+// pidfile is removed and Run returns. No Traefik of ours is left running.
+func TestTraefikStoppedDuringHandover(t *testing.T) {
+	s := newTraefikSetup(t)
+	p := s.process(t)
+	first, _ := s.run(t, p)
+	s.waitPing(t, 10*time.Second)
+
+	s.opts.LogLevel = "WARN"
+	s.writeStatic(t)
+	waitFor(t, 5*time.Second, "the handover begins", func() bool {
+		return p.status().state == stateHandingOver
+	})
+	installed := p.pid() != first // the successor already took over
+	stopped := time.Now()
+	if err := p.Stop(context.Background()); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	t.Logf("Stop took %s (successor installed before it: %v)", time.Since(stopped).Round(time.Millisecond), installed)
+	if st := p.status(); st != (snapshot{state: stateStopped}) {
+		t.Errorf("after Stop: %v pid %d, want stopped without a pid", st.state, st.pid)
+	}
+	waitFor(t, 5*time.Second, "Run returns", func() bool { return !p.running.Load() })
+	if alive(first) {
+		t.Errorf("the predecessor %d runs after Stop", first)
+	}
+	if left := ourTraefiks(t, p.argv); len(left) != 0 {
+		for _, pid := range left {
+			killAtCleanup(t, pid, p.argv)
+		}
+		t.Errorf("traefik %v still runs after Stop", left)
+	}
+	if _, err := readPidFile(filepath.Join(s.opts.StateDir, PIDFileName)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("pidfile after Stop: %v, want none", err)
+	}
+}
+
+// ourTraefiks lists the live processes running argv.
+func ourTraefiks(t testing.TB, argv []string) []int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if cmdline, err := readCmdline(pid); err == nil && matchCmdline(cmdline, argv) == cmdlineSame && alive(pid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }

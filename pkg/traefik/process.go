@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -14,7 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -51,7 +50,8 @@ const (
 	killWait = 5 * time.Second
 )
 
-// errStopped is returned inside Process once Stop was called.
+// errStopped is returned inside Process once Stop was called: no Traefik
+// starts after it.
 var errStopped = errors.New("traefik process stopped")
 
 // ProcessConfig configures the supervision of Traefik.
@@ -110,6 +110,11 @@ type ProcessConfig struct {
 // Process with the same binary and configuration file adopts it instead of
 // starting another one. It is replaced only when the static configuration or
 // Env changed.
+//
+// The state of the supervision (which Traefik runs, whether it is being
+// handed over, lost or stopped) is a supervisor, owned by one goroutine at a
+// time: the one running Run, which moves it from state to state. Stop sends
+// that goroutine a request; the others read the snapshot it publishes.
 type Process struct {
 	cfg     ProcessConfig
 	log     zerolog.Logger
@@ -119,23 +124,22 @@ type Process struct {
 	pidFile string
 	logFile string
 
+	// owner holds the supervisor while no goroutine runs with it: Run takes
+	// it for as long as it runs, Stop when no Run does.
+	owner chan *supervisor
+	// requests carries Stop's request to the goroutine running Run.
+	requests chan stopRequest
+	// stopping ends when Stop is called, by halt: from then on no Traefik
+	// starts, and a handover under way gives up.
+	stopping context.Context
+	halt     context.CancelFunc
+	// snap is the supervisor's last published snapshot.
+	snap atomic.Pointer[snapshot]
 	// started is closed once a Traefik runs, adopted or started: the tests
-	// wait on it.
-	started     chan struct{}
-	startedOnce sync.Once
-	// wake tells a running Run that Stop was called.
-	wake chan struct{}
-
-	mu      sync.Mutex
-	cur     *instance
-	stopped bool
-	running bool
-	// lost is the pid of the last Traefik that exited or was replaced.
-	lost int
-	// retryAt is when a failed handover may be tried again, retryWait the
-	// wait after the next failure.
-	retryAt   time.Time
-	retryWait time.Duration
+	// wait on it. Only supervisor.set closes it.
+	started chan struct{}
+	// running is set while Run runs.
+	running atomic.Bool
 }
 
 // NewProcess fills the defaults of cfg and validates it. It starts nothing.
@@ -150,17 +154,24 @@ func NewProcess(cfg ProcessConfig) (*Process, error) {
 		return nil, err
 	}
 
-	return &Process{
-		cfg:     cfg,
-		log:     cfg.Logger.With().Str("component", "traefik").Logger(),
-		metrics: metrics,
-		argv:    traefikArgv(cfg.Binary, cfg.ConfigFile),
-		env:     traefikEnv(os.Environ(), cfg.Env),
-		pidFile: filepath.Join(cfg.StateDir, PIDFileName),
-		logFile: filepath.Join(cfg.StateDir, LogFileName),
-		started: make(chan struct{}),
-		wake:    make(chan struct{}, 1),
-	}, nil
+	stopping, halt := context.WithCancel(context.Background())
+	p := &Process{
+		cfg:      cfg,
+		log:      cfg.Logger.With().Str("component", "traefik").Logger(),
+		metrics:  metrics,
+		argv:     traefikArgv(cfg.Binary, cfg.ConfigFile),
+		env:      traefikEnv(os.Environ(), cfg.Env),
+		pidFile:  filepath.Join(cfg.StateDir, PIDFileName),
+		logFile:  filepath.Join(cfg.StateDir, LogFileName),
+		owner:    make(chan *supervisor, 1),
+		requests: make(chan stopRequest),
+		stopping: stopping,
+		halt:     halt,
+		started:  make(chan struct{}),
+	}
+	p.snap.Store(&snapshot{state: stateIdle})
+	p.owner <- &supervisor{p: p, state: stateIdle}
+	return p, nil
 }
 
 // inheritedEnv names the variables of the gateway's environment that Traefik
@@ -295,300 +306,56 @@ func traefikArgv(binary, configFile string) []string {
 	return []string{binary, "--configFile=" + configFile}
 }
 
-// pid is the process id of the current Traefik, or 0 when none runs. The
-// tests watch restarts and adoptions through it.
+// status is the supervisor's last published snapshot.
+func (p *Process) status() snapshot {
+	return *p.snap.Load()
+}
+
+// pid is the process id of the current Traefik, or 0 when there is none.
+// The tests watch restarts and adoptions through it.
 func (p *Process) pid() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cur == nil {
-		return 0
-	}
-	return p.cur.pid
+	return p.status().pid
 }
 
 // Run adopts the Traefik left running by an earlier gateway, or starts one,
 // then keeps it running: it restarts it with backoff when it exits and
 // replaces it when the static configuration changes. It returns nil when ctx
-// ends, leaving Traefik running, or once Stop was called.
+// ends, leaving Traefik running, or once Stop was called. The goroutine
+// running Run owns the supervision's state; Stop sends it a request.
 func (p *Process) Run(ctx context.Context) error {
-	p.mu.Lock()
-	if p.running {
-		p.mu.Unlock()
+	if !p.running.CompareAndSwap(false, true) {
 		return errors.New("supervising traefik: Run called while already running")
 	}
-	p.running = true
-	p.mu.Unlock()
-	defer func() {
-		p.mu.Lock()
-		p.running = false
-		p.mu.Unlock()
-	}()
-
-	backoff := p.cfg.BackoffMin
-	var downSince time.Time
-	for {
-		inst, err := p.acquire()
-		if errors.Is(err, errStopped) {
-			return nil
-		}
-		if err != nil {
-			p.log.Error().Err(err).Stringer("retry_in", backoff).Msg("traefik not running")
-			if !p.sleep(ctx, backoff) {
-				return nil
-			}
-			backoff = min(2*backoff, p.cfg.BackoffMax)
-			continue
-		}
-		if !downSince.IsZero() {
-			p.log.Info().Int("pid", inst.pid).Stringer("down", roundMs(time.Since(downSince))).Msg("traefik is back")
-			downSince = time.Time{}
-		}
-
-		switch p.supervise(ctx, inst) {
-		case eventDone:
-			return nil
-		case eventConfigChanged:
-			hash, err := p.configHash()
-			if err != nil {
-				continue // supervise says so
-			}
-			p.log.Info().Int("pid", inst.pid).Msg("static configuration changed, replacing traefik")
-			if _, err := p.replace(inst, hash); err != nil {
-				p.log.Error().Err(err).Msg("replacing traefik")
-			}
-			// The next acquire returns the successor, or the Traefik that
-			// still serves, or starts the new one right away if neither
-			// runs, even if ctx ended meanwhile: the data plane must not
-			// stay down.
-			p.mu.Lock()
-			if p.cur == nil {
-				downSince = time.Now()
-			}
-			p.mu.Unlock()
-		case eventExited:
-			// Unless Stop, which counts the exit it caused, raced the wake.
-			if !p.isStopped() {
-				p.metrics.exits[exitCrashed].Inc()
-			}
-			up := time.Since(inst.since)
-			if up >= stableAfter {
-				backoff = p.cfg.BackoffMin
-			}
-			ev := p.log.Warn().Int("pid", inst.pid).Stringer("uptime", roundMs(up)).Stringer("restart_in", backoff)
-			inst.describeExit(ev).Msg("traefik exited")
-			p.forget(inst)
-			downSince = time.Now()
-			if !p.sleep(ctx, backoff) {
-				return nil
-			}
-			backoff = min(2*backoff, p.cfg.BackoffMax)
-		}
-	}
-}
-
-// sleep waits d; false when ctx ended or Stop was called meanwhile.
-func (p *Process) sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
+	defer p.running.Store(false)
+	var s *supervisor
 	select {
+	case s = <-p.owner: // a Stop without Run may hold it for a moment
 	case <-ctx.Done():
-		return false
-	case <-p.wake:
-		return !p.isStopped()
-	case <-t.C:
-		return !p.isStopped()
+		return nil
 	}
+	defer func() { p.owner <- s }()
+	s.run(ctx)
+	return nil
 }
 
-type event int
-
-const (
-	eventDone event = iota // ctx ended or Stop was called
-	eventExited
-	eventConfigChanged
-)
-
-// supervise watches inst until it exits, the configuration changes, ctx ends
-// or Stop is called.
-func (p *Process) supervise(ctx context.Context, inst *instance) event {
-	alive := time.NewTicker(aliveInterval)
-	defer alive.Stop()
-	config := time.NewTicker(configCheckInterval)
-	defer config.Stop()
-	failing := false // the configuration could not be read last time
-	for {
-		select {
-		case <-ctx.Done():
-			return eventDone
-		case <-p.wake:
-			if p.isStopped() {
-				return eventDone
-			}
-		case <-inst.done: // nil, so never ready, for an adopted Traefik
-			return eventExited
-		case <-alive.C:
-			if inst.child == nil && inst.exited() {
-				return eventExited
-			}
-		case <-config.C:
-			hash, err := p.configHash()
-			if err != nil {
-				// Keep the running Traefik; say so once, not every second.
-				if !failing {
-					p.log.Error().Err(err).Msg("checking the static configuration")
-				}
-				failing = true
-				continue
-			}
-			failing = false
-			if hash != inst.hash && p.retryDue() {
-				return eventConfigChanged
-			}
-		}
+// Stop stops Traefik for good: SIGTERM, SIGKILL after StopTimeout or when
+// ctx ends, then removes the pidfile. Run returns and does not restart it.
+// Without a Run it stops the Traefik of the pidfile, if it is ours. Meant for
+// tests and explicit shutdown; the gateway's own exit leaves Traefik running.
+// It may be called again, and concurrently with Run.
+func (p *Process) Stop(ctx context.Context) error {
+	// From now on nothing starts, and a handover under way gives up, so that
+	// the request below is taken soon.
+	p.halt()
+	done := make(chan error, 1)
+	select {
+	case p.requests <- stopRequest{ctx: ctx, done: done}:
+		return <-done
+	case s := <-p.owner:
+		// No Run: Stop owns the state meanwhile.
+		defer func() { p.owner <- s }()
+		return s.stop(ctx)
 	}
-}
-
-// acquire returns the Traefik to supervise: the current one, the one of the
-// pidfile when it runs the same configuration, or a new one.
-func (p *Process) acquire() (*instance, error) {
-	hash, err := p.configHash()
-	if err != nil {
-		return nil, err
-	}
-
-	p.mu.Lock()
-	cur, stopped := p.cur, p.stopped
-	p.mu.Unlock()
-	if stopped {
-		return nil, errStopped
-	}
-	if cur != nil {
-		// One of another configuration is replaced by supervise, which
-		// knows when a failed handover may be tried again.
-		if !cur.exited() {
-			return cur, nil
-		}
-		p.forget(cur)
-	}
-
-	inst, err := p.adopt(hash)
-	if err != nil {
-		return nil, err
-	}
-	if inst != nil {
-		// A gateway that crashed during a handover left two.
-		p.stopStrays(inst.pid)
-		return inst, nil
-	}
-	p.stopStrays(0)
-	return p.start(hash)
-}
-
-// adopt takes over the Traefik of the pidfile when it runs our binary with
-// our configuration file and the same hash. It stops it when it runs our
-// configuration file with another hash or binary. A process that only
-// looks like ours (identify) is left alone. It returns nil, nil when there
-// is nothing to adopt.
-func (p *Process) adopt(hash string) (*instance, error) {
-	rec, err := readPidFile(p.pidFile)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		p.log.Warn().Err(err).Msg("ignoring the pidfile")
-		return nil, nil
-	}
-	inst, match, notOurs := openVerified(rec.PID, p.argv)
-	switch {
-	case notOurs != nil:
-		// Neither adopted nor signalled. Ours starts next; it cannot bind
-		// the ports if that process holds them, and exits, and the log
-		// says so at each restart.
-		p.log.Warn().Int("pid", rec.PID).Err(notOurs).
-			Msg("the pidfile names a process with our command line that is not our traefik; leaving it alone")
-		return nil, nil
-	case inst == nil:
-		p.mu.Lock()
-		lost := p.lost
-		p.mu.Unlock()
-		ev := p.log.Info()
-		if rec.PID == lost {
-			ev = p.log.Debug() // the Traefik that just exited
-		}
-		ev.Int("pid", rec.PID).Msg("pidfile is stale: no traefik of ours runs with that pid")
-		return nil, nil
-	case match == cmdlineSame && rec.Hash == hash:
-		inst.hash = hash
-		p.mu.Lock()
-		if p.stopped {
-			p.mu.Unlock()
-			inst.close()
-			return nil, errStopped
-		}
-		p.cur = inst
-		p.mu.Unlock()
-		p.metrics.starts[startAdopted].Inc()
-		p.startedOnce.Do(func() { close(p.started) })
-		p.log.Info().Int("pid", inst.pid).Msg("adopted running traefik")
-		return inst, nil
-	default:
-		p.log.Info().Int("pid", inst.pid).Bool("same_binary", match == cmdlineSame).
-			Msg("running traefik has another configuration or binary, replacing it")
-		inst.hash = rec.Hash
-		p.metrics.starts[startAdopted].Inc()
-		return p.replace(inst, hash)
-	}
-}
-
-// replace runs a Traefik of the configuration hash instead of old: by a
-// handover when old's sockets allow it, otherwise by stopping old and
-// starting the new one. It returns the Traefik that serves: the new one, or
-// old when the handover failed, which is then tried again after a growing
-// wait (see retryDue). Either is the current Traefik.
-func (p *Process) replace(old *instance, hash string) (*instance, error) {
-	succ, err := p.handover(old, hash)
-	if err == nil {
-		old.close()
-		p.mu.Lock()
-		p.retryAt, p.retryWait = time.Time{}, 0
-		p.mu.Unlock()
-		return succ, nil
-	}
-	if !errors.Is(err, errNoHandover) {
-		p.mu.Lock()
-		p.retryWait = min(max(2*p.retryWait, handoverRetryMin), handoverRetryMax)
-		p.retryAt = time.Now().Add(p.retryWait)
-		wait := p.retryWait
-		stopped := p.stopped
-		if !stopped {
-			p.cur = old
-		}
-		p.mu.Unlock()
-		p.log.Error().Err(err).Int("pid", old.pid).Stringer("retry_in", wait).Msg("traefik not handed over; it keeps serving")
-		if stopped {
-			old.close()
-			return nil, errStopped
-		}
-		p.startedOnce.Do(func() { close(p.started) })
-		return old, nil
-	}
-	if p.cfg.MetricsAddress != "" {
-		p.log.Warn().Err(err).Int("pid", old.pid).Msg("stopping traefik before its successor starts")
-	}
-	err = p.end(context.Background(), old, exitReplaced)
-	p.forget(old)
-	if err != nil {
-		return nil, err
-	}
-	return p.start(hash)
-}
-
-// retryDue tells whether a Traefik of an outdated configuration may be
-// replaced now.
-func (p *Process) retryDue() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return !time.Now().Before(p.retryAt)
 }
 
 // stopStrays stops the Traefiks running our configuration file that no
@@ -627,23 +394,6 @@ func (p *Process) stopStrays(keep int) {
 	}
 }
 
-// start starts a Traefik as our child and makes it the current one.
-func (p *Process) start(hash string) (*instance, error) {
-	inst, err := p.spawn(hash)
-	if err != nil {
-		return nil, err
-	}
-	if err := p.install(inst); err != nil {
-		// Without a pidfile the next gateway would start a second Traefik
-		// that cannot bind the ports.
-		_ = p.end(context.Background(), inst, exitReplaced)
-		p.forget(inst)
-		return nil, err
-	}
-	p.log.Info().Int("pid", inst.pid).Str("config", p.cfg.ConfigFile).Msg("traefik started")
-	return inst, nil
-}
-
 // spawn starts a Traefik as our child, in its own session. It is not the
 // current one until install.
 func (p *Process) spawn(hash string) (*instance, error) {
@@ -673,9 +423,7 @@ func (p *Process) spawn(hash string) (*instance, error) {
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
 	}
 
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.stopped {
+	if p.stopping.Err() != nil {
 		return nil, errStopped
 	}
 	if err := cmd.Start(); err != nil {
@@ -696,76 +444,6 @@ func (p *Process) spawn(hash string) (*instance, error) {
 		close(inst.done)
 	}()
 	return inst, nil
-}
-
-// install makes inst, spawned, the current Traefik and names it in the
-// pidfile.
-func (p *Process) install(inst *instance) error {
-	p.mu.Lock()
-	if p.stopped {
-		p.mu.Unlock()
-		return errStopped
-	}
-	// The pidfile is written under the lock, so that a concurrent Stop, which
-	// removes it, always comes after.
-	err := writePidFile(p.pidFile, pidRecord{PID: inst.pid, Hash: inst.hash})
-	if err == nil {
-		p.cur = inst
-	}
-	p.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	p.startedOnce.Do(func() { close(p.started) })
-	return nil
-}
-
-// forget drops inst as the current Traefik.
-func (p *Process) forget(inst *instance) {
-	p.mu.Lock()
-	if p.cur == inst {
-		p.cur = nil
-	}
-	p.lost = inst.pid
-	p.mu.Unlock()
-	inst.close()
-}
-
-func (p *Process) isStopped() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.stopped
-}
-
-// Stop stops Traefik for good: SIGTERM, SIGKILL after StopTimeout or when
-// ctx ends, then removes the pidfile. Run returns and does not restart it.
-// Without a Run it stops the Traefik of the pidfile, if it is ours. Meant for
-// tests and explicit shutdown; the gateway's own exit leaves Traefik running.
-func (p *Process) Stop(ctx context.Context) error {
-	p.mu.Lock()
-	p.stopped = true
-	inst := p.cur
-	p.mu.Unlock()
-	select {
-	case p.wake <- struct{}{}:
-	default:
-	}
-
-	if inst == nil {
-		rec, err := readPidFile(p.pidFile)
-		if err == nil {
-			inst, _, _ = openVerified(rec.PID, p.argv)
-		}
-	}
-	var err error
-	if inst != nil {
-		err = p.end(ctx, inst, exitStopped)
-		p.forget(inst)
-	}
-	if rmErr := os.Remove(p.pidFile); rmErr != nil && !errors.Is(rmErr, fs.ErrNotExist) && err == nil {
-		err = fmt.Errorf("removing traefik pidfile: %w", rmErr)
-	}
-	return err
 }
 
 // end terminates inst and counts its exit, for reason, once it exited.

@@ -687,3 +687,78 @@ func testLogger(t testing.TB) zerolog.Logger {
 	}
 	return zerolog.New(zerolog.NewTestWriter(t)).With().Timestamp().Logger()
 }
+
+// Run's loop owns the state and answers Stop: a Stop during the wait before
+// a restart ends Run, and nothing starts after it. Guards the request path
+// of the wait (Stop once set a flag each step of Run had to check), the
+// published states, and a second Run beside the first.
+func TestProcessStopWhileLost(t *testing.T) {
+	dir := t.TempDir()
+	_, cfg := fakeProcess(t, dir)
+	cfg.BackoffMin, cfg.BackoffMax = time.Minute, time.Minute // lost long enough to be seen
+	reg := prometheus.NewRegistry()
+	cfg.Registry = reg
+	p, err := NewProcess(cfg)
+	if err != nil {
+		t.Fatalf("NewProcess: %v", err)
+	}
+	argv := traefikArgv(p.cfg.Binary, cfg.ConfigFile)
+	t.Cleanup(func() { _ = p.Stop(context.Background()) })
+	if st := p.status(); st != (snapshot{state: stateIdle}) {
+		t.Fatalf("before Run: %v pid %d, want idle", st.state, st.pid)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	select {
+	case <-p.started:
+	case err := <-done:
+		t.Fatalf("Run returned before starting traefik: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no traefik started within 10s")
+	}
+	st := p.status()
+	if st.state != stateRunning || st.pid == 0 {
+		t.Fatalf("started: %v pid %d, want running with a pid", st.state, st.pid)
+	}
+	first := st.pid
+	killAtCleanup(t, first, argv)
+	if err := p.Run(ctx); err == nil {
+		t.Error("a second Run beside the first: nil, want an error")
+	}
+
+	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 3*time.Second, "lost after SIGKILL", func() bool {
+		st := p.status()
+		return st.state == stateLost && st.pid == 0
+	})
+
+	stopCtx, stopCancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer stopCancel()
+	if err := p.Stop(stopCtx); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after Stop")
+	}
+	if st := p.status(); st != (snapshot{state: stateStopped}) {
+		t.Errorf("after Stop: %v pid %d, want stopped without a pid", st.state, st.pid)
+	}
+	if _, err := os.Stat(filepath.Join(dir, PIDFileName)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("pidfile left after Stop: %v", err)
+	}
+	// Stop is final, for a new Run too.
+	if err := p.Run(context.Background()); err != nil {
+		t.Errorf("Run after Stop: %v", err)
+	}
+	wantProcessCounts(t, reg, processCounts{started: 1, crashed: 1})
+}
