@@ -668,9 +668,18 @@ func TestTraefikConversionKeepsServing(t *testing.T) {
 	}()
 	cpu := cpuSeconds(t, pid)
 	start := time.Now()
-	converted, err := routes.PublishAll(cfgs)
-	if err != nil || converted != n {
-		t.Fatalf("PublishAll = %d, %v", converted, err)
+	files, err := routes.Importables()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := routes.KeepImported(files); err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := routes.Reset(cfgs); err != nil || changed != NumGroups {
+		t.Fatalf("Reset = %d, %v; want the %d group files written", changed, err, NumGroups)
+	}
+	if err := routes.ImportDone(files); err != nil {
+		t.Fatalf("ImportDone: %v", err)
 	}
 	took := time.Since(start)
 	// Traefik is done once it uses less than a fifth of a core for a

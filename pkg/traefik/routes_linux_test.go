@@ -3,6 +3,7 @@ package traefik
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -38,13 +39,14 @@ func readEvents(t testing.TB, fd int) []inotifyEvent {
 	}
 }
 
-// TestConversionHoldsTraefik guards Traefik's cost of the conversion from
-// one file per route: Traefik reads the whole folder again at every event,
-// and handles events one after the other, so the hold file is the first
-// change of the folder and its removal the last, and it stays until a
-// reader that lags behind, as Traefik does, has handled every event before
-// it: such a reader reads the converted folder in full only at the end.
-func TestConversionHoldsTraefik(t *testing.T) {
+// TestImportDoneHoldsTraefik guards Traefik's cost of the first start with
+// a store on a folder of one file per route: Traefik reads the whole
+// folder again at every event, and handles events one after the other, so
+// while ImportDone removes the old files the hold file is the first change
+// of the folder and its removal the last, and it stays until a reader that
+// lags behind, as Traefik does, has handled every event before it: such a
+// reader reads the folder in full only at the end.
+func TestImportDoneHoldsTraefik(t *testing.T) {
 	r, root := openTestRoutes(t)
 	want := map[string]*Configuration{}
 	for i := range 40 {
@@ -52,7 +54,20 @@ func TestConversionHoldsTraefik(t *testing.T) {
 		want[id] = testRoute(id, i)
 		writeLegacy(t, r, id, want[id])
 	}
-	r2, _ := load(t, root)
+	r2, err := OpenRoutes(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := r2.Importables()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r2.KeepImported(files); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r2.Reset(want); err != nil {
+		t.Fatal(err)
+	}
 
 	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
 	if err != nil {
@@ -113,20 +128,22 @@ func TestConversionHoldsTraefik(t *testing.T) {
 		}
 	}()
 
-	converted, err := r2.PublishAll(want)
-	if err != nil || converted != len(want) {
-		t.Fatalf("PublishAll = %d, %v", converted, err)
+	if err := r2.ImportDone(files); err != nil {
+		t.Fatalf("ImportDone: %v", err)
 	}
 	events := readEvents(t, fd)
 	close(done)
 	<-stopped
 
+	if len(events) == 0 {
+		t.Fatal("ImportDone changed nothing in the folder")
+	}
 	first, last := events[0], events[len(events)-1]
 	if first.name != holdFile+FileExt || first.mask&unix.IN_MOVED_TO == 0 || last.name != holdFile+FileExt || last.mask&unix.IN_DELETE == 0 {
 		t.Fatalf("first event %+v, last %+v: want the hold file put first and removed last", first, last)
 	}
-	if _, err := os.Stat(filepath.Join(r2.Path(), holdFile+FileExt)); !os.IsNotExist(err) {
-		t.Fatalf("hold file left: %v", err)
+	if got := folder(t, r2); len(got) != len(groupsOf(want)) {
+		t.Fatalf("the folder holds %v, want the %d group files", got, len(groupsOf(want)))
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -136,26 +153,65 @@ func TestConversionHoldsTraefik(t *testing.T) {
 	}
 }
 
-// TestHoldFileLeftBehind guards a crash during a conversion: the hold file
-// left behind freezes Traefik's routes, so the next start removes it even
-// with nothing left to convert, and a sweep moves one found while running.
+// TestHoldFileLeftBehind guards a crash while the old files are removed:
+// the hold file left behind freezes Traefik's routes. A start that imports
+// again takes it away with its own; one with nothing to import leaves it to
+// the sweep, which moves it at once.
 func TestHoldFileLeftBehind(t *testing.T) {
-	r, root := openTestRoutes(t)
-	if err := r.Publish("a", testRoute("a", 0)); err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name string
+		// legacy is set when the crash left old files to import again.
+		legacy bool
+		// swept is set when the sweep after the start must move the hold
+		// file.
+		swept bool
+	}{
+		{name: "start that imports again", legacy: true},
+		{name: "start with nothing to import", swept: true},
 	}
-	hold := filepath.Join(r.Path(), holdFile+FileExt)
-	writeFile(t, hold, holdContent)
-	r2, got := load(t, root)
-	if converted, err := r2.PublishAll(got); err != nil || converted != 0 {
-		t.Fatalf("PublishAll = %d, %v", converted, err)
-	}
-	if _, err := os.Stat(hold); !os.IsNotExist(err) {
-		t.Fatalf("hold file left: %v", err)
-	}
-	writeFile(t, hold, holdContent)
-	moved, err := r2.Sweep(func(string) bool { return true })
-	if err != nil || len(moved) != 1 || moved[0].Name != holdFile+FileExt || moved[0].Err != nil {
-		t.Fatalf("sweep moved %+v, %v", moved, err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, root := openTestRoutes(t)
+			want := map[string]*Configuration{"a": testRoute("a", 0)}
+			if _, err := r.Reset(want); err != nil {
+				t.Fatal(err)
+			}
+			if tt.legacy {
+				writeLegacy(t, r, "a", want["a"])
+			}
+			hold := filepath.Join(r.Path(), holdFile+FileExt)
+			writeFile(t, hold, holdContent)
+
+			r2, err := OpenRoutes(root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			files, err := r2.Importables()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := r2.KeepImported(files); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r2.Reset(want); err != nil {
+				t.Fatal(err)
+			}
+			if err := r2.ImportDone(files); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(hold); tt.swept == os.IsNotExist(err) {
+				t.Fatalf("hold file after the import: %v", err)
+			}
+			moved, err := r2.Sweep(func(id string) bool { return want[id] != nil })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.swept && (len(moved) != 1 || moved[0].Name != holdFile+FileExt || moved[0].Err != nil) || !tt.swept && moved != nil {
+				t.Fatalf("sweep moved %+v", moved)
+			}
+			if got := folder(t, r2); !slices.Equal(got, []string{GroupName("a") + FileExt}) {
+				t.Fatalf("the folder holds %v", got)
+			}
+		})
 	}
 }

@@ -78,22 +78,31 @@ func testAnchor(domain string) *Configuration {
 }
 
 // load opens the routes of root afresh, as the gateway does at start, and
-// returns what Load passes, failing on a route that does not read back.
+// returns the routes the folder holds, read as the first start with a store
+// imports them (Importables): the routes of the group files and of the
+// files of one route (<id>.yaml). It fails on a file that does not read
+// back.
 func load(t testing.TB, root string) (*Routes, map[string]*Configuration) {
 	t.Helper()
 	r, err := OpenRoutes(root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := make(map[string]*Configuration)
-	err = r.Load(func(id string, cfg *Configuration, err error) {
-		if err != nil {
-			t.Errorf("route %s: %v", id, err)
-		}
-		got[id] = cfg
-	})
+	files, err := r.Importables()
 	if err != nil {
 		t.Fatal(err)
+	}
+	got := make(map[string]*Configuration)
+	for _, f := range files {
+		cfg, err := Unmarshal(f.Data)
+		if err != nil {
+			t.Fatalf("%s: %v", f.Name, err)
+		}
+		if !f.Group {
+			got[strings.TrimSuffix(f.Name, FileExt)] = cfg
+			continue
+		}
+		maps.Copy(got, Split(cfg))
 	}
 	return r, got
 }
@@ -251,7 +260,7 @@ func TestLayoutRoundTrip(t *testing.T) {
 	}
 	_, got := load(t, root)
 	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("Load gave %d routes, want %d", len(got), len(want))
+		t.Fatalf("the folder holds %d routes, want %d", len(got), len(want))
 	}
 	// A route of another shape under the same ID replaces the first.
 	id := slices.Sorted(maps.Keys(want))[0]
@@ -263,18 +272,145 @@ func TestLayoutRoundTrip(t *testing.T) {
 	}
 }
 
+// withElement returns a copy of route id's configuration, shape 1 (with a
+// middleware), that also holds middleware name.
+func withElement(id, name string) *Configuration {
+	cfg := testRoute(id, 1)
+	cfg.HTTP.Middlewares[name] = &Middleware{Headers: &Headers{CustomResponseHeaders: map[string]string{"X-Gateway": id}}}
+	return cfg
+}
+
+// suffixedRoute returns a route whose router takes two middlewares, the
+// second named id~headers, as a route with several elements of one kind
+// names them.
+func suffixedRoute(id string) *Configuration {
+	cfg := withElement(id, id+"~headers")
+	cfg.HTTP.Routers[id].Middlewares = []string{id, id + "~headers"}
+	return cfg
+}
+
 // TestPublishRefusesForeignNames guards the split of a group file: an
-// element named after another route would be read back as that route.
+// element not named after its route (id or id~<suffix>) would be read back
+// as another route, or lost, so every way of writing routes refuses it and
+// writes nothing.
 func TestPublishRefusesForeignNames(t *testing.T) {
-	r, _ := openTestRoutes(t)
-	if err := r.Publish("a", testRoute("b", 0)); err == nil {
-		t.Fatal("a route named b published as a")
+	noTLS := testRoute("a", 0)
+	noTLS.TLS = &TLSConfiguration{}
+	configs := []struct {
+		name string
+		cfg  *Configuration
+	}{
+		// Split would give it to route b.
+		{"named after another route", testRoute("b", 0)},
+		// Owner cuts at '~': b~headers is route b's.
+		{"second element of another route", withElement("a", "b~headers")},
+		// A name the ID only begins with is another route's: a-b, not a.
+		{"named with the route's ID as a prefix", withElement("a", "a-b")},
+		// Only the reserved file holds a tls section.
+		{"tls section", noTLS},
+		// Nothing to split back: the route would be lost.
+		{"no element", &Configuration{HTTP: &HTTPConfiguration{}}},
 	}
-	if _, err := r.PublishAll(map[string]*Configuration{"a": testRoute("b", 0)}); err == nil {
-		t.Fatal("a route named b published as a")
+	writers := []struct {
+		name  string
+		write func(r *Routes, cfg *Configuration) error
+	}{
+		{"Publish", func(r *Routes, cfg *Configuration) error { return r.Publish("a", cfg) }},
+		{"PublishEach", func(r *Routes, cfg *Configuration) error {
+			return r.PublishEach(map[string]*Configuration{"a": cfg})["a"]
+		}},
+		{"Reset", func(r *Routes, cfg *Configuration) error {
+			_, err := r.Reset(map[string]*Configuration{"a": cfg, "c": testRoute("c", 0)})
+			return err
+		}},
 	}
-	if got := folder(t, r); len(got) != 0 {
-		t.Fatalf("folder holds %v", got)
+	for _, w := range writers {
+		for _, c := range configs {
+			t.Run(w.name+"/"+c.name, func(t *testing.T) {
+				r, _ := openTestRoutes(t)
+				if err := w.write(r, c.cfg); err == nil {
+					t.Fatal("accepted")
+				}
+				if got := folder(t, r); len(got) != 0 {
+					t.Fatalf("folder holds %v", got)
+				}
+			})
+		}
+	}
+}
+
+// TestOwner guards the split of group files and the sweep: an element
+// belongs to the route its name begins with, up to the first '~', so that
+// a route's second middleware (id~headers) is neither taken for a route of
+// its own, quarantined, nor given to another route; the anchor file's
+// reserved names stay their own.
+func TestOwner(t *testing.T) {
+	for _, tt := range []struct{ name, want string }{
+		{"wl-1", "wl-1"},
+		{"wl-1~headers", "wl-1"},
+		{"wl-1~a~b", "wl-1"},
+		{"29-123456-web", "29-123456-web"},
+		{"wl~", "wl"},
+		{AnchorName, AnchorName},
+		{ChallengeName, ChallengeName},
+	} {
+		if got := Owner(tt.name); got != tt.want {
+			t.Errorf("Owner(%q) = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestSuffixedElements guards routes with several elements of one kind:
+// a middleware named id~headers beside the one named id is written in the
+// route's group file (encodeRoute once wrote only the element named id),
+// reads back as part of its route, is not quarantined by the sweep, and a
+// restart finds its group file as it must be and writes nothing.
+func TestSuffixedElements(t *testing.T) {
+	ids := inGroup(11, 2)
+	want := map[string]*Configuration{ids[0]: suffixedRoute(ids[0]), ids[1]: testRoute(ids[1], 1)}
+	tests := []struct {
+		name  string
+		write func(t *testing.T, r *Routes)
+	}{
+		{"published", func(t *testing.T, r *Routes) {
+			if errs := r.PublishEach(want); errs != nil {
+				t.Fatal(errs)
+			}
+		}},
+		{"reset at start", func(t *testing.T, r *Routes) {
+			if changed, err := r.Reset(want); err != nil || changed != 1 {
+				t.Fatalf("Reset = %d, %v; want the group written", changed, err)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, root := openTestRoutes(t)
+			tt.write(t, r)
+			keep := func(id string) bool { return want[id] != nil }
+			if moved, err := r.Sweep(keep); err != nil || moved != nil {
+				t.Fatalf("sweep moved %+v, %v", moved, err)
+			}
+			if _, got := load(t, root); !reflect.DeepEqual(got, want) {
+				t.Fatalf("the folder holds %+v, want %+v", got, want)
+			}
+			for id := range want {
+				if ok, err := r.Published(id); err != nil || !ok {
+					t.Fatalf("Published(%s) = %v, %v", id, ok, err)
+				}
+			}
+			// Restart.
+			r2, err := OpenRoutes(root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if changed, err := r2.Reset(want); err != nil || changed != 0 {
+				t.Fatalf("Reset at restart = %d, %v; want nothing written", changed, err)
+			}
+			if moved, err := r2.Sweep(keep); err != nil || moved != nil {
+				t.Fatalf("sweep after the restart moved %+v, %v", moved, err)
+			}
+		})
 	}
 }
 
@@ -555,45 +691,6 @@ func TestSweepRereadsOnlyChangedFiles(t *testing.T) {
 	}
 }
 
-// TestLoadLeavesForeignRoutes guards the index at start: a route in
-// another group than its hash names, or in a group file that does not read
-// back, is not passed to the module, and the sweep moves it.
-func TestLoadLeavesForeignRoutes(t *testing.T) {
-	r, root := openTestRoutes(t)
-	id := inGroup(3, 1)[0]
-	if err := r.Publish(id, testRoute(id, 0)); err != nil {
-		t.Fatal(err)
-	}
-	// Another route's configuration, put in group 3 by hand.
-	stray := inGroup(4, 1)[0]
-	data, _ := Marshal(Merge(map[string]*Configuration{id: testRoute(id, 0), stray: testRoute(stray, 1)}))
-	writeFile(t, r.Locate(id), string(data))
-	writeFile(t, filepath.Join(r.Path(), groupName(9)+FileExt), "{{\n")
-
-	r2, got := load(t, root)
-	if !slices.Equal(slices.Sorted(maps.Keys(got)), []string{id}) {
-		t.Fatalf("Load gave %v, want only %s", slices.Sorted(maps.Keys(got)), id)
-	}
-	moved, err := r2.Sweep(func(string) bool { return true })
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, q := range moved {
-		if q.Err != nil {
-			t.Fatal(q.Err)
-		}
-		names = append(names, q.Name)
-	}
-	slices.Sort(names)
-	if want := []string{groupName(9) + FileExt, stray + FileExt}; !slices.Equal(names, want) {
-		t.Fatalf("moved %v, want %v", names, want)
-	}
-	if _, got := load(t, root); !slices.Equal(slices.Sorted(maps.Keys(got)), []string{id}) {
-		t.Fatalf("after the sweep the folder holds %v", got)
-	}
-}
-
 // TestQuarantine guards Set and Delete of a wlID the gateway does not hold:
 // whatever is published under it is moved, never overwritten or deleted.
 func TestQuarantine(t *testing.T) {
@@ -641,36 +738,6 @@ func TestQuarantine(t *testing.T) {
 	}
 }
 
-// TestLoadReadsOnlyRouteFiles guards the index: only the routes of regular
-// group files and of regular <id>.yaml files are read back, a link is not
-// followed and a pipe does not hang the load.
-func TestLoadReadsOnlyRouteFiles(t *testing.T) {
-	r, root := openTestRoutes(t)
-	if err := r.Publish("a", testRoute("a", 0)); err != nil {
-		t.Fatal(err)
-	}
-	plantForeign(t, r.Path())
-	r2, err := OpenRoutes(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]string{}
-	err = r2.Load(func(id string, cfg *Configuration, err error) {
-		got[id] = "ok"
-		if err != nil {
-			got[id] = err.Error()
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// routes~64 is no group: a file of the old layout, of a route the
-	// module refuses.
-	if len(got) != 4 || got["a"] != "ok" || got["hand"] != "ok" || got["routes~64"] != "ok" || !strings.Contains(got["broken"], "decoding") {
-		t.Fatalf("Load gave %v", got)
-	}
-}
-
 // TestPublishNotDurable guards the index against a failed folder sync:
 // Publish and Unpublish make the change live, and the Sync after them says
 // it may not survive.
@@ -695,155 +762,6 @@ func TestPublishNotDurable(t *testing.T) {
 	if _, err := os.Stat(r.Locate("a")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("route still there: %v", err)
 	}
-}
-
-// writeLegacy writes route id as the one-file-per-route layout did.
-func writeLegacy(t testing.TB, r *Routes, id string, cfg *Configuration) {
-	t.Helper()
-	data, err := Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Join(r.Path(), id+FileExt), string(data))
-}
-
-// TestConversion guards the upgrade from one file per route: the old files
-// are read as routes, every group is written, and only then are the old
-// files removed, so that no route stops being served; a start interrupted
-// before the old files were removed finishes the job; and an old file that
-// changed since it was read is left for the sweep.
-func TestConversion(t *testing.T) {
-	const n = 300
-	want := map[string]*Configuration{}
-	for i := range n {
-		id := "wl-" + strconv.Itoa(i)
-		want[id] = testRoute(id, i)
-	}
-	tests := []struct {
-		name string
-		// before writes the folder as a crash left it.
-		before func(t *testing.T, r *Routes)
-	}{
-		{"old layout", func(t *testing.T, r *Routes) {}},
-		// Groups written, old files not yet removed.
-		{"crash after the groups", func(t *testing.T, r *Routes) {
-			if _, err := r.PublishAll(want); err != nil {
-				t.Fatal(err)
-			}
-		}},
-		// Some groups written.
-		{"crash among the groups", func(t *testing.T, r *Routes) {
-			some := map[string]*Configuration{}
-			for id, cfg := range want {
-				if GroupOf(id) < NumGroups/2 {
-					some[id] = cfg
-				}
-			}
-			if _, err := r.PublishAll(some); err != nil {
-				t.Fatal(err)
-			}
-		}},
-		// Some old files removed (below).
-		{"crash among the removals", func(t *testing.T, r *Routes) {
-			if _, err := r.PublishAll(want); err != nil {
-				t.Fatal(err)
-			}
-		}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r, root := openTestRoutes(t)
-			tt.before(t, r)
-			legacy := 0
-			for i := range n {
-				id := "wl-" + strconv.Itoa(i)
-				if tt.name == "crash among the removals" && i%3 == 0 {
-					continue
-				}
-				writeLegacy(t, r, id, want[id])
-				legacy++
-			}
-			// Start: every route read back, some twice.
-			r2, err := OpenRoutes(root)
-			if err != nil {
-				t.Fatal(err)
-			}
-			seen := map[string]int{}
-			err = r2.Load(func(id string, cfg *Configuration, err error) {
-				if err != nil || !reflect.DeepEqual(cfg, want[id]) {
-					t.Errorf("route %s read back as %+v, %v", id, cfg, err)
-				}
-				seen[id]++
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(seen) != n {
-				t.Fatalf("Load gave %d routes, want %d", len(seen), n)
-			}
-			converted, err := r2.PublishAll(want)
-			if err != nil || converted != legacy {
-				t.Fatalf("PublishAll = %d, %v; want %d files converted", converted, err, legacy)
-			}
-			for _, name := range folder(t, r2) {
-				if _, ok := parseGroupName(strings.TrimSuffix(name, FileExt)); !ok {
-					t.Fatalf("%s left in the routes folder", name)
-				}
-			}
-			if moved, err := r2.Sweep(func(id string) bool { return want[id] != nil }); err != nil || moved != nil {
-				t.Fatalf("sweep after the conversion moved %+v, %v", moved, err)
-			}
-			if _, got := load(t, root); !reflect.DeepEqual(got, want) {
-				t.Fatalf("after the conversion the folder holds %d routes, want %d", len(got), len(want))
-			}
-			// Nothing left to convert: nothing written.
-			r3, _ := load(t, root)
-			stamps := map[string]Stamp{}
-			for _, name := range folder(t, r3) {
-				st, _, _ := r3.dir.stat(strings.TrimSuffix(name, FileExt))
-				stamps[name] = st
-			}
-			if converted, err := r3.PublishAll(want); err != nil || converted != 0 {
-				t.Fatalf("second PublishAll = %d, %v", converted, err)
-			}
-			for name, st := range stamps {
-				if now, _, _ := r3.dir.stat(strings.TrimSuffix(name, FileExt)); now != st {
-					t.Errorf("%s written again although nothing changed", name)
-				}
-			}
-		})
-	}
-
-	t.Run("old file changed since it was read", func(t *testing.T) {
-		r, root := openTestRoutes(t)
-		writeLegacy(t, r, "a", testRoute("a", 0))
-		r2, got := load(t, root)
-		writeLegacy(t, r, "a", testRoute("a", 1))
-		if converted, err := r2.PublishAll(got); err != nil || converted != 0 {
-			t.Fatalf("PublishAll = %d, %v", converted, err)
-		}
-		moved, err := r2.Sweep(func(string) bool { return true })
-		if err != nil || len(moved) != 1 || moved[0].Name != "a.yaml" || moved[0].Err != nil {
-			t.Fatalf("sweep moved %+v, %v", moved, err)
-		}
-	})
-	t.Run("failed write keeps the old files", func(t *testing.T) {
-		r, root := openTestRoutes(t)
-		writeLegacy(t, r, "a", testRoute("a", 0))
-		r2, got := load(t, root)
-		restore := atomicfile.FailDirSync(r2.Path(), syscall.EIO)
-		_, err := r2.PublishAll(got)
-		restore()
-		if !errors.Is(err, ErrNotDurable) {
-			t.Fatalf("PublishAll: %v", err)
-		}
-		if _, err := os.Stat(filepath.Join(r2.Path(), "a.yaml")); err != nil {
-			t.Fatalf("old file removed although its group may not survive a power cut: %v", err)
-		}
-		if converted, err := r2.PublishAll(got); err != nil || converted != 1 {
-			t.Fatalf("PublishAll again = %d, %v", converted, err)
-		}
-	})
 }
 
 // TestAnchor guards the wildcard certificate: the reserved file holds the
@@ -949,7 +867,7 @@ func BenchmarkSweep(b *testing.B) {
 		cfgs[id] = testRoute(id, i)
 		held[id] = true
 	}
-	if _, err := r.PublishAll(cfgs); err != nil {
+	if _, err := r.Reset(cfgs); err != nil {
 		b.Fatal(err)
 	}
 	if err := r.PublishAnchor(testAnchor("gw.test")); err != nil {
@@ -971,7 +889,7 @@ func BenchmarkPublish(b *testing.B) {
 		id := "wl-" + strconv.Itoa(i)
 		cfgs[id] = testRoute(id, i)
 	}
-	if _, err := r.PublishAll(cfgs); err != nil {
+	if _, err := r.Reset(cfgs); err != nil {
 		b.Fatal(err)
 	}
 	i := 0

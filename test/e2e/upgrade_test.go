@@ -36,7 +36,7 @@ func TestUpgradeImportsEveryLayout(t *testing.T) {
 		// zos's gateway, as yaml.v2 wrote its structs.
 		"zos-name.yaml": "http:\n  routers:\n    zos-name-route:\n      rule: Host(`zname.gw.test`)\n      service: zos-name\n      tls:\n        certResolver: dnsresolver\n        domains:\n        - sans:\n          - '*.gw.test'\n  services:\n    zos-name:\n      loadbalancer:\n        servers:\n        - url: " + zosName.URL() + "\n",
 		"zos-fqdn.yaml": "http:\n  routers:\n    zos-fqdn-route:\n      rule: Host(`shop.user.test`)\n      service: zos-fqdn\n      tls:\n        certResolver: resolver\n        domains:\n        - main: shop.user.test\n  services:\n    zos-fqdn:\n      loadbalancer:\n        servers:\n        - url: " + zosFQDN.URL() + "\n",
-		"zos-tls.yaml": "tcp:\n  routers:\n    zos-tls-route:\n      rule: HostSNI(`ztls.gw.test`)\n      service: zos-tls\n      tls:\n        passthrough: \"true\"\n  services:\n    zos-tls:\n      loadbalancer:\n        servers:\n        - address: " + zosTLS.Addr + "\n",
+		"zos-tls.yaml":  "tcp:\n  routers:\n    zos-tls-route:\n      rule: HostSNI(`ztls.gw.test`)\n      service: zos-tls\n      tls:\n        passthrough: \"true\"\n  services:\n    zos-tls:\n      loadbalancer:\n        servers:\n        - address: " + zosTLS.Addr + "\n",
 	}
 	root := t.TempDir()
 	proxy := filepath.Join(root, traefik.RoutesDirName)
