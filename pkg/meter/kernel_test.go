@@ -376,7 +376,7 @@ func unwireOnly(t testing.TB, k *Kernel, a netip.AddrPort) {
 		t.Fatal(err)
 	}
 	var b batch
-	k.unwire(&b, a, w[a])
+	b.unwire(a, w[a])
 	if err := k.flush(&b); err != nil {
 		t.Fatal(err)
 	}
