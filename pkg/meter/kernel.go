@@ -267,37 +267,20 @@ func (k *Kernel) syncAll(want map[netip.AddrPort]bool, gen uint32) (map[netip.Ad
 }
 
 // apply carries out p, planned from the pairs before (nil when planned
-// from the remembered wiring), at generation gen: the first batch, the
-// reading of the pairs it stopped, then the batches that delete them and
-// count anew. It returns the final readings of the pairs it deleted.
+// from the remembered wiring), at generation gen, and returns the final
+// readings of the pairs it deleted.
 func (k *Kernel) apply(p *syncPlan, before map[netip.AddrPort][]*pair, gen uint32) (map[netip.AddrPort]Reading, error) {
 	commits := k.commits
-	if err := k.flush(&p.change); err != nil {
-		return nil, fmt.Errorf("changing the counted addresses: %w", err)
-	}
-	after := before
-	if p.read != readNone {
-		var err error
-		if after, err = k.readRetired(p); err != nil {
-			return nil, fmt.Errorf("reading the counters of %d dropped addresses: %w", len(p.retire), err)
-		}
-	}
-	s, err := p.settle(after, newNonce)
+	s, err := p.execute(k, before, newNonce)
 	if err != nil {
-		return nil, fmt.Errorf("reading the counters of %d dropped addresses: %w", len(p.retire), err)
-	}
-	final := make(map[netip.AddrPort]Reading, len(s.final))
-	for a, q := range s.final {
-		final[a] = k.reading(q)
-	}
-	if err := k.flush(&s.retire); err != nil {
-		return nil, fmt.Errorf("deleting the counters of %d dropped addresses: %w", len(final), err)
+		return nil, err
 	}
 	for _, a := range s.stuck {
 		k.log.Warn().Stringer("address", a).Msg("several pairs of counters for one address; counting it again at the next sync")
 	}
-	if err := k.flush(&s.anew); err != nil {
-		return nil, fmt.Errorf("counting %d addresses anew: %w", len(s.anew.wired)/len(directions), err)
+	final := make(map[netip.AddrPort]Reading, len(s.final))
+	for a, q := range s.final {
+		final[a] = k.reading(q)
 	}
 	if s.clean {
 		k.remember(s.counted, gen, commits)

@@ -539,3 +539,6 @@ func setBuffers(c *netlink.Conn, size int) error {
 	}
 	return nil
 }
+
+// The Kernel carries out the planner's plans.
+var _ runner = (*Kernel)(nil)

@@ -439,6 +439,44 @@ func (p *syncPlan) settle(after map[netip.AddrPort][]*pair, nonces func() (strin
 	return s, nil
 }
 
+// runner is what carrying out a plan needs of the table: the Kernel, over
+// netlink, or a fake in tests.
+type runner interface {
+	// flush sends b as one batch, which the kernel commits all or none;
+	// an empty batch sends nothing.
+	flush(b *batch) error
+	// readRetired reads the pairs of p.retire, as p.read says.
+	readRetired(p *syncPlan) (map[netip.AddrPort][]*pair, error)
+}
+
+// execute carries out p on r: the first batch, the reading of the pairs it
+// stopped (before, the pairs p was planned from, when p.read is readNone),
+// then the batches that delete them and count anew. It returns the
+// settlement it carried out.
+func (p *syncPlan) execute(r runner, before map[netip.AddrPort][]*pair, nonces func() (string, error)) (*settlement, error) {
+	if err := r.flush(&p.change); err != nil {
+		return nil, fmt.Errorf("changing the counted addresses: %w", err)
+	}
+	after := before
+	if p.read != readNone {
+		var err error
+		if after, err = r.readRetired(p); err != nil {
+			return nil, fmt.Errorf("reading the counters of %d dropped addresses: %w", len(p.retire), err)
+		}
+	}
+	s, err := p.settle(after, nonces)
+	if err != nil {
+		return nil, fmt.Errorf("reading the counters of %d dropped addresses: %w", len(p.retire), err)
+	}
+	if err := r.flush(&s.retire); err != nil {
+		return nil, fmt.Errorf("deleting the counters of %d dropped addresses: %w", len(s.final), err)
+	}
+	if err := r.flush(&s.anew); err != nil {
+		return nil, fmt.Errorf("counting %d addresses anew: %w", len(s.anew.wired)/len(directions), err)
+	}
+	return s, nil
+}
+
 // matches tells whether pairs, read from the table, are those of the
 // remembered wiring: one complete pair for each counted address, of the
 // nonce it counts with, and none for any other.
