@@ -18,9 +18,9 @@ import (
 )
 
 // Kernel is split by job: this file holds its API and runs a Sync; the
-// planner (plan.go) decides what a Sync changes, and the netlink side
-// (nft.go) reads the table and sends the planner's batches, where the
-// table's shape is described.
+// planner (plan.go) decides what a Sync changes; the netlink side (nft.go)
+// reads the table and sends the planner's batches; shape.go describes the
+// table, its base chains and its maps.
 
 // DefaultTable is the table KernelConfig.Table defaults to.
 const DefaultTable = "gateway_meter"
