@@ -183,14 +183,9 @@ func TestMeterRebuildsTableItCannotSync(t *testing.T) {
 	}
 	exchange(t, ns, ln, n)
 	// The tx element of b's address goes; its chain stays.
-	m.kernel.mu.Lock()
-	var b batch
-	b.delElems[tx][family(otherAddr)] = append(b.delElems[tx][family(otherAddr)], nftables.SetElement{Key: key(otherAddr)})
-	err := m.kernel.flush(&b)
-	m.kernel.mu.Unlock()
-	if err != nil {
-		t.Fatal(err)
-	}
+	handEdit(t, ns, func(c *nftables.Conn) {
+		c.SetDeleteElements(m.kernel.maps[tx][family(otherAddr)], []nftables.SetElement{{Key: key(otherAddr)}})
+	})
 	if err := m.Remove("b"); err != nil {
 		t.Fatalf("Remove after a hand edit: %v", err)
 	}
