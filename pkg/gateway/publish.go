@@ -43,6 +43,9 @@ type Publisher interface {
 	KeepImported(files []traefik.Importable) error
 	// ImportDone removes the imported files Reset does not write over.
 	ImportDone(files []traefik.Importable) error
+	// HoldReloads makes Traefik keep what it serves, refusing every
+	// reload, until release: an import's many changes cost it one.
+	HoldReloads() (release func() error, err error)
 	// PublishAnchor makes cfg the anchor router, the one that carries the
 	// resolver of the gateway domain's wildcard certificate, or removes it
 	// when cfg is nil, durably. An error that wraps

@@ -115,15 +115,27 @@ func (m *Module) Recover() error {
 	for id, r := range x.byID {
 		cfgs[id] = r.render()
 	}
+	release := func() error { return nil }
+	if slices.ContainsFunc(imp.files, func(f traefik.Importable) bool { return !f.Group }) {
+		// The old files and the groups both change: Traefik reads the
+		// folder once, when both are done.
+		if release, err = m.routes.HoldReloads(); err != nil {
+			return err
+		}
+	}
 	changed, err := m.routes.Reset(cfgs)
+	if err == nil {
+		err = m.routes.ImportDone(imp.files)
+	}
+	if rerr := release(); rerr != nil {
+		// The sweep moves it; Traefik then reads the folder.
+		m.log.Error().Err(rerr).Msg("letting Traefik reload the routes folder again")
+	}
 	if err != nil {
 		return fmt.Errorf("publishing the routes of the store: %w", err)
 	}
 	if changed > 0 {
 		m.log.Info().Int("files", changed).Msg("routes folder written from the store")
-	}
-	if err := m.routes.ImportDone(imp.files); err != nil {
-		return fmt.Errorf("removing the files routes were imported from: %w", err)
 	}
 	m.mu.Unlock()
 	err = m.publishAnchor()

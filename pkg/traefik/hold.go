@@ -8,17 +8,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// While PublishAll converts the routes folder, the hold file makes Traefik
+// While the gateway imports the routes folder of an earlier version, the hold file makes Traefik
 // refuse each reload at once (see holdFile). Traefik handles the events of
 // the folder one after the other, each by reading the whole folder again,
 // and lags behind: taken away as soon as the last old file is gone, the hold
 // file would leave thousands of events to handle, each a full read of every
-// route. So PublishAll first waits until Traefik has left the folder alone
+// route. So release first waits until Traefik has left the folder alone
 // for holdIdle: it opens the folder and the hold file at each event it
 // handles.
 
 // holdIdle is how long no entry of the routes folder may be opened before
-// PublishAll takes the hold file away. Traefik handles one event of a held
+// release takes the hold file away. Traefik handles one event of a held
 // folder in a few milliseconds.
 const holdIdle = 300 * time.Millisecond
 

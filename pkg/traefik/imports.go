@@ -86,12 +86,37 @@ func (r *Routes) KeepImported(files []Importable) error {
 	return atomicfile.SyncDir(dir)
 }
 
+// HoldReloads writes the hold file: until release, Traefik refuses every
+// reload of the folder at once and keeps serving what it had, so that the
+// many changes of an import cost it one reload. release waits until
+// Traefik has handled the changes it lags behind (nothing in the folder
+// opened for holdIdle, at most holdMaxWait), then removes the hold file:
+// Traefik reads the folder once, as it is then.
+func (r *Routes) HoldReloads() (release func() error, err error) {
+	if err := r.dir.Write(holdFile, []byte(holdContent)); err != nil && !errors.Is(err, ErrNotDurable) {
+		return nil, fmt.Errorf("holding traefik's reloads: %w", err)
+	}
+	r.holding.Store(true)
+	// Best effort: without it the hold file goes at once.
+	watch, _ := watchOpens(r.dir.Path())
+	return func() error {
+		defer r.holding.Store(false)
+		if watch != nil {
+			watch.waitIdle(holdIdle, holdMaxWait)
+			watch.close()
+		}
+		if err := r.dir.Remove(holdFile); err != nil && !errors.Is(err, ErrNotDurable) {
+			return fmt.Errorf("letting traefik reload again: %w", err)
+		}
+		return nil
+	}, nil
+}
+
 // ImportDone removes from the routes folder the files of the
 // one-file-per-route layouts that were imported, once Reset has written
 // their routes in group files: until then they keep serving. Traefik reads
-// the whole folder again at each event in it; while it removes them the
-// hold file makes Traefik refuse each reload at once and keep serving every
-// route, until the hold file goes, last, and Traefik reads the folder once.
+// the whole folder again at each event in it, so it holds Traefik's reloads
+// (HoldReloads) while it removes them, unless the caller holds them.
 func (r *Routes) ImportDone(files []Importable) (err error) {
 	var names []string
 	for _, f := range files {
@@ -102,23 +127,19 @@ func (r *Routes) ImportDone(files []Importable) (err error) {
 	if len(names) == 0 {
 		return nil
 	}
+	if !r.holding.Load() {
+		release, err := r.HoldReloads()
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if rerr := release(); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+		}()
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := r.dir.Write(holdFile, []byte(holdContent)); err != nil && !errors.Is(err, ErrNotDurable) {
-		return fmt.Errorf("holding traefik's reloads: %w", err)
-	}
-	// Best effort: without it the hold file goes at once.
-	watch, _ := watchOpens(r.dir.Path())
-	defer func() {
-		if watch != nil {
-			watch.waitIdle(holdIdle, holdMaxWait)
-			watch.close()
-		}
-		// Last: Traefik reads the folder once, as it is now.
-		if herr := r.dir.Remove(holdFile); herr != nil && !errors.Is(herr, ErrNotDurable) {
-			err = errors.Join(err, fmt.Errorf("letting traefik reload again: %w", herr))
-		}
-	}()
 	for _, name := range names {
 		if err := os.Remove(filepath.Join(r.dir.Path(), name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("removing %s, kept in %s: %w", name, ImportedDirName, err)

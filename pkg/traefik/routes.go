@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 )
 
 // RoutesDirName is the folder under the module's root that holds the routes;
@@ -45,6 +46,8 @@ const fileProviderSuffix = "@file"
 type Routes struct {
 	dir        *Dir
 	quarantine string
+	// holding is set between HoldReloads and its release.
+	holding atomic.Bool
 
 	mu sync.Mutex
 	// groups are the group files as the gateway last wrote or read them.
