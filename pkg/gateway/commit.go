@@ -24,8 +24,7 @@ import (
 
 // pending is a Set waiting to be committed.
 type pending struct {
-	r   route
-	cfg *traefik.Configuration
+	r route
 	// err is the Set's outcome, set before done is closed.
 	err  error
 	done chan struct{}
@@ -39,7 +38,7 @@ type pending struct {
 // outcome of the Set. The index follows the folder: a write that took place
 // is indexed even when its sync failed and the Set returns an error.
 func (m *Module) commit(r route) error {
-	p := &pending{r: r, cfg: r.render(), done: make(chan struct{}), lead: make(chan struct{})}
+	p := &pending{r: r, done: make(chan struct{}), lead: make(chan struct{})}
 	m.qmu.Lock()
 	m.queue = append(m.queue, p)
 	leader := !m.leading
@@ -129,7 +128,7 @@ func (m *Module) commitBatch() []*pending {
 			continue
 		}
 		old, held := m.idx.byID[r.id]
-		if held && reflect.DeepEqual(old, r) {
+		if held && sameRoute(old, r) {
 			// A node re-applies every workload when it boots: a Set that
 			// changes nothing writes nothing, and costs Traefik no
 			// reload. The route is checked all the same, in case it was
@@ -174,8 +173,9 @@ func (m *Module) commitBatch() []*pending {
 	}
 
 	cfgs := make(map[string]*traefik.Configuration, len(cs))
-	for _, p := range ps {
-		cfgs[p.r.id] = p.cfg
+	for _, c := range cs {
+		// After the hooks: a private network's addresses are known.
+		cfgs[c.new.id] = c.new.render()
 	}
 	at := time.Now()
 	failed := m.routes.PublishEach(cfgs)
@@ -199,6 +199,13 @@ func (m *Module) commitBatch() []*pending {
 		h.Commit(done, at)
 	}
 	return batch
+}
+
+// sameRoute tells whether a Set of b changes nothing of route a: the
+// addresses of a private network are the network's business.
+func sameRoute(a, b route) bool {
+	a.via, b.via = nil, nil
+	return reflect.DeepEqual(a, b)
 }
 
 // rollback undoes what the hooks prepared for cs.

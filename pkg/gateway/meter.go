@@ -32,16 +32,14 @@ type Meter interface {
 
 var _ Meter = (*meter.Meter)(nil)
 
-// meterAddrs returns the addresses where Traefik reaches the backends of r:
-// each backend, and for a passthrough route also port 80 of each backend
+// meterAddrs returns the addresses where Traefik reaches the backends of r
+// (targets, through a private network as Traefik connects to them): each
+// backend, and for a passthrough route also port 80 of each backend
 // address, where HTTP-01 challenges for its name go.
 func (r route) meterAddrs() []netip.AddrPort {
-	addrs := make([]netip.AddrPort, 0, 2*len(r.backends))
-	for _, b := range r.backends {
-		addrs = append(addrs, b.Addr)
-		if r.passthrough {
-			addrs = append(addrs, netip.AddrPortFrom(b.Addr.Addr(), challengePort))
-		}
+	addrs := r.targets()
+	for i, a := range addrs {
+		addrs[i] = r.reach(a)
 	}
 	slices.SortFunc(addrs, netip.AddrPort.Compare)
 	return slices.Compact(addrs)

@@ -63,6 +63,9 @@ type Config struct {
 	// among the published routes without the module writing it. Default
 	// DefaultSweepInterval.
 	SweepInterval time.Duration
+	// Networks carries routes into tenants' private networks. Nil refuses
+	// routes with a network (ErrNoNetworks).
+	Networks Networks
 	// Meter counts the bytes of each route. Nil when the node cannot
 	// meter: Metrics then fails with MeterUnavailable.
 	Meter Meter
@@ -251,6 +254,10 @@ func New(cfg Config) (*Module, error) {
 		certsChanged: make(chan struct{}, 1),
 		certsStale:   true,
 		idx:          newIndex(),
+	}
+	if cfg.Networks != nil {
+		// First: the others see the addresses Traefik connects to.
+		m.hooks = append(m.hooks, networkHook{m})
 	}
 	if m.meter != nil {
 		m.hooks = append(m.hooks, meterHook{m})
@@ -468,6 +475,9 @@ type RouteRequest struct {
 	TLSPassthrough bool
 	// Contract names the bus contract of the call, kept with the route.
 	Contract string
+	// Network, when set, names the tenant's private network the backends
+	// are IPs of (Config.Networks).
+	Network string
 }
 
 // SetRoute checks req and publishes its route, replacing the one its
@@ -506,7 +516,10 @@ func (m *Module) setName(req RouteRequest) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	r := route{id: req.WorkloadID, fqdn: label + "." + m.cfg.Domain, kind: KindName, name: label, backends: bs, passthrough: req.TLSPassthrough, contract: req.Contract}
+	r := route{id: req.WorkloadID, fqdn: label + "." + m.cfg.Domain, kind: KindName, name: label, backends: bs, passthrough: req.TLSPassthrough, contract: req.Contract, network: req.Network}
+	if err := m.checkNetwork(r); err != nil {
+		return "", err
+	}
 	if err := m.commit(r); err != nil {
 		return "", err
 	}
@@ -533,10 +546,14 @@ func (m *Module) setFQDN(_ context.Context, req RouteRequest) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	r := route{id: req.WorkloadID, fqdn: name, kind: KindFQDN, backends: bs, passthrough: req.TLSPassthrough, contract: req.Contract, network: req.Network}
+	if err := m.checkNetwork(r); err != nil {
+		return "", err
+	}
 	if err := m.checkPointsHere(name); err != nil {
 		return "", err
 	}
-	return name, m.commit(route{id: req.WorkloadID, fqdn: name, kind: KindFQDN, backends: bs, passthrough: req.TLSPassthrough, contract: req.Contract})
+	return name, m.commit(r)
 }
 
 // checkPointsHere asks the resolver for the A and AAAA records of fqdn and

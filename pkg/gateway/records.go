@@ -36,6 +36,8 @@ type record struct {
 	TLSPassthrough bool `json:"tlsPassthrough,omitempty"`
 	// Contract is the bus contract the route was set through.
 	Contract string `json:"contract,omitempty"`
+	// Network is the tenant's private network of the backends.
+	Network string `json:"network,omitempty"`
 }
 
 // record returns the record of r.
@@ -52,6 +54,7 @@ func (r route) record() record {
 		Backends:       backends,
 		TLSPassthrough: r.passthrough,
 		Contract:       r.contract,
+		Network:        r.network,
 	}
 }
 
@@ -64,7 +67,7 @@ func (rec record) route(id, domain string) (route, error) {
 	if err := ValidateWorkloadID(id); err != nil {
 		return route{}, err
 	}
-	r := route{id: id, kind: rec.Kind, name: rec.Name, fqdn: rec.FQDN, passthrough: rec.TLSPassthrough, contract: rec.Contract}
+	r := route{id: id, kind: rec.Kind, name: rec.Name, fqdn: rec.FQDN, passthrough: rec.TLSPassthrough, contract: rec.Contract, network: rec.Network}
 	switch rec.Kind {
 	case KindName:
 		if rec.Name == "" {

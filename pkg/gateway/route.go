@@ -41,6 +41,12 @@ type route struct {
 	passthrough bool
 	// contract is the bus contract the route was set through.
 	contract string
+	// network is the tenant's private network the backends are in, empty
+	// for backends Traefik reaches directly.
+	network string
+	// via maps each target (targets) of a route with a network to the
+	// address Traefik connects to (Networks.Attach).
+	via map[netip.AddrPort]netip.AddrPort
 }
 
 // acme tells whether the route needs a certificate of its own from the
@@ -92,8 +98,8 @@ func (r route) renderRoute() *traefik.Configuration {
 		tcpServers := make([]traefik.TCPServer, len(r.backends))
 		httpServers := make([]traefik.Server, len(r.backends))
 		for i, b := range r.backends {
-			tcpServers[i] = traefik.TCPServer{Address: b.Addr.String()}
-			httpServers[i] = traefik.Server{URL: "http://" + netip.AddrPortFrom(b.Addr.Addr(), challengePort).String()}
+			tcpServers[i] = traefik.TCPServer{Address: r.reach(b.Addr).String()}
+			httpServers[i] = traefik.Server{URL: "http://" + r.reach(netip.AddrPortFrom(b.Addr.Addr(), challengePort)).String()}
 		}
 		var health *traefik.TCPHealthCheck
 		if len(r.backends) > 1 {
@@ -140,7 +146,7 @@ func (r route) renderRoute() *traefik.Configuration {
 	}
 	servers := make([]traefik.Server, len(r.backends))
 	for i, b := range r.backends {
-		servers[i] = traefik.Server{URL: b.String(false)}
+		servers[i] = traefik.Server{URL: r.dialed(b).String(false)}
 	}
 	cfg := &traefik.Configuration{
 		HTTP: &traefik.HTTPConfiguration{
