@@ -116,6 +116,9 @@ func run(cfg *Configuration) error {
 		return err
 	}
 	defer db.Close()
+	if aside, why := db.SetAside(); aside != "" {
+		log.Error().Err(why).Str("set_aside", aside).Msg("the store could not be opened: it is set aside and a new one made; the routes are imported again from proxy/, the metering totals start again from zero (what was not yet reported by Metrics is lost), the schedules of certificate orders are rebuilt")
+	}
 	routes, err := traefik.OpenRoutes(root)
 	if err != nil {
 		return err

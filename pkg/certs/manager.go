@@ -106,11 +106,18 @@ func newManager(cfg Config, now func() time.Time) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
+	log := cfg.Logger.With().Str("component", "certs").Logger()
 	domains, err := st.loadState()
+	if errors.Is(err, errBadState) {
+		// The state holds only schedules: the certificates are files of
+		// their own, read below. Losing it costs each failing domain its
+		// place in the backoff, never a certificate.
+		log.Error().Err(err).Msg("the schedule of certificate orders cannot be read; it is set aside and rebuilt: domains that were backing off are ordered again")
+		domains, err = map[string]*domainState{}, st.setAsideState()
+	}
 	if err != nil {
 		return nil, err
 	}
-	log := cfg.Logger.With().Str("component", "certs").Logger()
 	routeLegoLog(cfg.Logger)
 	m := &Manager{
 		cfg:        cfg,

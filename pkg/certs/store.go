@@ -132,7 +132,7 @@ func (s *store) loadState() (map[string]*domainState, error) {
 	}
 	var f stateFile
 	if err := json.Unmarshal(data, &f); err != nil {
-		return nil, fmt.Errorf("reading certificate state %s: %w", s.statePath(), err)
+		return nil, fmt.Errorf("%w: %w", errBadState, err)
 	}
 	domains := make(map[string]*domainState, len(f.Domains))
 	for d, st := range f.Domains {
@@ -141,6 +141,29 @@ func (s *store) loadState() (map[string]*domainState, error) {
 		}
 	}
 	return domains, nil
+}
+
+// errBadState says the state does not read back.
+var errBadState = errors.New("the schedule of certificate orders does not read back")
+
+// setAsideState keeps a state that does not read back beside where it was,
+// with its bytes, and leaves none.
+func (s *store) setAsideState() error {
+	aside := s.statePath() + ".bad-" + time.Now().UTC().Format("20060102T150405Z")
+	if s.state.Store != nil {
+		data, err := s.state.Load()
+		if err != nil {
+			return err
+		}
+		if err := atomicfile.Write(aside, data, 0o600); err != nil {
+			return fmt.Errorf("setting the certificate state aside: %w", err)
+		}
+		return s.state.Save(nil)
+	}
+	if err := os.Rename(s.statePath(), aside); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("setting the certificate state aside: %w", err)
+	}
+	return nil
 }
 
 // saveState replaces the state, in the gateway's store or in state.json

@@ -41,6 +41,10 @@ type Store struct {
 	path string
 	// created is set when Open made a new file.
 	created bool
+	// setAside is where a store that could not be opened went, and
+	// setAsideErr why.
+	setAside    string
+	setAsideErr error
 }
 
 // Tx is a transaction of the store.
@@ -50,11 +54,33 @@ type Tx = bolt.Tx
 type Bucket = bolt.Bucket
 
 // Open opens the store at path, creating it when needed. It refuses at
-// once, with ErrLocked, a file another process holds open.
+// once, with ErrLocked, a file another process holds open. A file that
+// cannot be opened or does not pass bbolt's consistency check (a disk that
+// lost writes, a file cut short) is set aside, bytes intact, as
+// <path>.bad-<UTC time>, and a new store is made in its place: the gateway
+// starts, and rebuilds what it can (SetAside says so).
 func Open(path string) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("creating the folder of %s: %w", path, err)
 	}
+	s, err := open(path)
+	if err == nil || errors.Is(err, ErrLocked) {
+		return s, err
+	}
+	aside := path + ".bad-" + time.Now().UTC().Format("20060102T150405Z")
+	if rerr := os.Rename(path, aside); rerr != nil {
+		return nil, errors.Join(err, fmt.Errorf("setting %s aside: %w", path, rerr))
+	}
+	s, nerr := open(path)
+	if nerr != nil {
+		return nil, nerr
+	}
+	s.setAside, s.setAsideErr = aside, err
+	return s, nil
+}
+
+// open opens path and checks it.
+func open(path string) (*Store, error) {
 	_, statErr := os.Stat(path)
 	created := errors.Is(statErr, fs.ErrNotExist)
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout})
@@ -64,10 +90,39 @@ func Open(path string) (*Store, error) {
 	case err != nil:
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
+	if err := check(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("checking %s: %w", path, err)
+	}
 	s := &Store{path: path, created: created}
 	s.db.Store(db)
 	return s, nil
 }
+
+// check runs bbolt's consistency check, which reads every page: the store
+// is small (routes, totals, schedules), so it costs milliseconds at start.
+func check(db *bolt.DB) (err error) {
+	defer func() {
+		// A page that cannot be read at all panics inside bbolt.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("unreadable page: %v", r)
+		}
+	}()
+	return db.View(func(tx *bolt.Tx) error {
+		var errs []error
+		for e := range tx.Check() {
+			errs = append(errs, e)
+			if len(errs) == 10 {
+				break
+			}
+		}
+		return errors.Join(errs...)
+	})
+}
+
+// SetAside returns where Open set aside a store it could not open, and
+// why; "" when it opened the store that was there.
+func (s *Store) SetAside() (string, error) { return s.setAside, s.setAsideErr }
 
 // Path returns the store's file.
 func (s *Store) Path() string { return s.path }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -76,5 +77,55 @@ func TestBlobTakesOverLegacyFile(t *testing.T) {
 	empty := Blob{Store: s, Bucket: "certs", Key: "state"}
 	if data, err := empty.Load(); err != nil || data != nil {
 		t.Fatalf("Load of nothing = %q, %v", data, err)
+	}
+}
+
+// TestBadStoreSetAside guards the start against a store that cannot be
+// opened: it is set aside with its bytes and a new one is made, so that the
+// gateway starts and rebuilds its routes, never a node without routes.
+func TestBadStoreSetAside(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		corrupt func(t *testing.T, path string)
+	}{
+		{"cut short", func(t *testing.T, path string) {
+			if err := os.Truncate(path, 100); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"garbage", func(t *testing.T, path string) {
+			if err := os.WriteFile(path, []byte(strings.Repeat("not bbolt ", 2000)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), FileName)
+			s, err := Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Update(func(tx *Tx) error { return Put(tx, "routes", []byte("a"), []byte("{}")) }); err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+			tc.corrupt(t, path)
+			bad, _ := os.ReadFile(path)
+			s, err = Open(path)
+			if err != nil {
+				t.Fatalf("a bad store stopped the start: %v", err)
+			}
+			defer s.Close()
+			aside, why := s.SetAside()
+			if aside == "" || why == nil || !s.Created() {
+				t.Fatalf("SetAside = %q, %v; created %v", aside, why, s.Created())
+			}
+			if kept, _ := os.ReadFile(aside); string(kept) != string(bad) {
+				t.Fatal("the bad store was not kept with its bytes")
+			}
+			if err := s.Update(func(tx *Tx) error { return Put(tx, "routes", []byte("b"), []byte("{}")) }); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
