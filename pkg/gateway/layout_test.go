@@ -16,6 +16,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/threefoldtech/gateway/pkg/store"
 	"github.com/threefoldtech/gateway/pkg/traefik"
 )
 
@@ -436,5 +437,36 @@ func TestDefaultCertificateFailureDoesNotStopTheGateway(t *testing.T) {
 	}
 	if data, _ := os.ReadFile(anchor); string(data) != routeYAML(t, renderAnchor("gw.example", self, nil, "")) {
 		t.Fatalf("reserved file once the certificate can be had:\n%s", data)
+	}
+}
+
+// TestBadStoreRebuiltFromFolder guards a node whose store is lost (a disk
+// that dropped writes, a file cut short): the store is set aside, and the
+// routes the folder serves are imported into a new one, so that the node
+// keeps every route and every domain stays reserved.
+func TestBadStoreRebuiltFromFolder(t *testing.T) {
+	root := t.TempDir()
+	m, recs := newModule(t, root)
+	recs.set("www.user.example.", nodeIP.String())
+	if _, err := c21(m).SetNamedProxy("wl-a", "a", []string{"http://10.0.0.1"}, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := c21(m).SetFQDNProxy("wl-www", "www.user.example", []string{"10.0.0.2:443"}, true); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := c21(m).List()
+	m.store.Close()
+	if err := os.Truncate(filepath.Join(root, store.FileName), 100); err != nil {
+		t.Fatal(err)
+	}
+	m2, _ := newModule(t, root)
+	if aside, _ := m2.store.SetAside(); aside == "" {
+		t.Fatal("the bad store was not set aside")
+	}
+	if got, _ := c21(m2).List(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("List = %v, want %v", got, want)
+	}
+	if _, err := c21(m2).SetNamedProxy("thief", "a", []string{"http://10.0.0.9"}, false); err == nil {
+		t.Fatal("a domain of the lost store was given away")
 	}
 }
