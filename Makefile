@@ -56,7 +56,9 @@ fuzz:
 # run starts a local node: its own redis-server, the gateway and Traefik on
 # high ports, with the domain gw.localhost. Ctrl-C stops all three.
 run: deps build
-	RUN_DIR=$(RUN_DIR) DEPS=$(DEPS) scripts/run.sh
+	@# exec: the SIGTERM make passes on to its recipe reaches run.sh, which
+	@# stops what it started, as Ctrl-C does.
+	RUN_DIR=$(RUN_DIR) DEPS=$(DEPS) exec scripts/run.sh
 
 bench: deps build
 	scripts/install-bench-tools.sh

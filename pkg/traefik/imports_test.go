@@ -583,3 +583,22 @@ func TestImport(t *testing.T) {
 		}
 	})
 }
+
+// TestLegacyStagingRemoved guards the root against the staging folder of
+// traefik/ that earlier versions left: the routes' opening removes it.
+func TestLegacyStagingRemoved(t *testing.T) {
+	root := t.TempDir()
+	stale := filepath.Join(root, ".traefik-staging")
+	if err := os.MkdirAll(stale, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(stale, "traefik.yaml.123.tmp"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenRoutes(root); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Fatalf(".traefik-staging still there: %v", err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -15,6 +16,10 @@ import (
 // RoutesDirName is the folder under the module's root that holds the routes;
 // Traefik's file provider watches it.
 const RoutesDirName = "proxy"
+
+// legacyStagingDir is the staging folder of traefik/ earlier versions
+// left under the root.
+const legacyStagingDir = ".traefik-staging"
 
 // fileProviderSuffix ends the names Traefik gives the routers and services of
 // its file provider in its API.
@@ -90,6 +95,11 @@ func OpenRoutes(root string) (*Routes, error) {
 	dir, err := OpenDir(filepath.Join(root, RoutesDirName))
 	if err != nil {
 		return nil, err
+	}
+	// The staging folder of traefik/ that earlier versions kept: nothing
+	// is staged there any more.
+	if err := os.RemoveAll(filepath.Join(root, legacyStagingDir)); err != nil {
+		return nil, fmt.Errorf("removing %s: %w", legacyStagingDir, err)
 	}
 	return &Routes{
 		dir:        dir,
