@@ -225,7 +225,13 @@ func (l *Ledger) Remove(wlID string) {
 		l.unclaim(wlID, a)
 	}
 	delete(l.workloads, wlID)
-	l.pending[wlID] = append(l.pending[wlID], w.totals)
+	// One final total per wlID however often it was set and removed
+	// before a Report: the bytes of every removed instance, once.
+	if q := l.pending[wlID]; len(q) > 0 {
+		q[len(q)-1].add(w.totals)
+	} else {
+		l.pending[wlID] = []Totals{w.totals}
+	}
 	l.changes++
 }
 
@@ -267,8 +273,16 @@ func (l *Ledger) Observe(readings map[netip.AddrPort]Reading) {
 			l.limbo[a] = true
 		}
 		delta := Totals{Tx: r.Tx, Rx: r.Rx}
-		if last := st.reading; st.seen && last.Instance == r.Instance && r.Tx >= last.Tx && r.Rx >= last.Rx {
-			delta = Totals{Tx: r.Tx - last.Tx, Rx: r.Rx - last.Rx}
+		if last := st.reading; st.seen && last.Instance == r.Instance {
+			// Each direction on its own: a counter of one direction
+			// reset (lower than its last reading) counts whole, and
+			// never makes the other count again.
+			if r.Tx >= last.Tx {
+				delta.Tx = r.Tx - last.Tx
+			}
+			if r.Rx >= last.Rx {
+				delta.Rx = r.Rx - last.Rx
+			}
 		}
 		if len(st.claims) > 0 {
 			l.workloads[st.claims[len(st.claims)-1].wlID].totals.add(delta)
@@ -289,34 +303,40 @@ func (l *Ledger) Observe(readings map[netip.AddrPort]Reading) {
 	}
 }
 
-// Totals returns the totals Report would return, without its effect.
+// Totals returns the live total of every workload, and the final total of
+// each one removed since the last Report and not set again: what a metric
+// of each workload shows now.
 func (l *Ledger) Totals() map[string]Totals {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.totals()
-}
-
-func (l *Ledger) totals() map[string]Totals {
 	out := make(map[string]Totals, len(l.workloads)+len(l.pending))
-	for id, w := range l.workloads {
-		out[id] = w.totals
-	}
 	for id, q := range l.pending {
 		out[id] = q[0]
+	}
+	for id, w := range l.workloads {
+		out[id] = w.totals
 	}
 	return out
 }
 
-// Report returns the totals of every workload, and forgets the removed ones
-// it reports: a removed workload is reported by one Report after its
-// removal. When a workload was removed and one of the same ID assigned
-// again before the Report, the Report gives the final totals of the removed
-// one, and the next Report those of the new one, which started from zero.
-func (l *Ledger) Report() map[string]Totals {
+// Report returns the totals of every workload, the final totals of a
+// removed one taking the place of a workload of the same ID set again, and
+// forgets the removed ones it reports: a removed workload is reported by
+// one Report after its removal, and the next Report gives the one set again,
+// which started from zero. The caller saves the ledger, then calls done
+// with whether the save succeeded: the removed workloads are forgotten only
+// once that is saved, so that a failed save never loses a final bill.
+func (l *Ledger) Report() (totals map[string]Totals, done func(saved bool)) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	out := l.totals()
+	out := make(map[string]Totals, len(l.workloads)+len(l.pending))
+	for id, w := range l.workloads {
+		out[id] = w.totals
+	}
+	dropped := make(map[string]Totals, len(l.pending))
 	for id, q := range l.pending {
+		out[id] = q[0]
+		dropped[id] = q[0]
 		if len(q) > 1 {
 			l.pending[id] = q[1:]
 		} else {
@@ -324,7 +344,17 @@ func (l *Ledger) Report() map[string]Totals {
 		}
 		l.changes++
 	}
-	return out
+	return out, func(saved bool) {
+		if saved || len(dropped) == 0 {
+			return
+		}
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for id, t := range dropped {
+			l.pending[id] = append([]Totals{t}, l.pending[id]...)
+		}
+		l.changes++
+	}
 }
 
 // Unattributed returns the bytes observed for addresses no workload

@@ -106,7 +106,7 @@ func TestLedgerAttribution(t *testing.T) {
 			l.Assign("a", []netip.AddrPort{addrA})
 			l.Assign("b", []netip.AddrPort{addrA})
 			l.Remove("a")
-			l.Report()
+			reportSaved(l)
 			l.Assign("a", []netip.AddrPort{addrA})
 			observe(l, addrA, "i", 7, 0)
 		},
@@ -182,10 +182,10 @@ func TestLedgerReportsRemovedWorkloadOnce(t *testing.T) {
 	checkTotals(t, l.Totals(), want)
 	checkTotals(t, l.Totals(), want) // Totals has no effect
 	l = reopen(t, l, path)           // nor has a restart
-	checkTotals(t, l.Report(), want)
-	checkTotals(t, l.Report(), map[string]Totals{"stays": {}})
+	checkTotals(t, reportSaved(l), want)
+	checkTotals(t, reportSaved(l), map[string]Totals{"stays": {}})
 	l = reopen(t, l, path)
-	checkTotals(t, l.Report(), map[string]Totals{"stays": {}})
+	checkTotals(t, reportSaved(l), map[string]Totals{"stays": {}})
 }
 
 func TestLedgerRecreatedWorkloadStartsFromZero(t *testing.T) {
@@ -203,15 +203,15 @@ func TestLedgerRecreatedWorkloadStartsFromZero(t *testing.T) {
 			observe(l, addrA, "i", 100, 10)
 			l.Remove("wl")
 			if tc.reportBefore {
-				checkTotals(t, l.Report(), map[string]Totals{"wl": {Tx: 100, Rx: 10}})
+				checkTotals(t, reportSaved(l), map[string]Totals{"wl": {Tx: 100, Rx: 10}})
 			}
 			l.Assign("wl", []netip.AddrPort{addrA})
 			observe(l, addrA, "i", 130, 11)
 			if !tc.reportBefore {
 				// The final totals of the old one first, never a sum.
-				checkTotals(t, l.Report(), map[string]Totals{"wl": {Tx: 100, Rx: 10}})
+				checkTotals(t, reportSaved(l), map[string]Totals{"wl": {Tx: 100, Rx: 10}})
 			}
-			checkTotals(t, l.Report(), map[string]Totals{"wl": {Tx: 30, Rx: 1}})
+			checkTotals(t, reportSaved(l), map[string]Totals{"wl": {Tx: 30, Rx: 1}})
 		})
 	}
 }
@@ -404,7 +404,7 @@ func TestLedgerIDsRoundTrip(t *testing.T) {
 		l.Assign(id, []netip.AddrPort{a})
 	}
 	l = reopen(t, l, path)
-	checkTotals(t, l.Report(), want)
+	checkTotals(t, reportSaved(l), want)
 	for _, st := range l.addrs {
 		if _, ok := want[st.reading.Instance]; !ok {
 			t.Errorf("instance %q came back changed", st.reading.Instance)
@@ -426,7 +426,7 @@ func TestLedgerConcurrentUse(t *testing.T) {
 					if err := l.Save(); err != nil {
 						t.Error(err)
 					}
-					l.Report()
+					reportSaved(l)
 				}
 			}
 		})
@@ -494,11 +494,23 @@ func (m *ledgerModel) owner(a netip.AddrPort) (string, bool) {
 	return owner, best > 0
 }
 
-func (m *ledgerModel) totals() map[string]Totals {
+// report is what Report returns: a removed workload's final totals in
+// place of one of its ID set again.
+func (m *ledgerModel) report() map[string]Totals {
 	out := maps.Clone(m.live)
 	for id, q := range m.pending {
 		out[id] = q[0]
 	}
+	return out
+}
+
+// totals is what Totals returns: the live workload before a removed one.
+func (m *ledgerModel) totals() map[string]Totals {
+	out := make(map[string]Totals)
+	for id, q := range m.pending {
+		out[id] = q[0]
+	}
+	maps.Copy(out, m.live)
 	return out
 }
 
@@ -598,7 +610,11 @@ func runLedgerOps(t *testing.T, steps int, next func(n int) int) {
 				if c.Remove {
 					l.Remove(c.ID)
 					if tot, ok := m.live[c.ID]; ok {
-						m.pending[c.ID] = append(m.pending[c.ID], tot)
+						if q := m.pending[c.ID]; len(q) > 0 {
+							q[len(q)-1].add(tot)
+						} else {
+							m.pending[c.ID] = []Totals{tot}
+						}
 						delete(m.live, c.ID)
 					}
 				} else {
@@ -625,7 +641,7 @@ func runLedgerOps(t *testing.T, steps int, next func(n int) int) {
 				op = "save"
 				break
 			}
-			got, want := l.Report(), m.totals()
+			got, want := reportSaved(l), m.report()
 			if !maps.Equal(got, want) {
 				t.Fatalf("step %d: Report %v, want %v", step, got, want)
 			}
@@ -763,4 +779,63 @@ func manyLedgerAddrs(n int) []netip.AddrPort {
 		addrs = append(addrs, netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 2, byte(i >> 8), byte(i)}), 443))
 	}
 	return addrs
+}
+
+// reportSaved is Report followed by a save that succeeded.
+func reportSaved(l *Ledger) map[string]Totals {
+	totals, done := l.Report()
+	done(true)
+	return totals
+}
+
+// TestLedgerFailedSaveKeepsFinalBills guards the bills of deleted
+// workloads: a Report whose save fails (a full disk) forgets nothing, and
+// the next Report still gives them.
+func TestLedgerFailedSaveKeepsFinalBills(t *testing.T) {
+	l, _ := openLedger(t)
+	l.Assign("gone", []netip.AddrPort{addrA})
+	observe(l, addrA, "i", 100, 10)
+	l.Remove("gone")
+	totals, done := l.Report()
+	checkTotals(t, totals, map[string]Totals{"gone": {Tx: 100, Rx: 10}})
+	done(false)
+	checkTotals(t, reportSaved(l), map[string]Totals{"gone": {Tx: 100, Rx: 10}})
+	checkTotals(t, reportSaved(l), map[string]Totals{})
+}
+
+// TestLedgerDeletesDoNotPileUp guards the ledger against a tenant that
+// sets and deletes one wlID over and over: the removed instances merge into
+// one final total of that wlID, the saved ledger stays small, and Totals,
+// which the metrics show, gives the live instance.
+func TestLedgerDeletesDoNotPileUp(t *testing.T) {
+	l, _ := openLedger(t)
+	var tx uint64
+	for range 20000 {
+		l.Assign("wl", []netip.AddrPort{addrA})
+		tx += 10
+		observe(l, addrA, "i", tx, 0)
+		l.Remove("wl")
+	}
+	l.Assign("wl", []netip.AddrPort{addrA})
+	observe(l, addrA, "i", tx+7, 0)
+	if n := len(l.pending["wl"]); n != 1 {
+		t.Fatalf("%d pending entries of one wlID", n)
+	}
+	if size := len(l.encode()); size > 4096 {
+		t.Fatalf("ledger of %d bytes", size)
+	}
+	checkTotals(t, l.Totals(), map[string]Totals{"wl": {Tx: 7}})
+	checkTotals(t, reportSaved(l), map[string]Totals{"wl": {Tx: 200000}})
+	checkTotals(t, reportSaved(l), map[string]Totals{"wl": {Tx: 7}})
+}
+
+// TestLedgerOneDirectionReset guards the count of a counter whose one
+// direction was reset: the reset direction counts whole, the other only
+// what it moved since the last reading.
+func TestLedgerOneDirectionReset(t *testing.T) {
+	l, _ := openLedger(t)
+	l.Assign("wl", []netip.AddrPort{addrA})
+	observe(l, addrA, "i", 1000, 500)
+	observe(l, addrA, "i", 40, 600) // tx reset, rx went on
+	checkTotals(t, l.Totals(), map[string]Totals{"wl": {Tx: 1040, Rx: 600}})
 }

@@ -356,8 +356,10 @@ func (m *Meter) Report() (map[string]Totals, error) {
 	if err := m.observe(); err != nil {
 		return nil, err
 	}
-	totals := m.ledger.Report()
-	if err := m.save(); err != nil {
+	totals, done := m.ledger.Report()
+	err := m.save()
+	done(err == nil)
+	if err != nil {
 		return nil, err
 	}
 	return totals, nil
