@@ -3,6 +3,8 @@
 package dnsname
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"strconv"
 	"strings"
@@ -90,4 +92,21 @@ func allDigits(s string) bool {
 		}
 	}
 	return s != ""
+}
+
+// maxFileStem bounds the part of a file name FileStem gives: with a suffix
+// of up to 50 bytes (a hash, an extension) it fits the 255 bytes a file
+// name may have on every Linux file system.
+const maxFileStem = 200
+
+// FileStem returns the stem of a file named after name: name itself when
+// it is short enough, else its first bytes, '~' and a hash of the whole
+// ('~' is in no host name), so that every valid name has a file and two
+// names never share one.
+func FileStem(name string) string {
+	if len(name) <= maxFileStem {
+		return name
+	}
+	sum := sha256.Sum256([]byte(name))
+	return name[:maxFileStem-33] + "~" + hex.EncodeToString(sum[:16])
 }

@@ -44,3 +44,22 @@ func TestIsUnder(t *testing.T) {
 		t.Fatal("IsUnder")
 	}
 }
+
+// TestFileStem guards the files named after domains: every valid name gets
+// a stem that fits a file name with room for a suffix, short names keep
+// theirs, and long names that share a beginning never share a stem.
+func TestFileStem(t *testing.T) {
+	short := "www.user.example"
+	if got := FileStem(short); got != short {
+		t.Fatalf("FileStem(%q) = %q", short, got)
+	}
+	long := strings.Repeat("a", 240) + ".example"
+	other := strings.Repeat("a", 239) + "b.example"
+	a, b := FileStem(long), FileStem(other)
+	if len(a) > 200 || len(b) > 200 || a == b {
+		t.Fatalf("stems %q (%d) and %q (%d)", a, len(a), b, len(b))
+	}
+	if FileStem(long) != a {
+		t.Fatal("FileStem is not stable")
+	}
+}

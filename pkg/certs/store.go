@@ -5,9 +5,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
-	statestore "github.com/threefoldtech/gateway/pkg/store"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -20,6 +20,7 @@ import (
 	"github.com/threefoldtech/gateway/internal/atomicfile"
 	"github.com/threefoldtech/gateway/internal/dnsname"
 	"github.com/threefoldtech/gateway/internal/quote"
+	statestore "github.com/threefoldtech/gateway/pkg/store"
 )
 
 // Names inside Config.Dir.
@@ -110,7 +111,7 @@ func (s *store) statePath() string { return filepath.Join(s.dir, stateFileName) 
 
 // certPaths returns the certificate and key files of domain.
 func (s *store) certPaths(domain string) (certFile, keyFile string) {
-	base := filepath.Join(s.dir, certificatesDir, domain)
+	base := filepath.Join(s.dir, certificatesDir, dnsname.FileStem(domain))
 	return base + certExt, base + keyExt
 }
 
@@ -247,6 +248,10 @@ func (s *store) loadCertificates() (map[string]*stored, []error) {
 	}
 	for _, f := range files {
 		domain := strings.TrimSuffix(filepath.Base(f), certExt)
+		if strings.Contains(domain, "~") {
+			// A long domain's file: its name is in the certificate.
+			domain = domainOf(f)
+		}
 		if err := checkDomain(domain); err != nil {
 			errs = append(errs, fmt.Errorf("loading certificate %s: %w", f, err))
 			continue
@@ -270,6 +275,24 @@ func (s *store) loadCertificates() (map[string]*stored, []error) {
 		certs[domain] = s.newStored(domain, leaf)
 	}
 	return certs, errs
+}
+
+// domainOf returns the first DNS name of the certificate in file, "" when
+// it has none.
+func domainOf(file string) string {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return ""
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return ""
+	}
+	leaf, err := x509.ParseCertificate(block.Bytes)
+	if err != nil || len(leaf.DNSNames) == 0 {
+		return ""
+	}
+	return leaf.DNSNames[0]
 }
 
 // accountKey reads the ACME account's key, or makes and stores one (EC

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/threefoldtech/gateway/internal/atomicfile"
+	"github.com/threefoldtech/gateway/internal/dnsname"
 )
 
 // CertificatesDirName is the folder, under the state folder, of the
@@ -55,7 +56,7 @@ func (c CertificateFiles) Install(pairs []PEMPair) ([]*TLSCertificate, error) {
 		sum := sha256.New()
 		sum.Write(p.Cert)
 		sum.Write(p.Key)
-		base := filepath.Join(c.Dir, p.Name+"-"+hex.EncodeToString(sum.Sum(nil)[:8]))
+		base := filepath.Join(c.Dir, dnsname.FileStem(p.Name)+"-"+hex.EncodeToString(sum.Sum(nil)[:8]))
 		files := &TLSCertificate{CertFile: base + ".crt", KeyFile: base + ".key"}
 		if err := writeIfMissing(files.KeyFile, p.Key, 0o600); err != nil {
 			errs = append(errs, err)

@@ -3,6 +3,7 @@ package traefik
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -76,6 +77,30 @@ func TestCheckAnchorCertificates(t *testing.T) {
 	for i, cfg := range bad {
 		if err := checkAnchor(cfg); err == nil {
 			t.Errorf("%d: accepted", i)
+		}
+	}
+}
+
+// TestCertificateFilesOfLongDomains guards the files of a long domain's
+// certificate: a valid domain of 225 or 253 bytes installs (no "file name
+// too long" at every sweep), and Prune keeps it.
+func TestCertificateFilesOfLongDomains(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), CertificatesDirName)
+	c := CertificateFiles{Dir: dir}
+	now := time.Now()
+	for _, n := range []int{225, 253} {
+		name := strings.Repeat(strings.Repeat("a", 49)+".", (n-60)/50)
+		name += strings.Repeat("b", n-len(name)-len(".example")) + ".example"
+		cert, key := testCert(t, []string{"long.example"}, now.Add(-time.Hour), now.Add(time.Hour))
+		files, err := c.Install([]PEMPair{{Name: name, Cert: cert, Key: key}})
+		if err != nil || len(files) != 1 {
+			t.Fatalf("%d bytes: files %v, error %v", len(name), files, err)
+		}
+		if err := c.Prune(files); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(files[0].CertFile); err != nil {
+			t.Fatalf("%d bytes: %v", len(name), err)
 		}
 	}
 }
