@@ -49,6 +49,10 @@ type Config struct {
 	// each call and at start: a backend there is refused, and a route
 	// found at start with one is quarantined. Default InterfaceAddrs.
 	NodeAddrs func() ([]netip.Addr, error)
+	// NodeNets returns the networks the kernel delivers to the node itself
+	// (its local routes, AnyIP included), read as NodeAddrs is. Default
+	// LocalNets.
+	NodeNets func() ([]netip.Prefix, error)
 	// Resolver checks user domains. Required for FQDN proxies.
 	Resolver Resolver
 	// LookupTimeout bounds the DNS check of a user domain. Default
@@ -218,6 +222,9 @@ func New(cfg Config) (*Module, error) {
 	}
 	if cfg.NodeAddrs == nil {
 		cfg.NodeAddrs = InterfaceAddrs
+	}
+	if cfg.NodeNets == nil {
+		cfg.NodeNets = LocalNets
 	}
 	if cfg.LookupTimeout == 0 {
 		cfg.LookupTimeout = DefaultLookupTimeout
@@ -443,9 +450,13 @@ func (m *Module) policy() (Policy, error) {
 	if err != nil {
 		return Policy{}, fmt.Errorf("checking backends against the node's addresses: %w", err)
 	}
+	nets, err := m.cfg.NodeNets()
+	if err != nil {
+		return Policy{}, fmt.Errorf("checking backends against the node's local routes: %w", err)
+	}
 	own := make([]netip.Addr, 0, len(m.cfg.PublicIPs)+len(addrs))
 	own = append(append(own, m.cfg.PublicIPs...), addrs...)
-	return Policy{Allow: m.cfg.Allow, Own: own}, nil
+	return Policy{Allow: m.cfg.Allow, Own: own, OwnNets: nets}, nil
 }
 
 // parseBackends validates the backends of a call against the policy of now.

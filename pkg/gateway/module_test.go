@@ -581,6 +581,7 @@ func TestNodeAddressRouteAtStart(t *testing.T) {
 	// Set while the node did not have the address.
 	before, _ := newModuleWith(t, root, func(c *Config) {
 		c.NodeAddrs = func() ([]netip.Addr, error) { return nil, nil }
+		c.NodeNets = func() ([]netip.Prefix, error) { return nil, nil }
 	})
 	b := netip.AddrPortFrom(addr, 443).String()
 	if _, err := c21(before).SetNamedProxy("loops", "loops", []string{b}, true); err != nil {

@@ -213,6 +213,9 @@ type Policy struct {
 	// interfaces. A backend there makes Traefik connect to itself: one
 	// request or ClientHello loops until it runs out of descriptors.
 	Own []netip.Addr
+	// OwnNets are the networks the kernel delivers to the node itself
+	// (LocalNets): an address there is the node's as much as Own's.
+	OwnNets []netip.Prefix
 }
 
 // Check refuses the node's own addresses, even inside an allowed network,
@@ -257,6 +260,11 @@ func (p Policy) Check(field, value string, b Backend) error {
 func (p Policy) isOwn(ip netip.Addr) bool {
 	for _, own := range p.Own {
 		if own.Unmap() == ip {
+			return true
+		}
+	}
+	for _, n := range p.OwnNets {
+		if n.Contains(ip) {
 			return true
 		}
 	}
