@@ -94,6 +94,10 @@ func serve(cfg *Configuration) error {
 	if fromNetwork {
 		public, follow, err := publicFromNetwork(ctx, cfg, restart, log)
 		if err != nil {
+			if ctx.Err() != nil {
+				// Stopped while it waited for the network daemon.
+				return nil
+			}
 			return err
 		}
 		s.publicIPs = public.Addrs()
