@@ -28,8 +28,9 @@ func TestDefaultsUnchanged(t *testing.T) {
 	cfg := defaultConfiguration()
 	got := map[string]any{
 		"broker": cfg.Broker, "root": cfg.Root, "workers": cfg.Workers, "resolver": cfg.Resolver,
-		"public.domain": cfg.Public.Domain, "backends.allow": len(cfg.Backends.Allow),
-		"routes.sweep": time.Duration(cfg.Routes.Sweep), "routes.status": time.Duration(cfg.Routes.Status),
+		"public.domain": cfg.Public.Domain, "public.source": cfg.Public.Source, "public.interval": time.Duration(cfg.Public.Interval),
+		"backends.allow": len(cfg.Backends.Allow),
+		"routes.sweep":   time.Duration(cfg.Routes.Sweep), "routes.status": time.Duration(cfg.Routes.Status),
 		"traefik.binary": cfg.Traefik.Binary, "traefik.managed": cfg.Traefik.Managed, "traefik.web": cfg.Traefik.Web,
 		"traefik.websecure": cfg.Traefik.WebSecure, "traefik.metrics": cfg.Traefik.Metrics,
 		"traefik.throttle": time.Duration(cfg.Traefik.Throttle), "traefik.debug": cfg.Traefik.Debug,
@@ -43,8 +44,9 @@ func TestDefaultsUnchanged(t *testing.T) {
 	}
 	want := map[string]any{
 		"broker": "unix:///var/run/redis.sock", "root": "/var/cache/modules/gateway", "workers": uint(4), "resolver": "",
-		"public.domain": "", "backends.allow": 0,
-		"routes.sweep": 5 * time.Second, "routes.status": 15 * time.Second,
+		"public.domain": "", "public.source": "network", "public.interval": 30 * time.Second,
+		"backends.allow": 0,
+		"routes.sweep":   5 * time.Second, "routes.status": 15 * time.Second,
 		"traefik.binary": "traefik", "traefik.managed": true, "traefik.web": ":80",
 		"traefik.websecure": ":443", "traefik.metrics": "127.0.0.1:8082",
 		"traefik.throttle": 100 * time.Millisecond, "traefik.debug": false,

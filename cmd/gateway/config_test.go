@@ -84,6 +84,8 @@ func TestBadFlagValues(t *testing.T) {
 		{"dns address", []string{"--dns.address=localhost"}, "--dns.address"},
 		{"negative read timeout", []string{"--traefik.readtimeout=-1s"}, "--traefik.readtimeout"},
 		{"metering interval", []string{"--metering.interval=0s"}, "--metering.interval"},
+		{"public source", []string{"--public.source=zos"}, "--public.source"},
+		{"public interval", []string{"--public.interval=0s"}, "--public.interval"},
 		{"metering table", []string{"--metering.table="}, "--metering.table"},
 		{"metrics address", []string{"--metrics.address=8083"}, "--metrics.address"},
 		// A zero wait would order a failing domain again at once, forever.
@@ -110,7 +112,7 @@ func TestHelpListsEveryFlag(t *testing.T) {
 	if err := newCommand(nil).PrintHelp(&out); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"--broker", "--root", "--workers", "--resolver", "--public.domain", "--public.ipv4", "--public.ipv6",
+	for _, name := range []string{"--broker", "--root", "--workers", "--resolver", "--public.domain", "--public.ipv4", "--public.ipv6", "--public.source", "--public.interval",
 		"--routes.sweep", "--backends.allow", "--traefik.readtimeout", "--traefik.binary", "--traefik.managed", "--traefik.web", "--traefik.websecure", "--traefik.metrics",
 		"--traefik.throttle", "--traefik.readtimeout", "--acme.email", "--acme.caserver", "--acme.cacertificates", "--acme.backoffmin", "--acme.backoffmax", "--acme.keepretired", "--dns.address", "--dns.api", "--metering.table", "--metering.interval", "--metrics.address", "--log.level", "--configfile"} {
 		if !strings.Contains(out.String(), name+" ") {

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -59,7 +60,19 @@ func newCommand(run func(*Configuration) error) *cli.Command {
 	}
 }
 
+// run runs the gateway until a signal ends it, and starts it again in the
+// same process when the node's public configuration changed.
 func run(cfg *Configuration) error {
+	err := serve(cfg)
+	if errors.Is(err, errPublicChanged) {
+		return restartSelf()
+	}
+	return err
+}
+
+// serve runs the gateway's parts until ctx ends or the node's public
+// configuration changed (errPublicChanged).
+func serve(cfg *Configuration) error {
 	s, err := cfg.check()
 	if err != nil {
 		return err
@@ -71,6 +84,25 @@ func run(cfg *Configuration) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	ctx, restart := context.WithCancelCause(ctx)
+	defer restart(nil)
+
+	// On a zos node the domain and public IPs are the network daemon's,
+	// unless a flag gives them.
+	var parts []tasks.Task
+	fromNetwork := cfg.Public.FromNetwork()
+	if fromNetwork {
+		public, follow, err := publicFromNetwork(ctx, cfg, restart, log)
+		if err != nil {
+			if ctx.Err() != nil {
+				// Stopped while it waited for the network daemon.
+				return nil
+			}
+			return err
+		}
+		s.publicIPs = public.Addrs()
+		parts = append(parts, follow)
+	}
 
 	root, err := filepath.Abs(cfg.Root)
 	if err != nil {
@@ -88,7 +120,7 @@ func run(cfg *Configuration) error {
 	if err != nil {
 		return fmt.Errorf("--metrics.address: %w", err)
 	}
-	parts := []tasks.Task{{Name: "metrics", Run: metricsServer.Run}}
+	parts = append(parts, tasks.Task{Name: "metrics", Run: metricsServer.Run})
 	var traefikEnv, dnsResolvers []string
 	if cfg.Public.Domain != "" {
 		acme, err := acmedns.NewService(acmedns.ServiceConfig{
@@ -250,8 +282,13 @@ func run(cfg *Configuration) error {
 		return gateway.Serve(ctx, gateway.BusConfig{Broker: cfg.Broker, Workers: cfg.Workers, Logger: log}, gateway.Contract2021{M: mod})
 	}})
 
-	log.Info().Str("root", root).Str("broker", gateway.RedactBroker(cfg.Broker)).Str("domain", cfg.Public.Domain).Msg("gateway starting")
+	log.Info().Str("root", root).Str("broker", gateway.RedactBroker(cfg.Broker)).Str("domain", cfg.Public.Domain).
+		Str("ipv4", cfg.Public.IPv4).Str("ipv6", cfg.Public.IPv6).Bool("public_from_network", fromNetwork).Msg("gateway starting")
 	err = tasks.Run(ctx, log, parts...)
+	if err == nil && errors.Is(context.Cause(ctx), errPublicChanged) {
+		log.Info().Msg("gateway stopped, to start again with the node's new public configuration")
+		return errPublicChanged
+	}
 	log.Info().Msg("gateway stopped")
 	return err
 }

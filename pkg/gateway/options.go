@@ -10,10 +10,24 @@ import (
 	ptypes "github.com/traefik/paerser/types"
 
 	"github.com/threefoldtech/gateway/internal/dnsclient"
+	"github.com/threefoldtech/gateway/pkg/zosnet"
 )
 
 // DefaultLogLevel is the default Options.Log.Level.
 const DefaultLogLevel = "info"
+
+// Values of PublicOptions.Source.
+const (
+	// PublicSourceNetwork reads the node's public identity from zos's
+	// network daemon when no public.* flag gives it, and follows its
+	// changes.
+	PublicSourceNetwork = "network"
+	// PublicSourceFlags takes the node's public identity from the flags
+	// only: a node without zos's network daemon.
+	PublicSourceFlags = "flags"
+	// DefaultPublicSource is the default PublicOptions.Source.
+	DefaultPublicSource = PublicSourceNetwork
+)
 
 // Options are the gateway's own flags, at the top of its command line:
 // where it is served, its state, the node's public identity, the backend
@@ -52,6 +66,21 @@ type PublicOptions struct {
 	IPv4 string `description:"Public IPv4 of the node. User domains must resolve to the node's public IPs." json:"ipv4,omitempty" toml:"ipv4,omitempty" yaml:"ipv4,omitempty"`
 	// IPv6 is the node's public IPv6 address, one of Config.PublicIPs.
 	IPv6 string `description:"Public IPv6 of the node." json:"ipv6,omitempty" toml:"ipv6,omitempty" yaml:"ipv6,omitempty"`
+	// Source says where Domain, IPv4 and IPv6 come from when none of them
+	// is set: PublicSourceNetwork or PublicSourceFlags. Default
+	// DefaultPublicSource.
+	Source string `description:"Where the domain and public IPs come from when none of --public.domain, --public.ipv4, --public.ipv6 is given: network (zos's network daemon, module network on --broker, asked at start and every --public.interval; a change restarts the gateway with the new values) or flags (none: no name proxies, no FQDN proxies)." json:"source,omitempty" toml:"source,omitempty" yaml:"source,omitempty"`
+	// Interval is how often the network daemon is asked for changes
+	// (zosnet.PublicSourceConfig.Interval). Default zosnet.DefaultInterval
+	// (30s).
+	Interval ptypes.Duration `description:"How often zos's network daemon is asked whether the domain or the public IPs changed (--public.source=network)." json:"interval,omitempty" toml:"interval,omitempty" yaml:"interval,omitempty"`
+}
+
+// FromNetwork tells whether the node's public identity is read from zos's
+// network daemon: Source is PublicSourceNetwork and no flag gives any of
+// it. A flag given wins, and then the flags are the whole identity.
+func (o PublicOptions) FromNetwork() bool {
+	return o.Source == PublicSourceNetwork && o.Domain == "" && o.IPv4 == "" && o.IPv6 == ""
 }
 
 // RoutesOptions are the routes.* flags.
@@ -89,6 +118,7 @@ func (o *Options) SetDefaults() {
 		Broker:  DefaultBroker,
 		Root:    DefaultRoot,
 		Workers: DefaultWorkers,
+		Public:  PublicOptions{Source: DefaultPublicSource, Interval: ptypes.Duration(zosnet.DefaultInterval)},
 		Routes:  RoutesOptions{Sweep: ptypes.Duration(DefaultSweepInterval), Status: ptypes.Duration(DefaultStatusInterval)},
 		Metrics: MetricsOptions{Address: DefaultMetricsAddress},
 		Log:     LogOptions{Level: DefaultLogLevel},
@@ -170,6 +200,12 @@ func (o Options) parse() (parsedOptions, error) {
 			return p, fmt.Errorf("%s %q: wrong address family", a.flag, a.value)
 		}
 		p.publicIPs = append(p.publicIPs, ip)
+	}
+	if o.Public.Source != PublicSourceNetwork && o.Public.Source != PublicSourceFlags {
+		return p, fmt.Errorf("--public.source %q: expected %s or %s", o.Public.Source, PublicSourceNetwork, PublicSourceFlags)
+	}
+	if o.Public.Interval <= 0 {
+		return p, fmt.Errorf("--public.interval must be positive")
 	}
 	for _, v := range o.Backends.Allow {
 		prefix, err := netip.ParsePrefix(strings.TrimSpace(v))

@@ -149,7 +149,11 @@ func (inst *instance) exited() bool {
 			if errors.Is(err, unix.EINTR) {
 				continue
 			}
-			return err != nil || (n > 0 && fds[0].Revents != 0)
+			gone := err != nil || (n > 0 && fds[0].Revents != 0)
+			if gone {
+				inst.reap()
+			}
+			return gone
 		}
 	}
 	if err := unix.Kill(inst.pid, 0); errors.Is(err, unix.ESRCH) {
@@ -157,11 +161,29 @@ func (inst *instance) exited() bool {
 	}
 	state, err := procState(inst.pid)
 	if err != nil || state == 'Z' || state == 'X' {
+		if state == 'Z' {
+			inst.reap()
+		}
 		return true
 	}
 	// Without a pidfd, the pid may have been reused since.
 	match, _ := identify(inst.pid, inst.argv)
 	return match == cmdlineForeign
+}
+
+// reap collects the exit status of an adopted process that exited and is
+// our child all the same: a Traefik this process started before it
+// replaced itself by a new run of the gateway (exec keeps the pid, and with
+// it the children), which nothing else waits for. Of a process that is not
+// our child the wait fails (ECHILD), harmlessly; a zombie's pid is never
+// reused, so the wait cannot reach another process.
+func (inst *instance) reap() {
+	if inst.pidfd >= 0 {
+		var info unix.Siginfo
+		_ = unix.Waitid(unix.P_PIDFD, inst.pidfd, &info, unix.WEXITED|unix.WNOHANG, nil)
+		return
+	}
+	_, _ = unix.Wait4(inst.pid, nil, unix.WNOHANG, nil)
 }
 
 // wait waits for the process to exit; false when ctx ended first.

@@ -37,6 +37,10 @@ type GatewayOptions struct {
 	Domain string
 	// IPv4 is --public.ipv4. Default "127.0.0.1".
 	IPv4 string
+	// FromNetwork starts the gateway without --public.domain and
+	// --public.ipv4: it reads them from the node's network daemon
+	// (StartNetworkd). Domain is then the one the test expects it to get.
+	FromNetwork bool
 	// Resolver is --resolver (host:port of a test DNS server). Optional.
 	Resolver string
 	// Allow is --backends.allow. Default 127.0.0.0/8.
@@ -170,8 +174,6 @@ func StartGateway(t testing.TB, opts GatewayOptions) *Gateway {
 		"--broker=" + opts.Redis.URL(),
 		"--root=" + g.Root,
 		"--workers=4",
-		"--public.domain=" + g.Domain,
-		"--public.ipv4=" + ipv4,
 		"--backends.allow=" + strings.Join(allow, ","),
 		"--traefik.binary=" + traefikBin,
 		"--traefik.managed=" + strconv.FormatBool(g.managed),
@@ -186,6 +188,9 @@ func StartGateway(t testing.TB, opts GatewayOptions) *Gateway {
 		"--metrics.address=" + g.OwnMetricsAddr,
 		"--metering.table=" + g.MeterTable,
 		"--log.level=debug",
+	}
+	if !opts.FromNetwork {
+		g.args = append(g.args, "--public.domain="+g.Domain, "--public.ipv4="+ipv4)
 	}
 	if opts.Resolver != "" {
 		g.args = append(g.args, "--resolver="+opts.Resolver)
