@@ -87,6 +87,21 @@ func serve(cfg *Configuration) error {
 	ctx, restart := context.WithCancelCause(ctx)
 	defer restart(nil)
 
+	root, err := filepath.Abs(cfg.Root)
+	if err != nil {
+		return fmt.Errorf("--root %q: %w", cfg.Root, err)
+	}
+	// The store first: a second gateway on this root stops here, before
+	// it touches anything, even the network daemon.
+	db, err := store.Open(filepath.Join(root, store.FileName))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if aside, why := db.SetAside(); aside != "" {
+		log.Error().Err(why).Str("set_aside", aside).Msg("the store could not be opened: it is set aside and a new one made; the routes are imported again from proxy/, the metering totals start again from zero (what was not yet reported by Metrics is lost), the schedules of certificate orders are rebuilt")
+	}
+
 	// On a zos node the domain and public IPs are the network daemon's,
 	// unless a flag gives them.
 	var parts []tasks.Task
@@ -104,10 +119,6 @@ func serve(cfg *Configuration) error {
 		parts = append(parts, follow)
 	}
 
-	root, err := filepath.Abs(cfg.Root)
-	if err != nil {
-		return fmt.Errorf("--root %q: %w", cfg.Root, err)
-	}
 	stateDir := filepath.Join(root, traefik.StateDirName)
 	resolver, err := cfg.ResolverServer()
 	if err != nil {
@@ -141,16 +152,6 @@ func serve(cfg *Configuration) error {
 		dnsResolvers = acme.Resolvers()
 	}
 
-	// The store first: a second gateway on this root stops here, before
-	// it touches anything.
-	db, err := store.Open(filepath.Join(root, store.FileName))
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	if aside, why := db.SetAside(); aside != "" {
-		log.Error().Err(why).Str("set_aside", aside).Msg("the store could not be opened: it is set aside and a new one made; the routes are imported again from proxy/, the metering totals start again from zero (what was not yet reported by Metrics is lost), the schedules of certificate orders are rebuilt")
-	}
 	routes, err := traefik.OpenRoutes(root)
 	if err != nil {
 		return err

@@ -3,10 +3,13 @@
 package e2e
 
 import (
+	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/threefoldtech/gateway/pkg/traefik"
 	"github.com/threefoldtech/gateway/test/harness"
@@ -89,4 +92,29 @@ func TestUpgradeImportsEveryLayout(t *testing.T) {
 	if entries, _ := os.ReadDir(filepath.Join(root, traefik.QuarantineDirName)); len(entries) != 0 {
 		t.Errorf("quarantine holds %d entries", len(entries))
 	}
+}
+
+// TestSecondGatewayRefused guards one root against two gateways: a second
+// gateway started on the root of a running one exits at once with an error
+// that says why, and the first one goes on serving.
+func TestSecondGatewayRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	b := harness.StartHTTPBackend(t, "first")
+	host := e.gw.SetNamedProxy(t, "wl-first", "first", []string{b.URL()}, false)
+	e.waitHTTP(t, host, "first")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, harness.GatewayBinary(t), e.gw.Args()...).CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("the second gateway did not exit: %s", out)
+	}
+	if err == nil || !strings.Contains(string(out), "another gateway holds the store") {
+		t.Fatalf("second gateway: %v\n%s", err, out)
+	}
+	if err := e.gw.Ping(); err != nil {
+		t.Fatalf("the first gateway after the second one's try: %v", err)
+	}
+	e.waitHTTP(t, host, "first")
 }
