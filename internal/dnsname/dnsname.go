@@ -69,6 +69,32 @@ func NormalizeLabel(l string) (string, error) {
 	return string(b), nil
 }
 
+// NormalizeNameLabel checks the label of a name proxy (<label>.<gateway
+// domain>) and returns it lower-cased. zos accepts such a label as
+// ^[a-zA-Z0-9-_]+$, wider than a host name's label (NormalizeLabel): an
+// underscore, or a hyphen at either end, is outside RFC 1123 but DNS carries
+// it and clients look it up (docs/API.md). Only the length is narrower than
+// zos's: at most MaxLabelLength bytes, the most DNS can carry.
+func NormalizeNameLabel(l string) (string, error) {
+	switch {
+	case l == "":
+		return "", fmt.Errorf("empty label")
+	case len(l) > MaxLabelLength:
+		return "", fmt.Errorf("label longer than %d bytes", MaxLabelLength)
+	}
+	b := []byte(l)
+	for i, c := range b {
+		switch {
+		case c >= 'A' && c <= 'Z':
+			b[i] = c + 'a' - 'A'
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '_':
+		default:
+			return "", fmt.Errorf("label holds %s (only letters, digits, '-' and '_')", QuoteByte(c))
+		}
+	}
+	return string(b), nil
+}
+
 // IsUnder tells whether name is domain or a name below it; both normalized.
 func IsUnder(name, domain string) bool {
 	return name == domain || strings.HasSuffix(name, "."+domain)
