@@ -1,5 +1,6 @@
-// Package dnsname checks host names as RFC 1123 defines them, the one rule
-// every name the gateway serves, routes or answers for must follow.
+// Package dnsname checks host names as RFC 1123 defines them, the rule every
+// name the gateway serves, routes or answers for follows, with one wider
+// case: the label of a name proxy, as zos accepts it (NormalizeNameLabel).
 package dnsname
 
 import (
