@@ -1,5 +1,6 @@
-// Package dnsname checks host names as RFC 1123 defines them, the one rule
-// every name the gateway serves, routes or answers for must follow.
+// Package dnsname checks host names as RFC 1123 defines them, the rule every
+// name the gateway serves, routes or answers for follows, with one wider
+// case: the label of a name proxy, as zos accepts it (NormalizeNameLabel).
 package dnsname
 
 import (
@@ -66,6 +67,32 @@ func NormalizeLabel(l string) (string, error) {
 		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-':
 		default:
 			return "", fmt.Errorf("label holds %s (only letters, digits and hyphens)", QuoteByte(c))
+		}
+	}
+	return string(b), nil
+}
+
+// NormalizeNameLabel checks the label of a name proxy (<label>.<gateway
+// domain>) and returns it lower-cased. zos accepts such a label as
+// ^[a-zA-Z0-9-_]+$, wider than a host name's label (NormalizeLabel): an
+// underscore, or a hyphen at either end, is outside RFC 1123 but DNS carries
+// it and clients look it up (docs/API.md). Only the length is narrower than
+// zos's: at most MaxLabelLength bytes, the most DNS can carry.
+func NormalizeNameLabel(l string) (string, error) {
+	switch {
+	case l == "":
+		return "", fmt.Errorf("empty label")
+	case len(l) > MaxLabelLength:
+		return "", fmt.Errorf("label longer than %d bytes", MaxLabelLength)
+	}
+	b := []byte(l)
+	for i, c := range b {
+		switch {
+		case c >= 'A' && c <= 'Z':
+			b[i] = c + 'a' - 'A'
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '_':
+		default:
+			return "", fmt.Errorf("label holds %s (only letters, digits, '-' and '_')", QuoteByte(c))
 		}
 	}
 	return string(b), nil

@@ -63,3 +63,37 @@ func TestFileStem(t *testing.T) {
 		t.Fatal("FileStem is not stable")
 	}
 }
+
+func TestNormalizeNameLabel(t *testing.T) {
+	for _, tc := range []struct {
+		name, in, want, wantErr string
+	}{
+		{"lower-cases", "MyApp", "myapp", ""},
+		// zos accepts ^[a-zA-Z0-9-_]+$: every such label up to DNS's
+		// length is a name here too.
+		{"underscore", "my_App", "my_app", ""},
+		{"hyphens at the edges", "-a-", "-a-", ""},
+		{"only an underscore", "_", "_", ""},
+		{"max label", strings.Repeat("_", 63), strings.Repeat("_", 63), ""},
+		{"empty", "", "", "empty"},
+		// DNS cannot carry a longer label: no client could look it up.
+		{"too long", strings.Repeat("a", 64), "", "longer than 63"},
+		{"dot", "a.b", "", `holds "."`},
+		{"wildcard", "*", "", `holds "*"`},
+		{"backtick", "a`", "", "holds \"`\""},
+		{"non-ASCII", "\u212a", "", "0xe2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := NormalizeNameLabel(tc.in)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("NormalizeNameLabel(%q) = %q, %v; want an error with %q", tc.in, got, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("NormalizeNameLabel(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+			}
+		})
+	}
+}

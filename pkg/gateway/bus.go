@@ -35,9 +35,10 @@ type BusConfig struct {
 	Logger zerolog.Logger
 }
 
-// Serve registers module on zbus and serves it until ctx ends. Redis may not
-// be up yet when the node boots: Serve retries until it is.
-func Serve(ctx context.Context, cfg BusConfig, module Gateway) error {
+// Serve registers the module behind a on zbus, as Object, and serves it
+// until ctx ends. Redis may not be up yet when the node boots: Serve retries
+// until it is.
+func Serve(ctx context.Context, cfg BusConfig, a Adapter) error {
 	if cfg.Broker == "" {
 		cfg.Broker = DefaultBroker
 	}
@@ -48,7 +49,7 @@ func Serve(ctx context.Context, cfg BusConfig, module Gateway) error {
 	for {
 		server, err := zbus.NewRedisServer(ModuleName, cfg.Broker, cfg.Workers)
 		if err == nil {
-			if err := Register(server, module); err != nil {
+			if err := Register(server, a); err != nil {
 				return err
 			}
 			log.Info().Str("module", ModuleName).Strs("objects", []string{ObjectName, ZosObjectName}).
@@ -73,13 +74,14 @@ func Serve(ctx context.Context, cfg BusConfig, module Gateway) error {
 	}
 }
 
-// Register registers module on server under both its names, the documented
-// one and the one zos's callers address: one object, served by the same
-// workers.
-func Register(server zbus.Server, module Gateway) error {
+// Register registers the module behind a on server as Object, which answers
+// every generation of the contract, under both its names, the documented one
+// and the one zos's callers address: one object, served by the same workers.
+func Register(server zbus.Server, a Adapter) error {
+	object := Object{M: a.module()}
 	for _, name := range []string{ObjectName, ZosObjectName} {
 		id := zbus.ObjectID{Name: name, Version: ObjectVersion}
-		if err := server.Register(id, module); err != nil {
+		if err := server.Register(id, object); err != nil {
 			return fmt.Errorf("registering %s on zbus: %w", id, err)
 		}
 	}

@@ -34,7 +34,7 @@ func FuzzValidateWorkloadID(f *testing.F) {
 }
 
 func FuzzNormalizePrefix(f *testing.F) {
-	for _, s := range append(injections, "app", "App-1") {
+	for _, s := range append(injections, "app", "App-1", "my_app", "-a_", "\u212a_") {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, prefix string) {
@@ -42,7 +42,7 @@ func FuzzNormalizePrefix(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if !safe(got, "-") || got != strings.ToLower(got) || len(got) > 63 || got == "" {
+		if !safe(got, "-_") || got != strings.ToLower(got) || len(got) > 63 || got == "" {
 			t.Fatalf("NormalizePrefix(%q) = %q: unsafe", prefix, got)
 		}
 		if again, err := NormalizePrefix(got); err != nil || again != got {

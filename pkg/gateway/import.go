@@ -219,7 +219,12 @@ func parseZosRoute(id string, data []byte, domain string) (route, error) {
 	}
 	norm, err := NormalizeFQDN(fqdn)
 	if err != nil {
-		return route{}, err
+		// zos took a name as ^[a-zA-Z0-9-_]+$, as the gateway does.
+		name, nameErr := normalizeDomain(KindName, fqdn)
+		if nameErr != nil || domain == "" || !dnsname.IsUnder(name, domain) {
+			return route{}, err
+		}
+		norm = name
 	}
 	r := route{id: id, fqdn: norm, passthrough: passthrough, kind: KindFQDN}
 	switch {

@@ -80,7 +80,7 @@ func (rec record) route(id, domain string) (route, error) {
 	default:
 		return route{}, fmt.Errorf("unknown kind %q", rec.Kind)
 	}
-	if norm, err := NormalizeFQDN(r.fqdn); err != nil || norm != r.fqdn {
+	if norm, err := normalizeDomain(r.kind, r.fqdn); err != nil || norm != r.fqdn {
 		return route{}, fmt.Errorf("domain %q is not a domain name", r.fqdn)
 	}
 	if len(rec.Backends) == 0 || len(rec.Backends) > MaxBackends {

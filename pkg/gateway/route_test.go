@@ -205,3 +205,20 @@ func golden(t testing.TB, name string, got []byte) {
 		t.Errorf("rendered YAML differs from %s:\n%s", path, got)
 	}
 }
+
+// zos took a name as ^[a-zA-Z0-9-_]+$: a file it wrote for a name with an
+// underscore is imported as the name proxy it was, not refused.
+func TestParseZosRouteNameWithUnderscore(t *testing.T) {
+	data := "http:\n  routers:\n    zos-name-route:\n      rule: Host(`My_App.gw.example`)\n      service: zos-name\n      tls:\n        certResolver: dnsresolver\n        domains:\n        - sans:\n          - '*.gw.example'\n  services:\n    zos-name:\n      loadbalancer:\n        servers:\n        - url: http://10.0.2.1:9000\n"
+	r, err := parseZosRoute("zos-name", []byte(data), "gw.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.kind != KindName || r.name != "my_app" || r.fqdn != "my_app.gw.example" {
+		t.Fatalf("imported %+v, want the name proxy my_app.gw.example", r)
+	}
+	// A user domain keeps the host-name rule.
+	if _, err := parseZosRoute("zos-name", []byte(strings.ReplaceAll(data, "gw.example`", "user.example`")), "gw.example"); err == nil {
+		t.Fatal("imported a user domain with an underscore")
+	}
+}

@@ -58,14 +58,15 @@ func ValidateWorkloadID(id string) error {
 	return nil
 }
 
-// NormalizePrefix checks a name proxy's prefix, one DNS label, and returns it
-// lower-cased.
+// NormalizePrefix checks a name proxy's prefix, one DNS label of the
+// characters zos accepts in a name (dnsname.NormalizeNameLabel), and returns
+// it lower-cased.
 func NormalizePrefix(prefix string) (string, error) {
 	const field = "prefix"
 	if strings.Contains(prefix, ".") {
 		return "", fieldError(field, prefix, "must be a single DNS label, without dots")
 	}
-	label, err := dnsname.NormalizeLabel(prefix)
+	label, err := dnsname.NormalizeNameLabel(prefix)
 	if err != nil {
 		return "", fieldError(field, prefix, "%s", err)
 	}
@@ -85,6 +86,26 @@ func NormalizeFQDN(fqdn string) (string, error) {
 		return "", fieldError(field, fqdn, "%s", err)
 	}
 	return name, nil
+}
+
+// normalizeDomain checks the domain of a route of kind: a host name
+// (NormalizeFQDN), or for a name proxy a prefix (NormalizePrefix) under one.
+func normalizeDomain(kind Kind, fqdn string) (string, error) {
+	if kind != KindName {
+		return NormalizeFQDN(fqdn)
+	}
+	label, domain, _ := strings.Cut(fqdn, ".")
+	label, err := NormalizePrefix(label)
+	if err != nil {
+		return "", err
+	}
+	if domain, err = NormalizeFQDN(domain); err != nil {
+		return "", err
+	}
+	if n := len(label) + 1 + len(domain); n > dnsname.MaxLength {
+		return "", fieldError("fqdn", fqdn, "name is too long (at most %d bytes)", dnsname.MaxLength)
+	}
+	return label + "." + domain, nil
 }
 
 func isAlnum(c byte) bool {

@@ -87,11 +87,17 @@ func TestNormalizePrefix(t *testing.T) {
 		{"max label", strings.Repeat("a", 63), strings.Repeat("a", 63)},
 		{"empty", "", ""},
 		{"too long", strings.Repeat("a", 64), ""},
-		{"leading hyphen", "-a", ""},
-		{"trailing hyphen", "a-", ""},
+		// zos accepts a name as ^[a-zA-Z0-9-_]+$: so does the gateway,
+		// hyphens at either end and underscores included.
+		{"leading hyphen", "-a", "-a"},
+		{"trailing hyphen", "a-", "a-"},
+		{"underscore", "My_App", "my_app"},
+		{"only an underscore", "_", "_"},
+		{"only hyphens", "--", "--"},
 		// A dot would make a name below another user's name.
 		{"two labels", "a.b", ""},
-		{"underscore", "a_b", ""},
+		{"space", "a b", ""},
+		{"plus", "a+b", ""},
 		{"wildcard", "*", ""},
 		// Unicode case folding turns the Kelvin sign into 'k'.
 		{"kelvin sign", "\u212a", ""},

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -69,11 +70,14 @@ func TestWildcardCertificate(t *testing.T) {
 
 	alpha := harness.StartHTTPBackend(t, "alpha-backend")
 	beta := harness.StartHTTPBackend(t, "beta-backend")
+	under := harness.StartHTTPBackend(t, "underscore-backend")
 	start := time.Now()
 	alphaName := gw.SetNamedProxy(t, "wl-alpha", "alpha", []string{alpha.URL()}, false)
 	betaName := gw.SetNamedProxy(t, "wl-beta", "beta", []string{beta.URL()}, false)
-	if alphaName != "alpha.gw.test" || betaName != "beta.gw.test" {
-		t.Fatalf("SetNamedProxy returned %q and %q, want alpha.gw.test and beta.gw.test", alphaName, betaName)
+	// zos accepts '_' in a name, and so does the gateway.
+	underName := gw.SetNamedProxy(t, "wl-under", "My_App", []string{under.URL()}, false)
+	if alphaName != "alpha.gw.test" || betaName != "beta.gw.test" || underName != "my_app.gw.test" {
+		t.Fatalf("SetNamedProxy returned %q, %q and %q, want alpha.gw.test, beta.gw.test and my_app.gw.test", alphaName, betaName, underName)
 	}
 
 	leaf := waitCertificate(t, gw.WebSecureAddr, alphaName, roots, acmeTimeout)
@@ -82,6 +86,11 @@ func TestWildcardCertificate(t *testing.T) {
 
 	if !leaf.Equal(betaLeaf) {
 		t.Errorf("the two names are served with two certificates (serials %s and %s), want one", harness.SerialHex(leaf), harness.SerialHex(betaLeaf))
+	}
+	// Traefik presents the wildcard for a name with an underscore, and Go's
+	// crypto/x509 verifies it for that name.
+	if underLeaf := waitCertificate(t, gw.WebSecureAddr, underName, roots, routeTimeout); !leaf.Equal(underLeaf) {
+		t.Errorf("%s is served with another certificate (serial %s) than the wildcard (serial %s)", underName, harness.SerialHex(underLeaf), harness.SerialHex(leaf))
 	}
 	checkWildcard(t, leaf, "gw.test")
 	// List tells the tenant which certificate serves the route.
@@ -124,7 +133,7 @@ func TestWildcardCertificate(t *testing.T) {
 	}
 
 	client := harness.VerifiedHTTPSClient(gw.WebSecureAddr, roots)
-	for _, tc := range []struct{ name, backend string }{{alphaName, alpha.Name}, {betaName, beta.Name}} {
+	for _, tc := range []struct{ name, backend string }{{alphaName, alpha.Name}, {betaName, beta.Name}, {underName, under.Name}} {
 		a, err := get(client, "https://"+tc.name+"/hello")
 		if err != nil {
 			t.Fatalf("HTTPS to %s: %v", tc.name, err)
@@ -147,8 +156,65 @@ func TestWildcardCertificate(t *testing.T) {
 		return nil
 	})
 
+	t.Run("UnderscoreWithOtherClients", func(t *testing.T) {
+		testUnderscoreWithOtherClients(t, gw, pebble, underName, alphaName)
+	})
 	t.Run("TraefikRestartKeepsCertificate", func(t *testing.T) {
 		testRestartKeepsCertificate(t, gw, pebble, roots, alphaName, leaf)
+	})
+}
+
+// testUnderscoreWithOtherClients records what clients other than Go's do
+// with a name with an underscore under the wildcard (docs/API.md, "Names"):
+// curl, which checks the name itself, verifies it and reaches the route;
+// OpenSSL's own check (X509_check_host, as openssl s_client
+// -verify_hostname and the TLS libraries built on it do) matches '*' only to
+// letters, digits and '-', and refuses it. The name without one verifies
+// with both.
+func testUnderscoreWithOtherClients(t *testing.T, gw *harness.Gateway, pebble *harness.Pebble, underName, plainName string) {
+	root := filepath.Join(t.TempDir(), "root.pem")
+	if err := os.WriteFile(root, pebble.RootPEM(t), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	port := harness.PortOf(t, gw.WebSecureAddr)
+	t.Run("curl", func(t *testing.T) {
+		curl, err := exec.LookPath("curl")
+		if err != nil {
+			t.Skip("no curl on this machine")
+		}
+		for _, name := range []string{plainName, underName} {
+			out, err := exec.Command(curl, "-sS", "--max-time", "5", "--cacert", root, "--resolve", fmt.Sprintf("%s:%d:127.0.0.1", name, port),
+				fmt.Sprintf("https://%s:%d/", name, port)).CombinedOutput()
+			if err != nil || !strings.HasSuffix(string(out), "-backend\n") {
+				t.Fatalf("curl to %s: %v: %s", name, err, out)
+			}
+		}
+	})
+	t.Run("openssl", func(t *testing.T) {
+		openssl, err := exec.LookPath("openssl")
+		if err != nil {
+			t.Skip("no openssl on this machine")
+		}
+		check := func(name string) (string, error) {
+			cmd := exec.Command(openssl, "s_client", "-connect", fmt.Sprintf("127.0.0.1:%d", port), "-servername", name,
+				"-verify_hostname", name, "-CAfile", root, "-verify_return_error", "-brief")
+			cmd.Stdin = strings.NewReader("")
+			out, err := cmd.CombinedOutput()
+			return string(out), err
+		}
+		if out, err := check(plainName); err != nil {
+			t.Fatalf("openssl to %s: %v: %s", plainName, err, out)
+		}
+		out, err := check(underName)
+		if err == nil || !strings.Contains(out, "hostname mismatch") {
+			t.Fatalf("openssl to %s: %v: %s; want OpenSSL's hostname mismatch", underName, err, out)
+		}
+		for line := range strings.Lines(out) {
+			if strings.Contains(line, "hostname mismatch") {
+				t.Logf("openssl s_client -verify_hostname %s: %s", underName, strings.TrimSpace(line))
+				break
+			}
+		}
 	})
 }
 

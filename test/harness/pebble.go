@@ -184,15 +184,23 @@ func (p *Pebble) Start(t testing.TB, opts PebbleOptions) {
 // pool to verify them with.
 func (p *Pebble) Roots(t testing.TB) *x509.CertPool {
 	t.Helper()
-	body, err := p.get(p.ManagementURL + "/roots/0")
-	if err != nil {
-		t.Fatalf("pebble: fetching its root: %v", err)
-	}
+	body := p.RootPEM(t)
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(body) {
 		t.Fatalf("pebble: no certificate in its root %q", truncate(body))
 	}
 	return pool
+}
+
+// RootPEM returns the root Pebble issues under, in PEM, for clients that
+// read it from a file.
+func (p *Pebble) RootPEM(t testing.TB) []byte {
+	t.Helper()
+	body, err := p.get(p.ManagementURL + "/roots/0")
+	if err != nil {
+		t.Fatalf("pebble: fetching its root: %v", err)
+	}
+	return body
 }
 
 // Orders is the number of orders Pebble received so far, read from its log.
