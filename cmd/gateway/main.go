@@ -280,7 +280,7 @@ func serve(cfg *Configuration) error {
 		parts = append(parts, tasks.Task{Name: "traefik", Run: proc.Run})
 	}
 	parts = append(parts, tasks.Task{Name: "zbus", Run: func(ctx context.Context) error {
-		return gateway.Serve(ctx, gateway.BusConfig{Broker: cfg.Broker, Workers: cfg.Workers, Logger: log}, gateway.Contract2021{M: mod})
+		return gateway.Serve(ctx, gateway.BusConfig{Broker: cfg.Broker, Workers: cfg.Workers, Logger: log}, mod)
 	}})
 
 	log.Info().Str("root", root).Str("broker", gateway.RedactBroker(cfg.Broker)).Str("domain", cfg.Public.Domain).
