@@ -31,7 +31,7 @@ const (
 	// DefaultBackoffMax is the default ProcessConfig.BackoffMax.
 	DefaultBackoffMax = 10 * time.Second
 	// DefaultStopTimeout is the default ProcessConfig.StopTimeout: above the
-	// 2s the static configuration gives requests in flight.
+	// 2s a request in flight may need to finish.
 	DefaultStopTimeout = 5 * time.Second
 )
 
@@ -78,9 +78,12 @@ type ProcessConfig struct {
 	BackoffMin time.Duration
 	// BackoffMax is the longest wait between restarts. Default 10s.
 	BackoffMax time.Duration
-	// StopTimeout is how long a Traefik being stopped or replaced may take
-	// after SIGTERM before it gets SIGKILL. Default 5s, above the 2s
-	// graceTimeOut the static configuration gives requests in flight.
+	// StopTimeout is how long a Traefik being stopped, or replaced without
+	// a handover, may take after SIGTERM before it gets SIGKILL, and how
+	// long one handed over may take to close its listening sockets. Default
+	// 5s, above the 2s a request in flight may need; its websockets and
+	// passthrough connections, which it would keep for HandoverDrain, are
+	// cut then.
 	StopTimeout time.Duration
 	// MetricsAddress is the address of the internal entry point,
 	// StaticOptions.MetricsAddress. With it, a Traefik whose static

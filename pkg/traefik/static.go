@@ -147,7 +147,7 @@ type StaticOptions struct {
 var logLevels = []string{"TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "PANIC"}
 
 // shutdownGrace bounds how long a stopping Traefik lets requests in flight
-// finish.
+// on the internal entry point finish, and is the shortest HandoverDrain.
 const shutdownGrace = 2 * time.Second
 
 // certificateKeyType is the key of every issued certificate. Traefik's
