@@ -168,6 +168,7 @@ func serve(cfg *Configuration) error {
 		MetricsAddress:     cfg.Traefik.Metrics,
 		Throttle:           time.Duration(cfg.Traefik.Throttle),
 		ReadTimeout:        new(time.Duration(cfg.Traefik.ReadTimeout)),
+		HandoverDrain:      time.Duration(cfg.Traefik.HandoverDrain),
 		ACMEEmail:          cfg.ACME.Email,
 		ACMECAServer:       cfg.ACME.CAServer,
 		ACMECACertificates: caFiles,
@@ -271,6 +272,7 @@ func serve(cfg *Configuration) error {
 			// Hands Traefik over on its own sockets when its static
 			// configuration or binary changes.
 			MetricsAddress: cfg.Traefik.Metrics,
+			HandoverDrain:  time.Duration(cfg.Traefik.HandoverDrain),
 			Registry:       reg,
 			Logger:         log,
 		})

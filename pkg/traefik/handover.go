@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"syscall"
 	"time"
 )
 
@@ -32,6 +33,61 @@ const (
 	handoverRetryMax = time.Minute
 )
 
+// handoverStep names a point of a handover where the gateway may die; the
+// tests kill it there (Process.crashAt).
+type handoverStep int
+
+const (
+	// stepSteeredToOld: every group steered to the predecessor.
+	stepSteeredToOld handoverStep = iota + 1
+	// stepSpawned: the successor started, perhaps not yet listening.
+	stepSpawned
+	// stepProbing: connections to the internal entry point go to the
+	// successor, whose API is asked.
+	stepProbing
+	// stepSteeredToSuccessor: every group steered to the successor, which
+	// the pidfile does not name yet.
+	stepSteeredToSuccessor
+	// stepInstalled: the pidfile names the successor; the predecessor
+	// takes what was queued for it.
+	stepInstalled
+	// stepDraining: the pidfile names the predecessor as draining; it was
+	// not told to stop yet.
+	stepDraining
+	// stepRetired: the predecessor was told to stop and listens no more;
+	// the gateway's copies of its sockets and the steering are still there.
+	stepRetired
+)
+
+// handoverSteps are the steps in order, for the tests.
+var handoverSteps = []handoverStep{stepSteeredToOld, stepSpawned, stepProbing, stepSteeredToSuccessor, stepInstalled, stepDraining, stepRetired}
+
+var handoverStepNames = map[handoverStep]string{
+	stepSteeredToOld:       "steered to the predecessor",
+	stepSpawned:            "successor spawned",
+	stepProbing:            "probing the successor",
+	stepSteeredToSuccessor: "steered to the successor",
+	stepInstalled:          "successor installed",
+	stepDraining:           "predecessor recorded as draining",
+	stepRetired:            "predecessor retired",
+}
+
+func (st handoverStep) String() string {
+	if name, ok := handoverStepNames[st]; ok {
+		return name
+	}
+	return fmt.Sprintf("handoverStep(%d)", int(st))
+}
+
+// errCrashed is what a handover returns where Process.crashAt killed the
+// gateway.
+var errCrashed = errors.New("the gateway died here (test)")
+
+// crashed tells whether the test seam kills the gateway at step st.
+func (p *Process) crashed(st handoverStep) bool {
+	return p.crashAt != nil && p.crashAt(st)
+}
+
 // errNoHandover says a Traefik cannot be handed over: its sockets are not
 // SO_REUSEPORT (a Traefik started before entry points had reusePort), or
 // the kernel does not let the gateway reach them. It is replaced by stopping
@@ -49,19 +105,22 @@ var errNoHandover = errors.New("traefik cannot be handed over")
 //     go to it, and the gateway asks its API until it serves every router
 //     old served (or HandoverTimeout passed);
 //  3. then every new connection goes to the successor; old takes what
-//     handshakes were under way for handoverSettle, then gets SIGTERM and
-//     drains its requests and connections for the graceTimeOut of its entry
-//     points (2s): established websockets and passthrough connections are
-//     kept until then, and closed by old Traefik when it exits.
+//     handshakes were under way for handoverSettle, then is retired: it
+//     gets SIGTERM, closes its listening sockets, and keeps the connections
+//     it holds, websockets and passthrough connections included, for the
+//     graceTimeOut of its entry points (HandoverDrain); it exits when the
+//     last one ends.
 //
 // The steering is a BPF program of one instruction per group; it is removed
-// at the end. The successor is made the current Traefik by install, called
-// once it gets every new connection and before old stops; install failing
-// aborts the handover. On errNoHandover nothing was changed. On any other
-// error the successor was stopped and old still serves every connection.
-// Stop cuts it short, before install, with such an error. It runs on the
-// goroutine that owns the supervision, which install updates.
-func (p *Process) handover(old *instance, hash string, install func(*instance) error) error {
+// at the end, once old listens no more. The successor is made the current
+// Traefik by install, called once it gets every new connection and before
+// old stops; install failing aborts the handover. draining is called before
+// old is told to stop, to record it. On errNoHandover nothing was changed.
+// On any other error the successor was stopped and old still serves every
+// connection. Stop cuts it short, before install, with such an error. It
+// runs on the goroutine that owns the supervision, which install and
+// draining update.
+func (p *Process) handover(old *instance, hash string, install func(*instance) error, draining func(*instance)) error {
 	internal, err := netip.ParseAddrPort(p.cfg.MetricsAddress)
 	if err != nil {
 		return fmt.Errorf("%w: no internal entry point address: %v", errNoHandover, err)
@@ -101,11 +160,17 @@ func (p *Process) handover(old *instance, hash string, install func(*instance) e
 			return fmt.Errorf("%w: %v", errNoHandover, err)
 		}
 	}
+	if p.crashed(stepSteeredToOld) {
+		return errCrashed
+	}
 	start := time.Now()
 	succ, err := p.spawn(hash)
 	if err != nil {
 		unsteer(olds)
 		return err
+	}
+	if p.crashed(stepSpawned) {
+		return errCrashed
 	}
 	abort := func(err error) error {
 		// The groups still hand everything to old: the successor's sockets
@@ -130,6 +195,9 @@ func (p *Process) handover(old *instance, hash string, install func(*instance) e
 			}
 		}
 	}
+	if p.crashed(stepProbing) {
+		return errCrashed
+	}
 	if err := p.waitServing(ctx, succ, api, want); err != nil {
 		return abort(err)
 	}
@@ -140,16 +208,27 @@ func (p *Process) handover(old *instance, hash string, install func(*instance) e
 			return abort(err)
 		}
 	}
+	if p.crashed(stepSteeredToSuccessor) {
+		return errCrashed
+	}
 	if err := install(succ); err != nil {
 		return abort(err)
+	}
+	if p.crashed(stepInstalled) {
+		return errCrashed
 	}
 	ready := time.Since(start)
 	p.log.Info().Int("pid", succ.pid).Stringer("ready_after", roundMs(ready)).Msg("handover: the successor serves every router; new connections go to it")
 
 	p.drainQueues(old, olds)
 	time.Sleep(handoverSettle)
-	if err := p.end(context.Background(), old, exitReplaced); err != nil {
-		p.log.Error().Err(err).Int("pid", old.pid).Msg("handover: stopping the predecessor")
+	draining(old)
+	if p.crashed(stepDraining) {
+		return errCrashed
+	}
+	p.retire(old, olds)
+	if p.crashed(stepRetired) {
+		return errCrashed
 	}
 	// Old's sockets, closed by old, live on in the gateway's copies; closed
 	// here, they leave their groups, whose only member is the successor.
@@ -161,6 +240,41 @@ func (p *Process) handover(old *instance, hash string, install func(*instance) e
 		Stringer("ready_after", roundMs(ready)).Stringer("total", roundMs(time.Since(start))).
 		Msg("traefik handed over")
 	return nil
+}
+
+// retire tells inst, a Traefik that new connections no longer reach, to stop
+// (SIGTERM) and waits until it holds none of ls, its listening sockets (the
+// gateway's copies): from then on it takes no connection and keeps those it
+// has for the graceTimeOut of its entry points. One that still listens
+// after StopTimeout is killed; without ls it is waited for until it exits,
+// as a Traefik whose sockets the gateway cannot reach must free its ports.
+// It reports whether inst still runs, draining.
+func (p *Process) retire(inst *instance, ls []listener) bool {
+	if len(ls) == 0 {
+		if err := p.terminate(context.Background(), inst); err != nil {
+			p.log.Error().Err(err).Int("pid", inst.pid).Msg("stopping traefik")
+		}
+		return !inst.exited()
+	}
+	if err := inst.signal(syscall.SIGTERM); err != nil && !inst.exited() {
+		p.log.Warn().Err(err).Int("pid", inst.pid).Msg("sending SIGTERM to traefik")
+	}
+	deadline := time.Now().Add(p.cfg.StopTimeout)
+	for !inst.exited() {
+		if holds, err := holdsAny(inst.pid, ls); err == nil && !holds {
+			return true
+		}
+		if time.Now().After(deadline) {
+			p.log.Warn().Int("pid", inst.pid).Stringer("after", p.cfg.StopTimeout).Msg("traefik still listens after SIGTERM, sending SIGKILL")
+			_ = inst.signal(syscall.SIGKILL)
+			killed, cancel := context.WithTimeout(context.Background(), killWait)
+			inst.wait(killed)
+			cancel()
+			return !inst.exited()
+		}
+		time.Sleep(handoverPoll)
+	}
+	return false
 }
 
 // drainQueues waits until old has taken the connections its sockets queued

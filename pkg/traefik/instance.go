@@ -268,6 +268,34 @@ func parseProcState(stat []byte) (byte, error) {
 	return stat[i+2], nil
 }
 
+// procStartTime is the start time of process pid, in clock ticks since
+// boot: with the pid, it names one process for the life of the system.
+func procStartTime(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseProcStartTime(b)
+}
+
+// parseProcStartTime reads field 22, starttime, from the content of
+// /proc/<pid>/stat; the fields after comm begin with the third, the state.
+func parseProcStartTime(stat []byte) (uint64, error) {
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("parsing /proc stat %s: no command", quote.Short(string(stat)))
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 22-2 {
+		return 0, fmt.Errorf("parsing /proc stat %s: no start time", quote.Short(string(stat)))
+	}
+	start, err := strconv.ParseUint(f[22-3], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("parsing /proc stat start time: %w", err)
+	}
+	return start, nil
+}
+
 // procUIDs reads the real and effective user ids of process pid.
 func procUIDs(pid int) (uid, euid int, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))

@@ -59,6 +59,36 @@ func TestParseProcState(t *testing.T) {
 	}
 }
 
+// The start time, field 22, names a process with its pid: a draining
+// Traefik's pid reused by another is not taken for it.
+func TestParseProcStartTime(t *testing.T) {
+	const fields = " S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 987654 20 21"
+	tests := []struct {
+		name, stat string
+		want       uint64
+		ok         bool
+	}{
+		{"plain", "1234 (traefik)" + fields, 987654, true},
+		// comm may hold spaces and parentheses.
+		{"odd comm", "1234 (a) b (c)" + fields, 987654, true},
+		{"cut short", "1234 (traefik) S 1 2 3", 0, false},
+		{"not a number", "1234 (traefik) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 x", 0, false},
+		{"no comm", "1234 traefik S", 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseProcStartTime([]byte(tt.stat))
+			if (err == nil) != tt.ok || got != tt.want {
+				t.Errorf("parseProcStartTime(%q) = %d, %v; want %d, ok=%v", tt.stat, got, err, tt.want, tt.ok)
+			}
+		})
+	}
+	// Our own start time reads.
+	if _, err := procStartTime(os.Getpid()); err != nil {
+		t.Errorf("procStartTime(self): %v", err)
+	}
+}
+
 func FuzzParseProcState(f *testing.F) {
 	f.Add([]byte("1234 (traefik) S 1 1234 1234 0 -1"))
 	f.Add([]byte("77 (a) b (c) Z 1 2"))

@@ -3,6 +3,7 @@ package traefik
 import (
 	"fmt"
 	"net"
+	"time"
 
 	ptypes "github.com/traefik/paerser/types"
 )
@@ -37,19 +38,25 @@ type Options struct {
 	// ReadTimeout is StaticOptions.ReadTimeout; zero means no timeout.
 	// Default DefaultReadTimeout (60s).
 	ReadTimeout ptypes.Duration `description:"readTimeout of the web and websecure entry points: the time a client has to send its TLS ClientHello and request head, and each whole request, body included. It bounds slow or silent clients, and uploads too: a request body still streaming at its end is cut (Traefik has no timeout of the head alone). Server-sent events, websockets and passthrough routes are not cut. 0: no timeout, and slow clients hold connections forever." json:"readtimeout,omitempty" toml:"readtimeout,omitempty" yaml:"readtimeout,omitempty"`
+	// HandoverDrain is StaticOptions.HandoverDrain and
+	// ProcessConfig.HandoverDrain: how long a replaced Traefik keeps its
+	// websockets, streams and passthrough connections. Default
+	// DefaultHandoverDrain (10m); at least 2s.
+	HandoverDrain ptypes.Duration `description:"How long a Traefik replaced by a handover (an upgrade, a change of these flags) keeps the connections it holds, websockets, streams and passthrough connections included, while its successor takes every new connection; it exits when the last one ends, and closes those left when this ends. At least 2s. A restart of the gateway meanwhile leaves it draining." json:"handoverdrain,omitempty" toml:"handoverdrain,omitempty" yaml:"handoverdrain,omitempty"`
 }
 
 // SetDefaults sets every option to its default; paerser calls it before it
 // applies the flags.
 func (o *Options) SetDefaults() {
 	*o = Options{
-		Binary:      DefaultBinary,
-		Managed:     DefaultManaged,
-		Web:         DefaultWebAddress,
-		WebSecure:   DefaultWebSecureAddress,
-		Metrics:     DefaultMetricsAddress,
-		Throttle:    ptypes.Duration(DefaultThrottle),
-		ReadTimeout: ptypes.Duration(DefaultReadTimeout),
+		Binary:        DefaultBinary,
+		Managed:       DefaultManaged,
+		Web:           DefaultWebAddress,
+		WebSecure:     DefaultWebSecureAddress,
+		Metrics:       DefaultMetricsAddress,
+		Throttle:      ptypes.Duration(DefaultThrottle),
+		ReadTimeout:   ptypes.Duration(DefaultReadTimeout),
+		HandoverDrain: ptypes.Duration(DefaultHandoverDrain),
 	}
 }
 
@@ -69,6 +76,9 @@ func (o Options) Validate() error {
 	}
 	if o.ReadTimeout < 0 {
 		return fmt.Errorf("--traefik.readtimeout must not be negative (0 means no timeout)")
+	}
+	if time.Duration(o.HandoverDrain) < shutdownGrace {
+		return fmt.Errorf("--traefik.handoverdrain %s: must be at least %s", time.Duration(o.HandoverDrain), shutdownGrace)
 	}
 	return nil
 }

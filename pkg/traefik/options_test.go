@@ -22,6 +22,9 @@ func TestOptionsValidate(t *testing.T) {
 		{"metrics without port", func(o *Options) { o.Metrics = "localhost" }, "--traefik.metrics"},
 		{"negative throttle", func(o *Options) { o.Throttle = ptypes.Duration(-time.Second) }, "--traefik.throttle"},
 		{"negative read timeout", func(o *Options) { o.ReadTimeout = ptypes.Duration(-time.Second) }, "--traefik.readtimeout"},
+		// Shorter than the 2s requests in flight get, a handover would cut them.
+		{"drain under 2s", func(o *Options) { o.HandoverDrain = ptypes.Duration(time.Second) }, "--traefik.handoverdrain"},
+		{"drain of 2s", func(o *Options) { o.HandoverDrain = ptypes.Duration(2 * time.Second) }, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -54,7 +57,8 @@ func TestOptionsDefaultsRender(t *testing.T) {
 		ProxyDir: "/srv/proxy", StateDir: "/srv/traefik",
 		WebAddress: o.Web, WebSecureAddress: o.WebSecure, MetricsAddress: o.Metrics,
 		Throttle: time.Duration(o.Throttle), ReadTimeout: new(time.Duration(o.ReadTimeout)),
-		ACMECAServer: DefaultACMECAServer,
+		HandoverDrain: time.Duration(o.HandoverDrain),
+		ACMECAServer:  DefaultACMECAServer,
 	})
 	if err != nil {
 		t.Fatal(err)

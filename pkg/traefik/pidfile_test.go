@@ -5,8 +5,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestPidFileRoundTrip(t *testing.T) {
@@ -21,15 +23,18 @@ func TestPidFileRoundTrip(t *testing.T) {
 		t.Fatalf("writePidFile: %v", err)
 	}
 	got, err := readPidFile(path)
-	if err != nil || got != want {
+	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Fatalf("readPidFile = %+v, %v; want %+v", got, err, want)
 	}
 	// Overwriting replaces the record and leaves no temporary file behind.
+	// The predecessors draining are kept, each with its start time and
+	// deadline.
 	want.PID = 4343
+	want.Draining = []drainRecord{{PID: 4242, Start: 123456, Until: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}}
 	if err := writePidFile(path, want); err != nil {
 		t.Fatalf("writePidFile: %v", err)
 	}
-	if got, _ := readPidFile(path); got != want {
+	if got, _ := readPidFile(path); !reflect.DeepEqual(got, want) {
 		t.Fatalf("readPidFile = %+v, want %+v", got, want)
 	}
 	entries, _ := os.ReadDir(dir)
@@ -56,5 +61,18 @@ func TestReadPidFileRejects(t *testing.T) {
 				t.Errorf("readPidFile accepted %q as %+v", tt.content, rec)
 			}
 		})
+	}
+}
+
+// The pidfile of a gateway older than the drain reads: no predecessor
+// drains.
+func TestReadPidFileWithoutDraining(t *testing.T) {
+	path := filepath.Join(t.TempDir(), PIDFileName)
+	if err := os.WriteFile(path, []byte(`{"pid":12,"hash":"x"}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := readPidFile(path)
+	if err != nil || rec.PID != 12 || rec.Hash != "x" || rec.Draining != nil {
+		t.Fatalf("readPidFile = %+v, %v", rec, err)
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -32,7 +31,7 @@ const (
 	// DefaultBackoffMax is the default ProcessConfig.BackoffMax.
 	DefaultBackoffMax = 10 * time.Second
 	// DefaultStopTimeout is the default ProcessConfig.StopTimeout: above the
-	// 2s the static configuration gives requests in flight.
+	// 2s a request in flight may need to finish.
 	DefaultStopTimeout = 5 * time.Second
 )
 
@@ -79,9 +78,12 @@ type ProcessConfig struct {
 	BackoffMin time.Duration
 	// BackoffMax is the longest wait between restarts. Default 10s.
 	BackoffMax time.Duration
-	// StopTimeout is how long a Traefik being stopped or replaced may take
-	// after SIGTERM before it gets SIGKILL. Default 5s, above the 2s
-	// graceTimeOut the static configuration gives requests in flight.
+	// StopTimeout is how long a Traefik being stopped, or replaced without
+	// a handover, may take after SIGTERM before it gets SIGKILL, and how
+	// long one handed over may take to close its listening sockets. Default
+	// 5s, above the 2s a request in flight may need; its websockets and
+	// passthrough connections, which it would keep for HandoverDrain, are
+	// cut then.
 	StopTimeout time.Duration
 	// MetricsAddress is the address of the internal entry point,
 	// StaticOptions.MetricsAddress. With it, a Traefik whose static
@@ -97,6 +99,11 @@ type ProcessConfig struct {
 	// stopped, the predecessor keeps serving, and the handover is tried
 	// again later.
 	HandoverTimeout time.Duration
+	// HandoverDrain is how long a Traefik handed over may keep its
+	// connections after SIGTERM: the StaticOptions.HandoverDrain of the
+	// configuration it runs. Default DefaultHandoverDrain (10m). The
+	// gateway kills it when it still runs StopTimeout after that.
+	HandoverDrain time.Duration
 	// Logger receives the supervision log, with component=traefik.
 	Logger zerolog.Logger
 	// Registry receives the supervision's metrics,
@@ -140,6 +147,11 @@ type Process struct {
 	started chan struct{}
 	// running is set while Run runs.
 	running atomic.Bool
+	// crashAt, a test seam, is asked at each step of a handover; true makes
+	// the gateway die there: the handover returns errCrashed at once,
+	// leaving the processes, the steering and the pidfile as a killed
+	// gateway would, and Run returns. Set before Run; nil in the gateway.
+	crashAt func(handoverStep) bool
 }
 
 // NewProcess fills the defaults of cfg and validates it. It starts nothing.
@@ -237,6 +249,9 @@ func (c *ProcessConfig) provision() {
 	if c.HandoverTimeout == 0 {
 		c.HandoverTimeout = DefaultHandoverTimeout
 	}
+	if c.HandoverDrain == 0 {
+		c.HandoverDrain = DefaultHandoverDrain
+	}
 }
 
 // validate checks a provisioned c and makes its paths absolute: the command
@@ -282,6 +297,9 @@ func (c *ProcessConfig) validate() error {
 	}
 	if c.HandoverTimeout < 0 {
 		return fmt.Errorf("process option HandoverTimeout %s: must not be negative", c.HandoverTimeout)
+	}
+	if c.HandoverDrain < 0 {
+		return fmt.Errorf("process option HandoverDrain %s: must not be negative", c.HandoverDrain)
 	}
 	if c.MetricsAddress != "" {
 		if _, err := netip.ParseAddrPort(c.MetricsAddress); err != nil {
@@ -355,42 +373,6 @@ func (p *Process) Stop(ctx context.Context) error {
 		// No Run: Stop owns the state meanwhile.
 		defer func() { p.owner <- s }()
 		return s.stop(ctx)
-	}
-}
-
-// stopStrays stops the Traefiks running our configuration file that no
-// pidfile names but keep: a lost pidfile, whose Traefik's ports would keep
-// the new one from starting, or a handover cut short by a crash.
-func (p *Process) stopStrays(keep int) {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		p.log.Warn().Err(err).Msg("looking for stray traefik processes")
-		return
-	}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == keep {
-			continue
-		}
-		// A cheap look first; openVerified then pins and identifies the
-		// process.
-		cmdline, err := readCmdline(pid)
-		if err != nil || matchCmdline(cmdline, p.argv) == cmdlineForeign {
-			continue
-		}
-		inst, _, notOurs := openVerified(pid, p.argv)
-		if notOurs != nil {
-			p.log.Warn().Int("pid", pid).Err(notOurs).
-				Msg("a process with our command line is not our traefik; leaving it alone")
-		}
-		if inst == nil {
-			continue
-		}
-		p.log.Warn().Int("pid", pid).Msg("stopping a stray traefik running our configuration")
-		if err := p.end(context.Background(), inst, exitReplaced); err != nil {
-			p.log.Error().Err(err).Msg("stopping stray traefik")
-		}
-		inst.close()
 	}
 }
 

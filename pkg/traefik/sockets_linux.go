@@ -17,6 +17,9 @@ import (
 type listener struct {
 	fd   int
 	addr netip.AddrPort
+	// inode names the socket: /proc/<pid>/fd/<n> of every process holding
+	// it links to "socket:[inode]".
+	inode uint64
 	// reusePort is SO_REUSEPORT: without it no other socket can join the
 	// address, and there is no group to steer.
 	reusePort bool
@@ -86,8 +89,12 @@ func describeListener(fd int) (listener, bool) {
 	default:
 		return listener{}, false // a unix socket
 	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return listener{}, false
+	}
 	reuse, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT)
-	return listener{addr: addr, reusePort: err == nil && reuse == 1}, true
+	return listener{addr: addr, inode: st.Ino, reusePort: err == nil && reuse == 1}, true
 }
 
 // steer makes the SO_REUSEPORT group of l hand every new connection to the
@@ -130,4 +137,36 @@ func closeListeners(ls []listener) {
 	for _, l := range ls {
 		_ = unix.Close(l.fd)
 	}
+}
+
+// holdsAny tells whether process pid holds one of ls's sockets: whether it
+// still listens on them. It reads the links of its file descriptors only,
+// not the sockets, which a Traefik with thousands of connections makes
+// cheap enough to poll.
+func holdsAny(pid int, ls []listener) (bool, error) {
+	dir := "/proc/" + strconv.Itoa(pid) + "/fd"
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return false, fmt.Errorf("listing the files of pid %d: %w", pid, err)
+	}
+	for _, e := range entries {
+		link, err := os.Readlink(dir + "/" + e.Name())
+		if err != nil {
+			continue // closed meanwhile
+		}
+		rest, ok := strings.CutPrefix(link, "socket:[")
+		if !ok {
+			continue
+		}
+		inode, err := strconv.ParseUint(strings.TrimSuffix(rest, "]"), 10, 64)
+		if err != nil {
+			continue
+		}
+		for _, l := range ls {
+			if l.inode == inode {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
 }

@@ -61,6 +61,11 @@ const (
 	// and a request head many times over. It also bounds request bodies: an
 	// upload must be complete within it.
 	DefaultReadTimeout = 60 * time.Second
+	// DefaultHandoverDrain is the default StaticOptions.HandoverDrain and
+	// ProcessConfig.HandoverDrain: ten minutes for the websockets, streams
+	// and passthrough connections of a replaced Traefik to end by
+	// themselves.
+	DefaultHandoverDrain = 10 * time.Minute
 	// DefaultACMECAServer is the default StaticOptions.ACMECAServer: Let's
 	// Encrypt production.
 	DefaultACMECAServer = "https://acme-v02.api.letsencrypt.org/directory"
@@ -108,6 +113,14 @@ type StaticOptions struct {
 	// bounded: server-sent events and HTTP/1.1 websockets outlive it, and so
 	// do passthrough connections once routed.
 	ReadTimeout *time.Duration
+	// HandoverDrain is the graceTimeOut of entry points "web" and
+	// "websecure": how long a Traefik told to stop (SIGTERM) keeps the
+	// connections it holds, websockets, streams and passthrough connections
+	// included, while it takes no new one; it exits when the last one ends,
+	// or closes those left when HandoverDrain ends. Default
+	// DefaultHandoverDrain, 10m; at least shutdownGrace (2s). The
+	// internal entry point drains for shutdownGrace.
+	HandoverDrain time.Duration
 	// ACMEEmail is the contact address of the ACME account. Optional.
 	ACMEEmail string
 	// ACMECAServer is the ACME directory URL (https). Default Let's Encrypt
@@ -134,7 +147,7 @@ type StaticOptions struct {
 var logLevels = []string{"TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "PANIC"}
 
 // shutdownGrace bounds how long a stopping Traefik lets requests in flight
-// finish.
+// on the internal entry point finish, and is the shortest HandoverDrain.
 const shutdownGrace = 2 * time.Second
 
 // certificateKeyType is the key of every issued certificate. Traefik's
@@ -185,10 +198,13 @@ func buildStatic(opts StaticOptions) (*StaticConfiguration, error) {
 	// would bound whole responses, downloads and streams included.
 	readTimeout := Duration(*opts.ReadTimeout)
 	noTimeout := Duration(0)
-	// A Traefik being replaced (its static configuration changed) drains
-	// for this long before it exits and its successor can start: Traefik's
-	// default, 10s, is 10s without a data plane.
+	// A Traefik being handed over keeps its connections for the drain while
+	// its successor takes every new one: an upgrade must not cut tenants'
+	// websockets. Only the gateway's own API connections go to the
+	// internal entry point: Traefik's default there, 10s, would only delay
+	// a stop.
 	grace := Duration(shutdownGrace)
+	drain := Duration(opts.HandoverDrain)
 
 	var caCerts []string
 	if len(opts.ACMECACertificates) > 0 {
@@ -208,7 +224,7 @@ func buildStatic(opts StaticOptions) (*StaticConfiguration, error) {
 				AsDefault: true,
 				ReusePort: true,
 				Transport: &EntryPointsTransport{
-					LifeCycle:          &LifeCycle{GraceTimeOut: &grace},
+					LifeCycle:          &LifeCycle{GraceTimeOut: &drain},
 					RespondingTimeouts: &RespondingTimeouts{ReadTimeout: &readTimeout},
 				},
 				HTTP: &EntryPointHTTPConfig{
@@ -225,7 +241,7 @@ func buildStatic(opts StaticOptions) (*StaticConfiguration, error) {
 				AsDefault: true,
 				ReusePort: true,
 				Transport: &EntryPointsTransport{
-					LifeCycle: &LifeCycle{GraceTimeOut: &grace},
+					LifeCycle: &LifeCycle{GraceTimeOut: &drain},
 					RespondingTimeouts: &RespondingTimeouts{
 						ReadTimeout:  &readTimeout,
 						WriteTimeout: &noTimeout,
@@ -297,6 +313,9 @@ func (o *StaticOptions) provision() {
 	if o.ReadTimeout == nil {
 		o.ReadTimeout = new(DefaultReadTimeout)
 	}
+	if o.HandoverDrain == 0 {
+		o.HandoverDrain = DefaultHandoverDrain
+	}
 	if o.ACMECAServer == "" {
 		o.ACMECAServer = DefaultACMECAServer
 	}
@@ -345,6 +364,9 @@ func (o StaticOptions) validate() error {
 	}
 	if *o.ReadTimeout < 0 {
 		return fmt.Errorf("static option ReadTimeout %s: must not be negative (zero means no timeout)", *o.ReadTimeout)
+	}
+	if o.HandoverDrain < shutdownGrace {
+		return fmt.Errorf("static option HandoverDrain %s: must be at least %s", o.HandoverDrain, shutdownGrace)
 	}
 
 	if o.ACMEEmail != "" {

@@ -86,6 +86,9 @@ type supervisor struct {
 	downSince time.Time
 	// announced tells that Process.started was closed.
 	announced bool
+	// draining are the Traefiks handed over (or found astray) that keep
+	// their connections until they end; neither adopted nor stopped early.
+	draining []drainer
 }
 
 // set moves s to state st and publishes it. The first time a Traefik runs,
@@ -181,19 +184,23 @@ func (s *supervisor) acquire() (supervisionState, error) {
 	if err != nil {
 		return stateLost, err
 	}
+	if rec, err := readPidFile(s.p.pidFile); err == nil {
+		// Handed over by an earlier gateway, they drain on.
+		s.resumeDraining(rec)
+	}
 	inst, outdated := s.adopt(hash)
 	if inst != nil {
 		// A gateway that crashed during a handover left two. Stopped before
 		// any handover, the stray cannot take a place in the sockets'
 		// groups that the steering gives the successor.
-		s.p.stopStrays(inst.pid)
+		s.stopStrays(inst)
 		s.cur = inst
 		if outdated {
 			return stateHandingOver, nil
 		}
 		return stateRunning, nil
 	}
-	s.p.stopStrays(0)
+	s.stopStrays(nil)
 	if err := s.start(hash); err != nil {
 		return stateLost, err
 	}
@@ -266,6 +273,7 @@ func (s *supervisor) running(ctx context.Context) supervisionState {
 			if inst.child == nil && inst.exited() {
 				return s.exited(inst)
 			}
+			s.checkDraining()
 		case <-config.C:
 			hash, err := s.p.configHash()
 			if err != nil {
@@ -311,7 +319,9 @@ func (s *supervisor) handingOver() supervisionState {
 	if err != nil {
 		return stateStarting // running says so, once
 	}
-	if err := s.replace(s.cur, hash); err != nil {
+	if err := s.replace(s.cur, hash); errors.Is(err, errCrashed) {
+		return stateIdle // the test's gateway died: nothing more happens
+	} else if err != nil {
 		s.p.log.Error().Err(err).Msg("replacing traefik")
 	}
 	if s.cur == nil {
@@ -326,12 +336,17 @@ func (s *supervisor) handingOver() supervisionState {
 // new one, or old when the handover failed, which is tried again after a
 // growing wait (retryAt), or none.
 func (s *supervisor) replace(old *instance, hash string) error {
-	err := s.p.handover(old, hash, s.install)
+	// A leftover of ours in the sockets' groups would take the successor's
+	// place in the steering: none may be there, whatever led here.
+	s.stopStrays(old)
+	err := s.p.handover(old, hash, s.install, s.drain)
 	switch {
 	case err == nil:
-		old.close()
+		// Old drains; checkDraining forgets it once it exited.
 		s.retryAt, s.retryWait = time.Time{}, 0
 		return nil
+	case errors.Is(err, errCrashed):
+		return err
 	case s.p.stopping.Err() != nil:
 		// Stop was called: its request ends old, which serves until then.
 		s.p.log.Debug().Err(err).Int("pid", old.pid).Msg("handover given up: traefik is being stopped")
@@ -373,7 +388,7 @@ func (s *supervisor) start(hash string) error {
 // install makes inst, spawned, the current Traefik and names it in the
 // pidfile.
 func (s *supervisor) install(inst *instance) error {
-	if err := writePidFile(s.p.pidFile, pidRecord{PID: inst.pid, Hash: inst.hash}); err != nil {
+	if err := writePidFile(s.p.pidFile, pidRecord{PID: inst.pid, Hash: inst.hash, Draining: s.drainRecords()}); err != nil {
 		return err
 	}
 	s.cur = inst
@@ -414,14 +429,14 @@ func (s *supervisor) await(ctx context.Context, d time.Duration) supervisionStat
 
 // stop stops Traefik for good: the current one, or the one of the pidfile
 // when it is ours and there is no current one (after a gateway restart, or
-// while lost). It removes the pidfile. Both Run's loop, for a stop request,
+// while lost), and kills the draining ones. It removes the pidfile. Both Run's loop, for a stop request,
 // and Stop without a Run, come here.
 func (s *supervisor) stop(ctx context.Context) error {
 	s.set(stateStopped)
 	inst := s.cur
-	if inst == nil {
-		rec, err := readPidFile(s.p.pidFile)
-		if err == nil {
+	if rec, err := readPidFile(s.p.pidFile); err == nil {
+		s.resumeDraining(rec)
+		if inst == nil {
 			inst, _, _ = openVerified(rec.PID, s.p.argv)
 		}
 	}
@@ -430,6 +445,7 @@ func (s *supervisor) stop(ctx context.Context) error {
 		err = s.p.end(ctx, inst, exitStopped)
 		s.forget(inst)
 	}
+	s.killDraining()
 	if rmErr := os.Remove(s.p.pidFile); rmErr != nil && !errors.Is(rmErr, fs.ErrNotExist) && err == nil {
 		err = fmt.Errorf("removing traefik pidfile: %w", rmErr)
 	}
