@@ -40,7 +40,7 @@ func TestBackoffSchedule(t *testing.T) {
 func TestFailedOrderBacksOff(t *testing.T) {
 	m := newTestManager(t, "", Config{BackoffMin: time.Minute, BackoffMax: 4 * time.Minute}, nil)
 	m.ca.setFail(errValidation)
-	m.Want(domain)
+	m.Want(tenant, domain)
 	waits := []time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute, 4 * time.Minute}
 	for i, wait := range waits {
 		if got := m.step(t); got != domain {
@@ -54,8 +54,8 @@ func TestFailedOrderBacksOff(t *testing.T) {
 			t.Errorf("LastError %q", st.LastError)
 		}
 		m.clock.Add(wait - time.Second)
-		m.Want(domain)
-		m.SetWanted([]string{domain})
+		m.Want(tenant, domain)
+		m.SetWanted(map[string]string{domain: tenant})
 		if got := m.step(t); got != "" {
 			t.Fatalf("ordered %q one second before the backoff ends", got)
 		}
@@ -85,7 +85,7 @@ func TestBackoffSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
 	m := newTestManager(t, dir, Config{}, nil)
 	m.ca.setFail(errValidation)
-	m.Want(domain)
+	m.Want(tenant, domain)
 	m.step(t)
 	m.clock.Add(DefaultBackoffMin)
 	m.step(t)
@@ -99,7 +99,7 @@ func TestBackoffSurvivesRestart(t *testing.T) {
 	if got := m2.Status(domain); !statusEqual(got, want) {
 		t.Fatalf("after restart: %+v, want %+v", got, want)
 	}
-	m2.SetWanted([]string{domain})
+	m2.SetWanted(map[string]string{domain: tenant})
 	if got := m2.step(t); got != "" {
 		t.Fatalf("restart ordered %q during the backoff", got)
 	}
@@ -120,7 +120,7 @@ func statusEqual(a, b Status) bool {
 func TestCertificateSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
 	m := newTestManager(t, dir, Config{}, nil)
-	m.Want(domain)
+	m.Want(tenant, domain)
 	m.step(t)
 	before := m.Certificates()
 	m.Close()
@@ -179,7 +179,7 @@ func TestImportServedOnlyWhenWanted(t *testing.T) {
 	if got := m.Certificates(); len(got) != 0 {
 		t.Fatalf("Certificates before Want: %+v", got)
 	}
-	m.Want(domain)
+	m.Want(tenant, domain)
 	got := m.Certificates()
 	if len(got) != 1 || got[0].Domain != domain || !got[0].NotAfter.Equal(t0.Add(90*24*time.Hour).Truncate(time.Second)) {
 		t.Fatalf("Certificates after Want: %+v", got)
@@ -201,7 +201,7 @@ func TestImportServedOnlyWhenWanted(t *testing.T) {
 // after KeepRetired the files are gone and a new Want orders.
 func TestRetireAndWantAgain(t *testing.T) {
 	m := newTestManager(t, "", Config{KeepRetired: time.Hour}, nil)
-	m.Want(domain, "b.example.test")
+	m.Want(tenant, domain, "b.example.test")
 	m.step(t)
 	m.step(t)
 	if n := len(m.Certificates()); n != 2 {
@@ -226,7 +226,7 @@ func TestRetireAndWantAgain(t *testing.T) {
 
 	m.clock.Add(59 * time.Minute)
 	m.step(t)
-	m.Want(domain)
+	m.Want(tenant, domain)
 	if got := m.Certificates(); len(got) != 2 {
 		t.Fatalf("after Want again: %+v", got)
 	}
@@ -248,7 +248,7 @@ func TestRetireAndWantAgain(t *testing.T) {
 			t.Errorf("%s after KeepRetired: %v", f, err)
 		}
 	}
-	m.Want(domain)
+	m.Want(tenant, domain)
 	if d := m.step(t); d != domain {
 		t.Errorf("Want after deletion ordered %q, want %q", d, domain)
 	}
@@ -258,7 +258,7 @@ func TestRetireAndWantAgain(t *testing.T) {
 // lifetime is left, and served meanwhile; an unwanted one is not.
 func TestRenewal(t *testing.T) {
 	m := newTestManager(t, "", Config{}, nil)
-	m.Want(domain)
+	m.Want(tenant, domain)
 	m.step(t)
 	first := m.Status(domain).Certificate
 	m.clock.Add(59 * 24 * time.Hour)
@@ -291,7 +291,7 @@ func TestRun(t *testing.T) {
 	m.cfg.OnChange = func() { changed <- struct{}{} }
 	done := make(chan error, 1)
 	go func() { done <- m.Run(context.Background()) }()
-	m.Want(domain)
+	m.Want(tenant, domain)
 	select {
 	case <-changed:
 	case <-time.After(10 * time.Second):
@@ -314,7 +314,7 @@ func TestRun(t *testing.T) {
 
 func TestWantRefusesBadNames(t *testing.T) {
 	m := newTestManager(t, "", Config{}, nil)
-	m.Want("", "../x.test", "a/b.test", "UPPER.test", "*.wild.test")
+	m.Want(tenant, "", "../x.test", "a/b.test", "UPPER.test", "*.wild.test")
 	if d := m.step(t); d != "" {
 		t.Errorf("ordered %q", d)
 	}

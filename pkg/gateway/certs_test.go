@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -26,7 +27,7 @@ func newFakeCertificates() *fakeCertificates {
 	return &fakeCertificates{wanted: map[string]bool{}, status: map[string]certs.Status{}}
 }
 
-func (f *fakeCertificates) Want(ds ...string) {
+func (f *fakeCertificates) Want(_ string, ds ...string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, d := range ds {
@@ -44,14 +45,14 @@ func (f *fakeCertificates) Unwant(ds ...string) {
 	}
 }
 
-func (f *fakeCertificates) SetWanted(ds []string) {
+func (f *fakeCertificates) SetWanted(ds map[string]string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.wanted = map[string]bool{}
-	for _, d := range ds {
+	for d := range ds {
 		f.wanted[d] = true
 	}
-	sorted := slices.Sorted(slices.Values(ds))
+	sorted := slices.Sorted(maps.Keys(ds))
 	f.calls = append(f.calls, "set "+joinOr(sorted, "-"))
 }
 

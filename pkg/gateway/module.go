@@ -120,11 +120,13 @@ type DefaultCertificate interface {
 // the implementation the daemon uses.
 type Certificates interface {
 	// Want and Unwant say a domain's route needs a certificate, or no
-	// longer does.
-	Want(domains ...string)
+	// longer does; owner is the twin whose route it is (twinOf), among
+	// whom the account's orders are shared.
+	Want(owner string, domains ...string)
 	Unwant(domains ...string)
-	// SetWanted says which domains need one, all of them.
-	SetWanted(domains []string)
+	// SetWanted says which domains need one, all of them, each with its
+	// owner.
+	SetWanted(wanted map[string]string)
 	// Certificates returns the certificates to serve.
 	Certificates() []certs.Certificate
 	// Status tells where a domain's certificate stands.
