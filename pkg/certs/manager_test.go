@@ -319,3 +319,63 @@ func TestWantRefusesBadNames(t *testing.T) {
 		t.Errorf("ordered %q", d)
 	}
 }
+
+// TestDamagedFilesOrderedAgain guards issue 18: a certificate whose files
+// were deleted or cut short by hand stayed "usable" until its renewal. The
+// check drops it (OnChange: it is no longer served) and the domain is
+// ordered again; a file only touched keeps its certificate.
+func TestDamagedFilesOrderedAgain(t *testing.T) {
+	tests := []struct {
+		name   string
+		damage func(certFile, keyFile string) error
+		lost   bool
+	}{
+		{"certificate deleted", func(c, _ string) error { return os.Remove(c) }, true},
+		{"key cut short", func(_, k string) error { return os.Truncate(k, 12) }, true},
+		{"certificate replaced by garbage of its size", func(c, _ string) error {
+			fi, err := os.Stat(c)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(c, []byte(strings.Repeat("x", int(fi.Size()))), 0o600)
+		}, true},
+		// Touched or copied back whole: nothing to do.
+		{"touched", func(c, _ string) error {
+			return os.Chtimes(c, time.Now(), time.Now().Add(time.Hour))
+		}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := newTestManager(t, "", Config{}, nil)
+			m.Want(tenant, domain)
+			m.step(t)
+			before := *m.changes
+			certFile, keyFile := certFiles(m.store.dir, domain)
+			if err := tt.damage(certFile, keyFile); err != nil {
+				t.Fatal(err)
+			}
+			m.checkFiles()
+			if lost := m.Status(domain).Certificate == nil; lost != tt.lost {
+				t.Fatalf("certificate lost: %v, want %v", lost, tt.lost)
+			}
+			if changed := *m.changes > before; changed != tt.lost {
+				t.Errorf("OnChange called: %v, want %v", changed, tt.lost)
+			}
+			want := ""
+			if tt.lost {
+				want = domain
+			}
+			if d := m.step(t); d != want {
+				t.Fatalf("ordered %q, want %q", d, want)
+			}
+			if st := m.Status(domain); st.Certificate == nil || st.Failures != 0 {
+				t.Errorf("after the check: %+v", st)
+			}
+			// Checked again: all is well now.
+			m.checkFiles()
+			if d := m.step(t); d != "" {
+				t.Errorf("ordered %q again", d)
+			}
+		})
+	}
+}
