@@ -56,7 +56,7 @@ func TestImportLegacyCertificates(t *testing.T) {
 	if len(m.Certificates()) != 0 {
 		t.Errorf("a certificate is served before its domain is routed: %+v", m.Certificates())
 	}
-	m.Want("app.user.test")
+	m.Want("7", "app.user.test")
 	got := m.Certificates()
 	if len(got) != 1 || got[0].Domain != "app.user.test" {
 		t.Fatalf("after Want: %+v, want the imported certificate", got)

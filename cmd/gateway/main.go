@@ -197,6 +197,8 @@ func serve(cfg *Configuration) error {
 		BackoffMin:     time.Duration(cfg.ACME.BackoffMin),
 		BackoffMax:     time.Duration(cfg.ACME.BackoffMax),
 		KeepRetired:    time.Duration(cfg.ACME.KeepRetired),
+		OrderLimit:     cfg.ACME.OrderLimit,
+		OrderWindow:    time.Duration(cfg.ACME.OrderWindow),
 		Logger:         log,
 		Registry:       reg,
 		OnChange: func() {

@@ -68,7 +68,7 @@ func (c *acmeClient) obtain(ctx context.Context, domain string) (certPEM, keyPEM
 				err = fmt.Errorf("%w (and %w)", err, serr)
 			}
 		}
-		return nil, nil, domainError(err)
+		return nil, nil, asRateLimited(domainError(err))
 	}
 	return res.Certificate, res.PrivateKey, nil
 }

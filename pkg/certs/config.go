@@ -36,6 +36,15 @@ const (
 	// DefaultKeepRetired is how long the certificate of a domain no longer
 	// wanted stays on disk.
 	DefaultKeepRetired = 24 * time.Hour
+	// DefaultOrderLimit and DefaultOrderWindow are Let's Encrypt's "New
+	// Orders per Account" limit: 300 orders per 3 hours, a bucket that
+	// refills one order every 36 seconds
+	// (https://letsencrypt.org/docs/rate-limits/).
+	DefaultOrderLimit  = 300
+	DefaultOrderWindow = 3 * time.Hour
+	// DefaultCheckInterval is how often Run checks that the files of the
+	// certificates it serves are still there and whole.
+	DefaultCheckInterval = time.Minute
 )
 
 // Timeouts of the ACME client's HTTP requests. lego has no context: these
@@ -74,6 +83,18 @@ type Config struct {
 	// is kept on disk, never served nor renewed, before it is deleted.
 	// Default DefaultKeepRetired (24 hours).
 	KeepRetired time.Duration
+	// OrderLimit is how many orders the account may start in OrderWindow:
+	// a bucket of OrderLimit orders refilled one every
+	// OrderWindow/OrderLimit, renewals included. Default DefaultOrderLimit
+	// (300).
+	OrderLimit int
+	// OrderWindow is the period of OrderLimit. Default DefaultOrderWindow
+	// (3 hours).
+	OrderWindow time.Duration
+	// CheckInterval is how often Run checks the files of the certificates:
+	// one deleted or damaged by hand is dropped and ordered again. Default
+	// DefaultCheckInterval (1 minute).
+	CheckInterval time.Duration
 	// Logger receives the Manager's events, with component=certs.
 	Logger zerolog.Logger
 	// Registry receives the Manager's metrics (gateway_certs_orders_total,
@@ -101,6 +122,15 @@ func (cfg Config) withDefaults() Config {
 	if cfg.KeepRetired == 0 {
 		cfg.KeepRetired = DefaultKeepRetired
 	}
+	if cfg.OrderLimit == 0 {
+		cfg.OrderLimit = DefaultOrderLimit
+	}
+	if cfg.OrderWindow == 0 {
+		cfg.OrderWindow = DefaultOrderWindow
+	}
+	if cfg.CheckInterval == 0 {
+		cfg.CheckInterval = DefaultCheckInterval
+	}
 	return cfg
 }
 
@@ -127,6 +157,12 @@ func (cfg Config) validate() error {
 	}
 	if cfg.KeepRetired < 0 {
 		return fmt.Errorf("certs config: KeepRetired %s must be positive", cfg.KeepRetired)
+	}
+	if cfg.OrderLimit < 0 || cfg.OrderWindow < 0 {
+		return fmt.Errorf("certs config: OrderLimit %d and OrderWindow %s must be positive", cfg.OrderLimit, cfg.OrderWindow)
+	}
+	if cfg.CheckInterval < 0 {
+		return fmt.Errorf("certs config: CheckInterval %s must be positive", cfg.CheckInterval)
 	}
 	return nil
 }

@@ -46,13 +46,34 @@ type fakeCA struct {
 	clock func() time.Time
 	mu    sync.Mutex
 	fail  error
-	calls map[string]int
+	// failFor, when set, gives the error of domain's orders; nil: fail.
+	failFor func(domain string) error
+	calls   map[string]int
+	log     []orderSeen
+}
+
+// orderSeen is an order the fake CA got.
+type orderSeen struct {
+	at     time.Time
+	domain string
+}
+
+func (f *fakeCA) seen() []orderSeen {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]orderSeen(nil), f.log...)
 }
 
 func (f *fakeCA) obtain(_ context.Context, domain string) ([]byte, []byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls[domain]++
+	f.log = append(f.log, orderSeen{at: f.clock(), domain: domain})
+	if f.failFor != nil {
+		if err := f.failFor(domain); err != nil {
+			return nil, nil, err
+		}
+	}
 	if f.fail != nil {
 		return nil, nil, f.fail
 	}
@@ -181,3 +202,6 @@ func certFiles(dir, domain string) (string, string) {
 }
 
 var errValidation = errors.New("acme: error: 403 :: urn:ietf:params:acme:error:unauthorized :: connection refused")
+
+// tenant owns the domains of the tests that have one owner.
+const tenant = "tenant"

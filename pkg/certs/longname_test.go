@@ -30,7 +30,7 @@ func TestLongDomainsHaveFiles(t *testing.T) {
 		}
 		dir := t.TempDir()
 		m := newTestManager(t, dir, Config{}, nil)
-		m.Want(d)
+		m.Want(tenant, d)
 		if got := m.step(t); got != d {
 			t.Fatalf("%d bytes: ordered %q", n, got)
 		}
@@ -44,7 +44,7 @@ func TestLongDomainsHaveFiles(t *testing.T) {
 		}
 		m.Close()
 		m2 := newTestManager(t, dir, Config{}, nil)
-		m2.SetWanted([]string{d})
+		m2.SetWanted(map[string]string{d: tenant})
 		if len(m2.Certificates()) != 1 || m2.ca.orders(d) != 0 {
 			t.Fatalf("%d bytes: the certificate was not found again", n)
 		}

@@ -59,9 +59,10 @@ type Manager struct {
 	store      *store
 	challenges *challenges
 	metrics    *metrics
-	// now and obtain are seams for the tests.
+	// now, obtain and save are seams for the tests.
 	now    func() time.Time
 	obtain func(ctx context.Context, domain string) (certPEM, keyPEM []byte, err error)
+	save   func(stateFile) error
 
 	wake      chan struct{}
 	closed    chan struct{}
@@ -72,6 +73,15 @@ type Manager struct {
 	cancelRun context.CancelFunc
 	domains   map[string]*domainState // persisted in state.json
 	certs     map[string]*stored      // on disk
+	budget    budget                  // persisted in state.json
+	// turn is, per owner, when its last order started, counted in orders:
+	// the owner whose turn is oldest orders next.
+	turn  map[string]uint64
+	turns uint64
+	// paused holds the owners a rateLimited answer stopped, until when.
+	paused map[string]time.Time
+	// nextCheck is when Run next checks the certificates' files.
+	nextCheck time.Time
 }
 
 // New fills cfg's defaults, validates it and loads the state kept in
@@ -107,17 +117,18 @@ func newManager(cfg Config, now func() time.Time) (*Manager, error) {
 		return nil, err
 	}
 	log := cfg.Logger.With().Str("component", "certs").Logger()
-	domains, err := st.loadState()
+	state, err := st.loadState()
 	if errors.Is(err, errBadState) {
 		// The state holds only schedules: the certificates are files of
 		// their own, read below. Losing it costs each failing domain its
 		// place in the backoff, never a certificate.
 		log.Error().Err(err).Msg("the schedule of certificate orders cannot be read; it is set aside and rebuilt: domains that were backing off are ordered again")
-		domains, err = map[string]*domainState{}, st.setAsideState()
+		state, err = &stateFile{Domains: map[string]*domainState{}}, st.setAsideState()
 	}
 	if err != nil {
 		return nil, err
 	}
+	domains := state.Domains
 	routeLegoLog(cfg.Logger)
 	m := &Manager{
 		cfg:        cfg,
@@ -128,6 +139,12 @@ func newManager(cfg Config, now func() time.Time) (*Manager, error) {
 		wake:       make(chan struct{}, 1),
 		closed:     make(chan struct{}),
 		domains:    domains,
+		budget:     fullBudget(cfg.OrderLimit, now()),
+		turn:       map[string]uint64{},
+		paused:     map[string]time.Time{},
+	}
+	if state.Budget != nil {
+		m.budget = *state.Budget
 	}
 	client := &acmeClient{
 		store:      st,
@@ -137,6 +154,7 @@ func newManager(cfg Config, now func() time.Time) (*Manager, error) {
 		account:    &account{email: cfg.Email, reg: reg, key: key},
 	}
 	m.obtain = client.obtain
+	m.save = st.saveState
 
 	certs, errs := st.loadCertificates()
 	for _, err := range errs {
@@ -159,7 +177,7 @@ func newManager(cfg Config, now func() time.Time) (*Manager, error) {
 			delete(domains, d)
 		}
 	}
-	if err := m.store.saveState(domains); err != nil {
+	if err := m.save(m.stateLocked()); err != nil {
 		return nil, err
 	}
 	// Last: a New that fails leaves nothing registered.
@@ -191,6 +209,10 @@ func (m *Manager) Run(ctx context.Context) error {
 	default:
 	}
 	for {
+		if now := m.now(); !now.Before(m.nextCheck) {
+			m.checkFiles()
+			m.nextCheck = now.Add(m.cfg.CheckInterval)
+		}
 		domain, next, changed := m.plan()
 		if changed {
 			m.changed()
@@ -202,10 +224,10 @@ func (m *Manager) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		sleep := maxSleep
-		if !next.IsZero() {
-			sleep = min(max(next.Sub(m.now()), 0), maxSleep)
+		if next.IsZero() || m.nextCheck.Before(next) {
+			next = m.nextCheck
 		}
+		sleep := min(max(next.Sub(m.now()), 0), maxSleep)
 		timer := time.NewTimer(sleep)
 		select {
 		case <-ctx.Done():
@@ -231,13 +253,19 @@ func (m *Manager) Close() error {
 	return nil
 }
 
-// Want adds domains that need a certificate; wanting a domain again is a
-// no-op. A domain whose retired certificate is still kept and valid gets it
-// back at once, without an order; the others are ordered by Run, each when
-// its backoff allows. Names that are not plain lowercase host names are
-// logged and ignored.
-func (m *Manager) Want(domains ...string) {
-	m.update(domains, nil)
+// Want adds domains that need a certificate, for owner, the tenant whose
+// routes want them: Run shares the account's orders fairly between owners.
+// Wanting a domain again only records its owner. A domain whose retired
+// certificate is still kept and valid gets it back at once, without an
+// order; the others are ordered by Run, each when its backoff and the
+// account's budget allow. Names that are not plain lowercase host names
+// are logged and ignored.
+func (m *Manager) Want(owner string, domains ...string) {
+	want := make(map[string]string, len(domains))
+	for _, d := range domains {
+		want[d] = owner
+	}
+	m.update(want, nil)
 }
 
 // Unwant drops domains whose route is gone: their certificates stop being
@@ -247,45 +275,44 @@ func (m *Manager) Unwant(domains ...string) {
 	m.update(nil, domains)
 }
 
-// SetWanted makes domains the whole set of wanted domains: the others are
-// dropped as by Unwant.
-func (m *Manager) SetWanted(domains []string) {
-	set := make(map[string]bool, len(domains))
-	for _, d := range domains {
-		set[d] = true
-	}
+// SetWanted makes the domains of wanted, each with its owner (as in Want),
+// the whole set of wanted domains: the others are dropped as by Unwant.
+func (m *Manager) SetWanted(wanted map[string]string) {
 	m.mu.Lock()
 	var unwant []string
 	for d, s := range m.domains {
-		if s.Wanted && !set[d] {
+		if _, ok := wanted[d]; s.Wanted && !ok {
 			unwant = append(unwant, d)
 		}
 	}
 	m.mu.Unlock()
-	m.update(domains, unwant)
+	m.update(wanted, unwant)
 }
 
-// update wants the domains of want and drops those of unwant, then saves
-// the state, wakes Run and calls OnChange as needed.
-func (m *Manager) update(want, unwant []string) {
+// update wants the domains of want (domain to owner) and drops those of
+// unwant, then saves the state, wakes Run and calls OnChange as needed.
+func (m *Manager) update(want map[string]string, unwant []string) {
 	changed, wake := false, false
 	m.mu.Lock()
 	dirty := false
 	now := m.now()
-	for _, d := range want {
+	for d, owner := range want {
 		if err := checkDomain(d); err != nil {
 			m.log.Error().Err(err).Msg("not wanting a certificate for an invalid name")
 			continue
 		}
 		s := m.domains[d]
 		if s != nil && s.Wanted {
+			if s.Owner != owner {
+				s.Owner, dirty = owner, true
+			}
 			continue
 		}
 		if s == nil {
 			s = &domainState{}
 			m.domains[d] = s
 		}
-		s.Wanted, s.Retired, dirty, wake = true, time.Time{}, true, true
+		s.Wanted, s.Owner, s.Retired, dirty, wake = true, owner, time.Time{}, true, true
 		if c := m.certs[d]; c != nil {
 			if c.NotAfter.After(now) {
 				changed = true
@@ -410,12 +437,27 @@ func (m *Manager) Import(domain string, certPEM, keyPEM []byte) error {
 // KeepRetired, expired ones) and returns the domain to order now, if any,
 // else when to look again (zero: nothing scheduled). changed tells that the
 // usable set shrank.
+//
+// Of the domains due, each owner's is the one due the longest (then by
+// name); of the owners, the one whose last order is the oldest goes first,
+// one that never ordered before all: however many domains an owner has
+// due, another's waits for one order at most. Nothing is ordered while the
+// account's budget is spent.
 func (m *Manager) plan() (domain string, next time.Time, changed bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now()
 	dirty := false
-	var due time.Time
+	type candidate struct {
+		domain string
+		due    time.Time
+	}
+	best := map[string]candidate{}
+	for o, until := range m.paused {
+		if !until.After(now) {
+			delete(m.paused, o)
+		}
+	}
 	soonest := func(t time.Time) {
 		if next.IsZero() || t.Before(next) {
 			next = t
@@ -452,13 +494,28 @@ func (m *Manager) plan() (domain string, next time.Time, changed bool) {
 				at = r
 			}
 		}
+		if until, ok := m.paused[s.Owner]; ok && until.After(at) {
+			at = until
+		}
 		if at.After(now) {
 			soonest(at)
 			continue
 		}
-		// Due: the one due the longest first, then by name.
-		if domain == "" || at.Before(due) || (at.Equal(due) && d < domain) {
-			domain, due = d, at
+		if c, ok := best[s.Owner]; !ok || at.Before(c.due) || (at.Equal(c.due) && d < c.domain) {
+			best[s.Owner] = candidate{domain: d, due: at}
+		}
+	}
+	if len(best) > 0 {
+		if at := m.budget.availableAt(m.cfg.OrderLimit, m.cfg.OrderWindow, now); at.After(now) {
+			soonest(at)
+		} else {
+			owner, first := "", true
+			for o := range best {
+				if first || m.turn[o] < m.turn[owner] || (m.turn[o] == m.turn[owner] && o < owner) {
+					owner, first = o, false
+				}
+			}
+			domain = best[owner].domain
 		}
 	}
 	if dirty || changed {
@@ -478,7 +535,11 @@ func (m *Manager) order(ctx context.Context, domain string) {
 	}
 	attempt := s.Failures + 1
 	renewal := m.certs[domain] != nil
+	owner := s.Owner
 	s.LastAttempt = m.now()
+	m.budget.take(m.cfg.OrderLimit, m.cfg.OrderWindow, s.LastAttempt)
+	m.turns++
+	m.turn[owner] = m.turns
 	// Should the process die during the order, the next start waits as
 	// after a failure: a crash loop does not become an order storm.
 	s.NextAttempt = s.LastAttempt.Add(backoff(m.cfg.BackoffMin, m.cfg.BackoffMax, attempt))
@@ -504,7 +565,25 @@ func (m *Manager) order(ctx context.Context, domain string) {
 	s = m.domains[domain]
 	changed := false
 	var next time.Time
-	if err == nil {
+	var limited *rateLimitedError
+	if errors.As(err, &limited) {
+		// Refused before any validation: not the domain's failure. The
+		// domain and its owner wait as the server asked, and the account
+		// waits for a new token.
+		wait := limited.retryAfter
+		if wait <= 0 {
+			wait = m.cfg.BackoffMin
+		}
+		next = now.Add(min(wait, m.cfg.BackoffMax))
+		if next.After(m.paused[owner]) {
+			m.paused[owner] = next
+		}
+		m.budget.drain(now)
+		if s != nil && s.Wanted {
+			s.LastError = shorten("rate limited by the ACME server: " + err.Error())
+			s.NextAttempt = next
+		}
+	} else if err == nil {
 		old := m.certs[domain]
 		m.certs[domain] = c
 		if s == nil {
@@ -528,6 +607,11 @@ func (m *Manager) order(ctx context.Context, domain string) {
 	m.mu.Unlock()
 
 	took := m.now().Sub(start).Round(time.Millisecond)
+	if limited != nil {
+		m.metrics.order(resultRateLimited)
+		log.Warn().Err(errors.New(shorten(err.Error()))).Dur("took", took).Str("owner", owner).Time("next_attempt", next).Msg("certificate order refused by the ACME server's rate limit; the owner's orders wait")
+		return
+	}
 	if err != nil {
 		m.metrics.order(resultFailed)
 		ev := log.Warn().Err(errors.New(shorten(err.Error()))).Dur("took", took)
@@ -569,6 +653,69 @@ func (m *Manager) usableLocked(d string, c *stored, now time.Time) bool {
 	return s != nil && s.Wanted && c.NotAfter.After(now)
 }
 
+// checkFiles drops the certificates whose files were deleted, cut or
+// replaced by hand since they were written: a wanted domain is then ordered
+// again, as one without a certificate, and OnChange stops its files being
+// served. Files whose mark changed but still hold the certificate (touched,
+// copied back) are kept. The files are read outside m.mu.
+func (m *Manager) checkFiles() {
+	m.mu.Lock()
+	list := make([]*stored, 0, len(m.certs))
+	for _, c := range m.certs {
+		list = append(list, c)
+	}
+	m.mu.Unlock()
+	type damage struct {
+		c   *stored
+		err error
+	}
+	var damaged []damage
+	fresh := map[*stored][2]fileMark{}
+	for _, c := range list {
+		if !c.changedOnDisk() {
+			continue
+		}
+		// A copy: c is shared with m.certs, which only m.mu guards.
+		cp := *c
+		if err := cp.reread(); err != nil {
+			damaged = append(damaged, damage{c, err})
+		} else {
+			fresh[c] = cp.marks
+		}
+	}
+	if len(damaged)+len(fresh) == 0 {
+		return
+	}
+	changed := false
+	m.mu.Lock()
+	for c, marks := range fresh {
+		if m.certs[c.Domain] == c {
+			c.marks = marks
+		}
+	}
+	for _, dm := range damaged {
+		d := dm.c.Domain
+		if m.certs[d] != dm.c {
+			continue // replaced meanwhile by an order
+		}
+		wanted := m.domains[d] != nil && m.domains[d].Wanted
+		m.log.Error().Err(dm.err).Str("domain", d).Bool("wanted", wanted).Msg("the files of a certificate were deleted or damaged; it is no longer served and, if wanted, ordered again")
+		m.dropCertificate(d)
+		if wanted {
+			changed = true
+		} else {
+			delete(m.domains, d)
+		}
+	}
+	m.saveStateLocked()
+	m.updateMetricsLocked()
+	m.mu.Unlock()
+	if changed {
+		m.poke()
+		m.changed()
+	}
+}
+
 // dropCertificate forgets the certificate of d and deletes its files.
 // m.mu is held.
 func (m *Manager) dropCertificate(d string) {
@@ -581,9 +728,15 @@ func (m *Manager) dropCertificate(d string) {
 // saveStateLocked writes state.json; a failure is logged, the state in
 // memory stays right. m.mu is held.
 func (m *Manager) saveStateLocked() {
-	if err := m.store.saveState(m.domains); err != nil {
+	if err := m.save(m.stateLocked()); err != nil {
 		m.log.Error().Err(err).Msg("saving certificate state")
 	}
+}
+
+// stateLocked is what saveStateLocked keeps. m.mu is held.
+func (m *Manager) stateLocked() stateFile {
+	b := m.budget
+	return stateFile{Domains: m.domains, Budget: &b}
 }
 
 // updateMetricsLocked sets the gauges. m.mu is held.

@@ -40,7 +40,7 @@ func TestBackoffSchedule(t *testing.T) {
 func TestFailedOrderBacksOff(t *testing.T) {
 	m := newTestManager(t, "", Config{BackoffMin: time.Minute, BackoffMax: 4 * time.Minute}, nil)
 	m.ca.setFail(errValidation)
-	m.Want(domain)
+	m.Want(tenant, domain)
 	waits := []time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute, 4 * time.Minute}
 	for i, wait := range waits {
 		if got := m.step(t); got != domain {
@@ -54,8 +54,8 @@ func TestFailedOrderBacksOff(t *testing.T) {
 			t.Errorf("LastError %q", st.LastError)
 		}
 		m.clock.Add(wait - time.Second)
-		m.Want(domain)
-		m.SetWanted([]string{domain})
+		m.Want(tenant, domain)
+		m.SetWanted(map[string]string{domain: tenant})
 		if got := m.step(t); got != "" {
 			t.Fatalf("ordered %q one second before the backoff ends", got)
 		}
@@ -85,7 +85,7 @@ func TestBackoffSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
 	m := newTestManager(t, dir, Config{}, nil)
 	m.ca.setFail(errValidation)
-	m.Want(domain)
+	m.Want(tenant, domain)
 	m.step(t)
 	m.clock.Add(DefaultBackoffMin)
 	m.step(t)
@@ -99,7 +99,7 @@ func TestBackoffSurvivesRestart(t *testing.T) {
 	if got := m2.Status(domain); !statusEqual(got, want) {
 		t.Fatalf("after restart: %+v, want %+v", got, want)
 	}
-	m2.SetWanted([]string{domain})
+	m2.SetWanted(map[string]string{domain: tenant})
 	if got := m2.step(t); got != "" {
 		t.Fatalf("restart ordered %q during the backoff", got)
 	}
@@ -120,7 +120,7 @@ func statusEqual(a, b Status) bool {
 func TestCertificateSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
 	m := newTestManager(t, dir, Config{}, nil)
-	m.Want(domain)
+	m.Want(tenant, domain)
 	m.step(t)
 	before := m.Certificates()
 	m.Close()
@@ -179,7 +179,7 @@ func TestImportServedOnlyWhenWanted(t *testing.T) {
 	if got := m.Certificates(); len(got) != 0 {
 		t.Fatalf("Certificates before Want: %+v", got)
 	}
-	m.Want(domain)
+	m.Want(tenant, domain)
 	got := m.Certificates()
 	if len(got) != 1 || got[0].Domain != domain || !got[0].NotAfter.Equal(t0.Add(90*24*time.Hour).Truncate(time.Second)) {
 		t.Fatalf("Certificates after Want: %+v", got)
@@ -201,7 +201,7 @@ func TestImportServedOnlyWhenWanted(t *testing.T) {
 // after KeepRetired the files are gone and a new Want orders.
 func TestRetireAndWantAgain(t *testing.T) {
 	m := newTestManager(t, "", Config{KeepRetired: time.Hour}, nil)
-	m.Want(domain, "b.example.test")
+	m.Want(tenant, domain, "b.example.test")
 	m.step(t)
 	m.step(t)
 	if n := len(m.Certificates()); n != 2 {
@@ -226,7 +226,7 @@ func TestRetireAndWantAgain(t *testing.T) {
 
 	m.clock.Add(59 * time.Minute)
 	m.step(t)
-	m.Want(domain)
+	m.Want(tenant, domain)
 	if got := m.Certificates(); len(got) != 2 {
 		t.Fatalf("after Want again: %+v", got)
 	}
@@ -248,7 +248,7 @@ func TestRetireAndWantAgain(t *testing.T) {
 			t.Errorf("%s after KeepRetired: %v", f, err)
 		}
 	}
-	m.Want(domain)
+	m.Want(tenant, domain)
 	if d := m.step(t); d != domain {
 		t.Errorf("Want after deletion ordered %q, want %q", d, domain)
 	}
@@ -258,7 +258,7 @@ func TestRetireAndWantAgain(t *testing.T) {
 // lifetime is left, and served meanwhile; an unwanted one is not.
 func TestRenewal(t *testing.T) {
 	m := newTestManager(t, "", Config{}, nil)
-	m.Want(domain)
+	m.Want(tenant, domain)
 	m.step(t)
 	first := m.Status(domain).Certificate
 	m.clock.Add(59 * 24 * time.Hour)
@@ -291,7 +291,7 @@ func TestRun(t *testing.T) {
 	m.cfg.OnChange = func() { changed <- struct{}{} }
 	done := make(chan error, 1)
 	go func() { done <- m.Run(context.Background()) }()
-	m.Want(domain)
+	m.Want(tenant, domain)
 	select {
 	case <-changed:
 	case <-time.After(10 * time.Second):
@@ -314,8 +314,68 @@ func TestRun(t *testing.T) {
 
 func TestWantRefusesBadNames(t *testing.T) {
 	m := newTestManager(t, "", Config{}, nil)
-	m.Want("", "../x.test", "a/b.test", "UPPER.test", "*.wild.test")
+	m.Want(tenant, "", "../x.test", "a/b.test", "UPPER.test", "*.wild.test")
 	if d := m.step(t); d != "" {
 		t.Errorf("ordered %q", d)
+	}
+}
+
+// TestDamagedFilesOrderedAgain guards issue 18: a certificate whose files
+// were deleted or cut short by hand stayed "usable" until its renewal. The
+// check drops it (OnChange: it is no longer served) and the domain is
+// ordered again; a file only touched keeps its certificate.
+func TestDamagedFilesOrderedAgain(t *testing.T) {
+	tests := []struct {
+		name   string
+		damage func(certFile, keyFile string) error
+		lost   bool
+	}{
+		{"certificate deleted", func(c, _ string) error { return os.Remove(c) }, true},
+		{"key cut short", func(_, k string) error { return os.Truncate(k, 12) }, true},
+		{"certificate replaced by garbage of its size", func(c, _ string) error {
+			fi, err := os.Stat(c)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(c, []byte(strings.Repeat("x", int(fi.Size()))), 0o600)
+		}, true},
+		// Touched or copied back whole: nothing to do.
+		{"touched", func(c, _ string) error {
+			return os.Chtimes(c, time.Now(), time.Now().Add(time.Hour))
+		}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := newTestManager(t, "", Config{}, nil)
+			m.Want(tenant, domain)
+			m.step(t)
+			before := *m.changes
+			certFile, keyFile := certFiles(m.store.dir, domain)
+			if err := tt.damage(certFile, keyFile); err != nil {
+				t.Fatal(err)
+			}
+			m.checkFiles()
+			if lost := m.Status(domain).Certificate == nil; lost != tt.lost {
+				t.Fatalf("certificate lost: %v, want %v", lost, tt.lost)
+			}
+			if changed := *m.changes > before; changed != tt.lost {
+				t.Errorf("OnChange called: %v, want %v", changed, tt.lost)
+			}
+			want := ""
+			if tt.lost {
+				want = domain
+			}
+			if d := m.step(t); d != want {
+				t.Fatalf("ordered %q, want %q", d, want)
+			}
+			if st := m.Status(domain); st.Certificate == nil || st.Failures != 0 {
+				t.Errorf("after the check: %+v", st)
+			}
+			// Checked again: all is well now.
+			m.checkFiles()
+			if d := m.step(t); d != "" {
+				t.Errorf("ordered %q again", d)
+			}
+		})
 	}
 }

@@ -8,8 +8,8 @@ import (
 
 // Names of the Manager's metrics.
 const (
-	// metricOrders counts finished orders, labelled result: issued or
-	// failed.
+	// metricOrders counts finished orders, labelled result: issued,
+	// failed or ratelimited.
 	metricOrders = "gateway_certs_orders_total"
 	// metricCertificates is the number of usable certificates.
 	metricCertificates = "gateway_certs_certificates"
@@ -33,7 +33,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		orders: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: metricOrders,
-			Help: "ACME orders of user-domain certificates, by result (issued, failed).",
+			Help: "ACME orders of user-domain certificates, by result (issued, failed, ratelimited).",
 		}, []string{"result"}),
 		certificates: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: metricCertificates,
@@ -52,6 +52,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	// Both results show from the start, at zero.
 	m.orders.WithLabelValues(resultIssued)
 	m.orders.WithLabelValues(resultFailed)
+	m.orders.WithLabelValues(resultRateLimited)
 	return m, nil
 }
 
@@ -59,6 +60,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 const (
 	resultIssued = "issued"
 	resultFailed = "failed"
+	// resultRateLimited: the server refused the order with rateLimited.
+	resultRateLimited = "ratelimited"
 )
 
 func (m *metrics) order(result string) {

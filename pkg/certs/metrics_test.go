@@ -11,7 +11,7 @@ func TestMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := newTestManager(t, "", Config{Registry: reg}, nil)
 	m.ca.setFail(errValidation)
-	m.Want(domain, "b.example.test")
+	m.Want(tenant, domain, "b.example.test")
 	m.step(t)
 	m.ca.setFail(nil)
 	m.step(t)

@@ -30,6 +30,10 @@ type Options struct {
 	BackoffMax ptypes.Duration `description:"Longest wait between two attempts to get a user domain's certificate." json:"backoffmax,omitempty" toml:"backoffmax,omitempty" yaml:"backoffmax,omitempty"`
 	// KeepRetired is Config.KeepRetired. Default DefaultKeepRetired (24h).
 	KeepRetired ptypes.Duration `description:"How long the certificate of a user domain no longer routed is kept, never served nor renewed, so that a route set again meanwhile gets it back without a new order." json:"keepretired,omitempty" toml:"keepretired,omitempty" yaml:"keepretired,omitempty"`
+	// OrderLimit is Config.OrderLimit. Default DefaultOrderLimit (300).
+	OrderLimit int `description:"Most orders of user-domain certificates the ACME account starts per --acme.orderwindow (a bucket refilled evenly; Let's Encrypt allows 300 new orders per account per 3 hours)." json:"orderlimit,omitempty" toml:"orderlimit,omitempty" yaml:"orderlimit,omitempty"`
+	// OrderWindow is Config.OrderWindow. Default DefaultOrderWindow (3h).
+	OrderWindow ptypes.Duration `description:"Period of --acme.orderlimit." json:"orderwindow,omitempty" toml:"orderwindow,omitempty" yaml:"orderwindow,omitempty"`
 }
 
 // SetDefaults sets every option to its default; paerser calls it before it
@@ -40,6 +44,8 @@ func (o *Options) SetDefaults() {
 		BackoffMin:  ptypes.Duration(DefaultBackoffMin),
 		BackoffMax:  ptypes.Duration(DefaultBackoffMax),
 		KeepRetired: ptypes.Duration(DefaultKeepRetired),
+		OrderLimit:  DefaultOrderLimit,
+		OrderWindow: ptypes.Duration(DefaultOrderWindow),
 	}
 }
 
@@ -54,6 +60,9 @@ func (o Options) Validate() error {
 	}
 	if o.KeepRetired < 0 {
 		return fmt.Errorf("--acme.keepretired must not be negative")
+	}
+	if o.OrderLimit <= 0 || o.OrderWindow <= 0 {
+		return fmt.Errorf("--acme.orderlimit %d and --acme.orderwindow %s: both must be positive", o.OrderLimit, time.Duration(o.OrderWindow))
 	}
 	return nil
 }

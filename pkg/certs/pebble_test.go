@@ -29,6 +29,9 @@ import (
 // authorization after 2.5 to 7.5 s, as Pebble sends no Retry-After.
 const orderTimeout = 30 * time.Second
 
+// tenant owns the domains of the tests that have one owner.
+const tenant = "tenant"
+
 // pebbleEnv is a Pebble that validates HTTP-01 on the port of a server
 // answering from a Manager's Handler, and resolves names with a
 // pebble-challtestsrv.
@@ -206,7 +209,7 @@ func TestPebbleIssuesCertificate(t *testing.T) {
 	m := env.startManager(t, dir, certs.Config{})
 
 	start := time.Now()
-	m.Want(name)
+	m.Want(tenant, name)
 	env.waitCertificate(t, m, name, orderTimeout)
 	t.Logf("certificate after %s", time.Since(start).Round(time.Millisecond))
 	if n := env.validations(name); n != 1 {
@@ -230,7 +233,7 @@ func TestPebbleIssuesCertificate(t *testing.T) {
 	}
 	const second = "two.certs.test"
 	env.challtest.AddA(t, second, "127.0.0.1")
-	m2.Want(second)
+	m2.Want(tenant, second)
 	env.waitCertificate(t, m2, second, orderTimeout)
 	if n := strings.Count(env.pebble.Proc.Output(), " accounts in memory"); n != 1 {
 		t.Errorf("Pebble created %d accounts, want 1", n)
@@ -253,7 +256,7 @@ func TestPebbleBackoff(t *testing.T) {
 
 	start := time.Now()
 	for range 30 {
-		m.Want(name)
+		m.Want(tenant, name)
 		time.Sleep(500 * time.Millisecond)
 	}
 	elapsed := time.Since(start)
@@ -305,7 +308,7 @@ func TestPebbleShutdownDuringOrder(t *testing.T) {
 	env.handler.mu.Unlock()
 	dir := filepath.Join(t.TempDir(), "certs")
 	m := env.startManager(t, dir, certs.Config{BackoffMin: lo, BackoffMax: 2 * lo})
-	m.Want(name)
+	m.Want(tenant, name)
 	// The order is under way once Pebble tries to validate it.
 	harness.WaitFor(t, orderTimeout, "Pebble to validate "+name, func() error {
 		if env.validations(name) == 0 {
@@ -328,7 +331,7 @@ func TestPebbleShutdownDuringOrder(t *testing.T) {
 	if until := time.Until(st.NextAttempt); until < lo-15*time.Second {
 		t.Errorf("after a restart, the next order is due in %s, want about %s: %+v", until, lo, st)
 	}
-	m2.SetWanted([]string{name})
+	m2.SetWanted(map[string]string{name: tenant})
 	time.Sleep(2 * time.Second)
 	if n := env.pebble.Orders(); n != 1 {
 		t.Errorf("Pebble got %d orders, want 1: the restart ordered again", n)

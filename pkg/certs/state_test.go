@@ -25,7 +25,7 @@ func TestBadStateSetAside(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			m := newTestManager(t, dir, Config{}, nil)
-			m.Want("www.user.example")
+			m.Want(tenant, "www.user.example")
 			if got := m.step(t); got != "www.user.example" {
 				t.Fatalf("ordered %q", got)
 			}
@@ -45,7 +45,7 @@ func TestBadStateSetAside(t *testing.T) {
 			}
 
 			m2 := newTestManager(t, dir, Config{Store: db}, nil)
-			m2.SetWanted([]string{"www.user.example"})
+			m2.SetWanted(map[string]string{"www.user.example": tenant})
 			if len(m2.Certificates()) != 1 {
 				t.Fatalf("certificates after the bad state: %v", m2.Certificates())
 			}

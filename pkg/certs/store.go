@@ -55,6 +55,9 @@ func checkDomain(domain string) error {
 type domainState struct {
 	// Wanted: the domain has a route and its certificate is served.
 	Wanted bool `json:"wanted,omitempty"`
+	// Owner is the tenant whose route wants the domain: orders are shared
+	// fairly between owners.
+	Owner string `json:"owner,omitempty"`
 	// Retired is when the domain stopped being wanted while it had a
 	// certificate; zero while wanted.
 	Retired     time.Time `json:"retired,omitzero"`
@@ -67,12 +70,56 @@ type domainState struct {
 // stateFile is the content of state.json.
 type stateFile struct {
 	Domains map[string]*domainState `json:"domains"`
+	// Budget is the account's allowance of orders; nil: a full one.
+	Budget *budget `json:"budget,omitempty"`
 }
 
 // stored is a certificate on disk.
 type stored struct {
 	Certificate
 	notBefore time.Time
+	// marks are the certificate's and the key's files as last checked.
+	marks [2]fileMark
+}
+
+// fileMark is what a file looked like, to notice that it changed without
+// reading it.
+type fileMark struct {
+	size    int64
+	modTime time.Time
+}
+
+// markOf returns the mark of path; the zero mark when it cannot be read.
+func markOf(path string) fileMark {
+	fi, err := os.Stat(path)
+	if err != nil || !fi.Mode().IsRegular() {
+		return fileMark{}
+	}
+	return fileMark{size: fi.Size(), modTime: fi.ModTime()}
+}
+
+// changedOnDisk tells whether the files of c are no longer as marked.
+func (c *stored) changedOnDisk() bool {
+	return markOf(c.CertFile) != c.marks[0] || markOf(c.KeyFile) != c.marks[1]
+}
+
+// reread checks the files of c again and marks them; it returns why they
+// no longer hold c's certificate, nil when they do.
+func (c *stored) reread() error {
+	certPEM, err1 := os.ReadFile(c.CertFile)
+	keyPEM, err2 := os.ReadFile(c.KeyFile)
+	if err := errors.Join(err1, err2); err != nil {
+		return err
+	}
+	leaf, err := parsePair(c.Domain, certPEM, keyPEM)
+	if err != nil {
+		return fmt.Errorf("%s: %w", c.CertFile, err)
+	}
+	if !leaf.NotAfter.Equal(c.NotAfter) {
+		return fmt.Errorf("%s: replaced by another certificate, expiring %s", c.CertFile, leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	c.marks = [2]fileMark{markOf(c.CertFile), markOf(c.KeyFile)}
+	return nil
 }
 
 // renewAt is when less than a third of the certificate's lifetime is left.
@@ -117,7 +164,7 @@ func (s *store) certPaths(domain string) (certFile, keyFile string) {
 
 // loadState reads the state, from the gateway's store or from state.json
 // without one; none is an empty state.
-func (s *store) loadState() (map[string]*domainState, error) {
+func (s *store) loadState() (*stateFile, error) {
 	var data []byte
 	var err error
 	if s.state.Store != nil {
@@ -129,7 +176,7 @@ func (s *store) loadState() (map[string]*domainState, error) {
 		return nil, fmt.Errorf("reading certificate state: %w", err)
 	}
 	if data == nil {
-		return map[string]*domainState{}, nil
+		return &stateFile{Domains: map[string]*domainState{}}, nil
 	}
 	var f stateFile
 	if err := json.Unmarshal(data, &f); err != nil {
@@ -141,7 +188,7 @@ func (s *store) loadState() (map[string]*domainState, error) {
 			domains[d] = st
 		}
 	}
-	return domains, nil
+	return &stateFile{Domains: domains, Budget: f.Budget}, nil
 }
 
 // errBadState says the state does not read back.
@@ -169,8 +216,8 @@ func (s *store) setAsideState() error {
 
 // saveState replaces the state, in the gateway's store or in state.json
 // without one.
-func (s *store) saveState(domains map[string]*domainState) error {
-	data, err := json.MarshalIndent(stateFile{Domains: domains}, "", "  ")
+func (s *store) saveState(f stateFile) error {
+	data, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encoding certificate state: %w", err)
 	}
@@ -199,7 +246,7 @@ func parsePair(domain string, certPEM, keyPEM []byte) (*x509.Certificate, error)
 	return leaf, nil
 }
 
-// newStored describes the files of domain holding leaf.
+// newStored describes the files of domain holding leaf, as they are now.
 func (s *store) newStored(domain string, leaf *x509.Certificate) *stored {
 	certFile, keyFile := s.certPaths(domain)
 	return &stored{
@@ -211,6 +258,7 @@ func (s *store) newStored(domain string, leaf *x509.Certificate) *stored {
 			Issuer:   leaf.Issuer.String(),
 		},
 		notBefore: leaf.NotBefore,
+		marks:     [2]fileMark{markOf(certFile), markOf(keyFile)},
 	}
 }
 

@@ -1,6 +1,11 @@
 package gateway
 
 import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -26,7 +31,7 @@ func newFakeCertificates() *fakeCertificates {
 	return &fakeCertificates{wanted: map[string]bool{}, status: map[string]certs.Status{}}
 }
 
-func (f *fakeCertificates) Want(ds ...string) {
+func (f *fakeCertificates) Want(_ string, ds ...string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, d := range ds {
@@ -44,14 +49,14 @@ func (f *fakeCertificates) Unwant(ds ...string) {
 	}
 }
 
-func (f *fakeCertificates) SetWanted(ds []string) {
+func (f *fakeCertificates) SetWanted(ds map[string]string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.wanted = map[string]bool{}
-	for _, d := range ds {
+	for d := range ds {
 		f.wanted[d] = true
 	}
-	sorted := slices.Sorted(slices.Values(ds))
+	sorted := slices.Sorted(maps.Keys(ds))
 	f.calls = append(f.calls, "set "+joinOr(sorted, "-"))
 }
 
@@ -213,4 +218,100 @@ func writePair(t testing.TB, dir, name string) certs.Certificate {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// TestDamagedCertificateFiles guards issue 18: a certificate file Traefik
+// reads, deleted or cut short by hand, was never written again, and List
+// went on showing the certificate. The next sweep installs it again; a
+// certificate that cannot be installed is not shown by List.
+func TestDamagedCertificateFiles(t *testing.T) {
+	const fqdn = "user.example"
+	root := t.TempDir()
+	f := newFakeCertificates()
+	c := writePair(t, t.TempDir(), fqdn)
+	f.certs = []certs.Certificate{c}
+	f.status[fqdn] = certs.Status{Certificate: &c}
+	m, recs := newModuleWith(t, root, func(cfg *Config) {
+		withCertificates(root, f)(cfg)
+		cfg.SweepInterval = 20 * time.Millisecond
+	})
+	recs.set(fqdn, "198.51.100.7")
+	if err := c21(m).SetFQDNProxy("7-1-web", fqdn, []string{"http://10.0.0.1"}, false); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	shown := func() bool {
+		list, err := m.List(context.Background())
+		if err != nil || len(list) != 1 {
+			t.Fatalf("List: %+v %v", list, err)
+		}
+		return list[0].Status != nil && list[0].Status.Certificate != nil
+	}
+	if !shown() {
+		t.Fatal("List does not show the certificate the reserved file names")
+	}
+	files := readAnchor(t, root).TLS.Certificates[0]
+	want := map[string][]byte{}
+	for _, p := range []string{files.CertFile, files.KeyFile} {
+		want[p], _ = os.ReadFile(p)
+	}
+	damage := []struct {
+		name string
+		do   func() error
+	}{
+		{"certificate deleted", func() error { return os.Remove(files.CertFile) }},
+		{"key cut short", func() error { return os.Truncate(files.KeyFile, 10) }},
+	}
+	for _, d := range damage {
+		if err := d.do(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 5*time.Second, "the files installed again after "+d.name, func() error {
+			for p, data := range want {
+				if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, data) {
+					return fmt.Errorf("%s: %d bytes, %v", p, len(got), err)
+				}
+			}
+			return nil
+		})
+		if !shown() {
+			t.Errorf("%s: List does not show the certificate installed again", d.name)
+		}
+	}
+
+	// The gateway's own copy is gone too: nothing can be installed, and
+	// List says so.
+	os.Remove(c.CertFile)
+	os.Remove(files.CertFile)
+	waitFor(t, 5*time.Second, "List to stop showing a certificate Traefik cannot read", func() error {
+		if shown() {
+			return errors.New("still shown")
+		}
+		return nil
+	})
+	list, _ := m.List(context.Background())
+	if list[0].Status.ACME == nil {
+		t.Errorf("no ACME status for a domain without a certificate: %+v", list[0].Status)
+	}
+}
+
+// waitFor calls check until it returns nil, failing the test with its last
+// error after timeout.
+func waitFor(t testing.TB, timeout time.Duration, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting %s for %s: %v", timeout, what, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

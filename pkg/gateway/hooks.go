@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -108,6 +109,13 @@ func (h meterHook) Rollback(cs []change) {
 	}
 }
 
+// twinOf returns the twin of a workload ID, "twin-deployment-name": the
+// tenant among whom the certificates' orders are shared.
+func twinOf(wlID string) string {
+	twin, _, _ := strings.Cut(wlID, "-")
+	return twin
+}
+
 // certsHook tells the certificates which user domains are routed.
 type certsHook struct{ c Certificates }
 
@@ -120,7 +128,7 @@ func (h certsHook) Commit(cs []change, _ time.Time) {
 			h.c.Unwant(c.old.fqdn)
 		}
 		if !c.deleted && c.new.acme() {
-			h.c.Want(c.new.fqdn)
+			h.c.Want(twinOf(c.new.id), c.new.fqdn)
 		}
 	}
 }

@@ -120,11 +120,13 @@ type DefaultCertificate interface {
 // the implementation the daemon uses.
 type Certificates interface {
 	// Want and Unwant say a domain's route needs a certificate, or no
-	// longer does.
-	Want(domains ...string)
+	// longer does; owner is the twin whose route it is (twinOf), among
+	// whom the account's orders are shared.
+	Want(owner string, domains ...string)
 	Unwant(domains ...string)
-	// SetWanted says which domains need one, all of them.
-	SetWanted(domains []string)
+	// SetWanted says which domains need one, all of them, each with its
+	// owner.
+	SetWanted(wanted map[string]string)
 	// Certificates returns the certificates to serve.
 	Certificates() []certs.Certificate
 	// Status tells where a domain's certificate stands.
@@ -198,6 +200,12 @@ type Module struct {
 	userCerts    []*traefik.TLSCertificate
 	certsStale   bool
 	certsChanged chan struct{}
+	// userMarks are the files of userCerts as installed: a sweep that finds
+	// one changed (deleted, cut by hand) installs them again.
+	userMarks map[string]fileMark
+	// served holds the domains whose certificate the reserved file names,
+	// with files found whole by the last sweep: List shows no other.
+	served atomic.Pointer[map[string]bool]
 
 	// status is the last reading of the routes' status, nil when there is
 	// none.
@@ -329,8 +337,10 @@ func (m *Module) userCertificates() []*traefik.TLSCertificate {
 	if !m.certsStale {
 		return m.userCerts
 	}
-	var pairs []traefik.PEMPair
+	var files []*traefik.TLSCertificate
 	stale := false
+	served := map[string]bool{}
+	marks := map[string]fileMark{}
 	for _, c := range m.cfg.Certificates.Certificates() {
 		certPEM, err1 := os.ReadFile(c.CertFile)
 		keyPEM, err2 := os.ReadFile(c.KeyFile)
@@ -339,16 +349,50 @@ func (m *Module) userCertificates() []*traefik.TLSCertificate {
 			stale = true
 			continue
 		}
-		pairs = append(pairs, traefik.PEMPair{Name: c.Domain, Cert: certPEM, Key: keyPEM})
-	}
-	files, err := m.cfg.CertificateFiles.Install(pairs)
-	if err != nil {
-		m.log.Error().Err(err).Msg("installing certificates for Traefik; the domains left out get the default certificate")
-		stale = true
+		// One at a time, to know which domains are served.
+		installed, err := m.cfg.CertificateFiles.Install([]traefik.PEMPair{{Name: c.Domain, Cert: certPEM, Key: keyPEM}})
+		if err != nil || len(installed) != 1 {
+			m.log.Error().Err(err).Str("fqdn", c.Domain).Msg("installing a certificate for Traefik; its domain gets the default certificate")
+			stale = true
+			continue
+		}
+		files = append(files, installed[0])
+		served[c.Domain] = true
+		marks[installed[0].CertFile], marks[installed[0].KeyFile] = markOf(installed[0].CertFile), markOf(installed[0].KeyFile)
 	}
 	// Left stale, the next sweep reads them again.
-	m.userCerts, m.certsStale = files, stale
+	m.userCerts, m.userMarks, m.certsStale = files, marks, stale
+	m.served.Store(&served)
 	return files
+}
+
+// checkUserCertificates tells whether a file of the certificates the
+// reserved file names is no longer as installed: deleted, cut or replaced
+// by hand. Only Run calls it.
+func (m *Module) checkUserCertificates() bool {
+	for path, mark := range m.userMarks {
+		if markOf(path) != mark {
+			m.log.Error().Str("file", path).Msg("a certificate file Traefik reads was deleted or changed; it is installed again")
+			return true
+		}
+	}
+	return false
+}
+
+// fileMark is what a file looked like, to notice that it changed without
+// reading it.
+type fileMark struct {
+	size    int64
+	modTime time.Time
+}
+
+// markOf returns the mark of path; the zero mark when it is not a file.
+func markOf(path string) fileMark {
+	fi, err := os.Stat(path)
+	if err != nil || !fi.Mode().IsRegular() {
+		return fileMark{}
+	}
+	return fileMark{size: fi.Size(), modTime: fi.ModTime()}
 }
 
 // CertificatesChanged tells the module that the certificates of user
@@ -379,6 +423,9 @@ func (m *Module) Run(ctx context.Context) error {
 			return ctx.Err()
 		case <-t.C:
 			m.sweep()
+			if m.checkUserCertificates() {
+				m.certsStale = true
+			}
 			if err := m.publishAnchor(); err != nil {
 				m.log.Error().Err(err).Msg("publishing the default certificate")
 			}
@@ -669,7 +716,12 @@ func (m *Module) List(context.Context) ([]Proxy, error) {
 		for i := range list {
 			p := &list[i]
 			if p.Kind == KindFQDN && !p.TLSPassthrough {
-				p.Status = withACME(p.Status, m.cfg.Certificates.Status(p.FQDN))
+				st := m.cfg.Certificates.Status(p.FQDN)
+				if served := m.served.Load(); st.Certificate != nil && (served == nil || !(*served)[p.FQDN]) {
+					// Held, but not (or not yet) served by Traefik.
+					st.Certificate = nil
+				}
+				p.Status = withACME(p.Status, st)
 			}
 		}
 	}

@@ -99,10 +99,10 @@ func (m *Module) Recover() error {
 	defer m.mu.Unlock()
 	m.idx = x
 	if m.cfg.Certificates != nil {
-		var domains []string
+		domains := map[string]string{}
 		for _, r := range x.byID {
 			if r.acme() {
-				domains = append(domains, r.fqdn)
+				domains[r.fqdn] = twinOf(r.id)
 			}
 		}
 		m.cfg.Certificates.SetWanted(domains)

@@ -58,11 +58,11 @@ func (c CertificateFiles) Install(pairs []PEMPair) ([]*TLSCertificate, error) {
 		sum.Write(p.Key)
 		base := filepath.Join(c.Dir, dnsname.FileStem(p.Name)+"-"+hex.EncodeToString(sum.Sum(nil)[:8]))
 		files := &TLSCertificate{CertFile: base + ".crt", KeyFile: base + ".key"}
-		if err := writeIfMissing(files.KeyFile, p.Key, 0o600); err != nil {
+		if err := writeUnlessWhole(files.KeyFile, p.Key, 0o600); err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		if err := writeIfMissing(files.CertFile, p.Cert, 0o644); err != nil {
+		if err := writeUnlessWhole(files.CertFile, p.Cert, 0o644); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -98,10 +98,11 @@ func (c CertificateFiles) Prune(keep []*TLSCertificate) error {
 	return errors.Join(errs...)
 }
 
-// writeIfMissing writes data to path unless a file is there: its name says
-// what it holds.
-func writeIfMissing(path string, data []byte, perm os.FileMode) error {
-	if _, err := os.Stat(path); err == nil {
+// writeUnlessWhole writes data to path unless a file of its size is there:
+// its name says what it holds. One deleted or cut short by hand is written
+// again.
+func writeUnlessWhole(path string, data []byte, perm os.FileMode) error {
+	if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() && fi.Size() == int64(len(data)) {
 		return nil
 	}
 	if err := atomicfile.Write(path, data, perm); err != nil && !errors.Is(err, atomicfile.ErrNotDurable) {
