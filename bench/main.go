@@ -385,15 +385,15 @@ func findTools(ctx context.Context, o options, repo, work string, logf func(stri
 	var t tools
 	t.traefik = os.Getenv("TRAEFIK_BIN")
 	if t.traefik == "" {
-		cache := os.Getenv("GATEWAY_CACHE")
-		if cache == "" {
-			dir, err := os.UserCacheDir()
-			if err != nil {
-				return t, fmt.Errorf("finding traefik: %w", err)
-			}
-			cache = filepath.Join(dir, "gateway")
+		// The script knows where the build with the current patches is
+		// cached (it builds it when it is not).
+		cmd := exec.CommandContext(ctx, filepath.Join(repo, "scripts", "install-traefik.sh"))
+		cmd.Stderr = os.Stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return t, fmt.Errorf("finding traefik with scripts/install-traefik.sh: %w", err)
 		}
-		t.traefik = filepath.Join(cache, "traefik-v3.6.12", "traefik")
+		t.traefik = strings.TrimSpace(string(out))
 	}
 	if _, err := os.Stat(t.traefik); err != nil {
 		return t, fmt.Errorf("traefik not found at %s (set TRAEFIK_BIN or run scripts/install-deps.sh): %w", t.traefik, err)

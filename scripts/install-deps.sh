@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # install-deps.sh installs what the gateway's tests and local node need on a
 # fresh Debian machine with Go: redis-server from Debian, Pebble (a test ACME
-# server) with go install, and Traefik built from its module. It is
+# server) with go install, and Traefik built from its module with our patches
+# (patch, from Debian, applies them). It is
 # idempotent and prints KEY=value lines for the Makefile:
 #   TRAEFIK_BIN, PEBBLE_BIN, PEBBLE_CHALLTESTSRV_BIN, REDIS_SERVER
 set -euo pipefail
@@ -23,7 +24,7 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >&2
 }
 
-apt_install redis-server
+apt_install redis-server patch
 
 # Pebble and its DNS/HTTP test server, in a folder of their own keyed by
 # version so that a newer one elsewhere on PATH does not interfere.

@@ -33,6 +33,10 @@ const (
 	PathSSE = "/sse"
 	// SSEInterval is the time between two events of PathSSE.
 	SSEInterval = 200 * time.Millisecond
+	// PathEcho answers with the request body, byte for byte, once it has
+	// read all of it (at most maxResponseSize bytes; more is refused with
+	// 413), as an upload that returns what it stored does.
+	PathEcho = "/echo"
 	// HeaderBackend carries the backend's name in every answer.
 	HeaderBackend = "X-Backend"
 )
@@ -45,9 +49,9 @@ const (
 
 // Backend is an HTTP (or HTTPS) server on loopback (127.0.0.1 unless
 // started with an *At constructor) that answers with its own identity:
-// header X-Backend and a body "<name>\n". Any other path than PathWebsocket
-// and PathSSE answers that way; "?size=N" makes the body N bytes of 'x'
-// instead. It counts requests, those that came over TLS, and the body bytes
+// header X-Backend and a body "<name>\n". Any other path than PathWebsocket,
+// PathSSE and PathEcho answers that way; "?size=N" makes the body N bytes of
+// 'x' instead. It counts requests, those that came over TLS, and the body bytes
 // it read and wrote.
 type Backend struct {
 	// Name is what the backend answers with.
@@ -153,6 +157,7 @@ func newBackend(name string) *Backend {
 	mux := http.NewServeMux()
 	mux.Handle(PathWebsocket, websocket.Handler(b.echo))
 	mux.HandleFunc(PathSSE, b.sse)
+	mux.HandleFunc(PathEcho, b.echoBody)
 	mux.HandleFunc("/", b.identity)
 	b.srv = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -204,6 +209,23 @@ func (b *Backend) identity(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.Header().Set("Content-Type", "text/plain")
+	written, _ := w.Write(body)
+	b.bytesOut.Add(int64(written))
+}
+
+func (b *Backend) echoBody(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxResponseSize+1))
+	b.bytesIn.Add(int64(len(body)))
+	switch {
+	case err != nil:
+		http.Error(w, "reading the body: "+err.Error(), http.StatusBadRequest)
+		return
+	case len(body) > maxResponseSize:
+		http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
+		return
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.Header().Set("Content-Type", "application/octet-stream")
 	written, _ := w.Write(body)
 	b.bytesOut.Add(int64(written))
 }

@@ -3,6 +3,7 @@ package harness
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -72,6 +73,26 @@ func TestBackends(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || resp.Header.Get(HeaderBackend) != "plain" || h.BytesIn() != 300 || h.BytesOut() != 1000 {
 		t.Errorf("status %d backend %q in %d out %d", resp.StatusCode, resp.Header.Get(HeaderBackend), h.BytesIn(), h.BytesOut())
+	}
+
+	// PathEcho answers with the body, and refuses one over its limit.
+	body := bytes.Repeat([]byte("0123456789abcdef"), 4096)
+	resp, err = HTTPClient(h.Addr).Post("http://whatever.test"+PathEcho, "application/octet-stream", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	echoed, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(echoed, body) {
+		t.Errorf("echo: status %d, %d bytes, want %d; error %v", resp.StatusCode, len(echoed), len(body), err)
+	}
+	resp, err = HTTPClient(h.Addr).Post("http://whatever.test"+PathEcho, "application/octet-stream", bytes.NewReader(make([]byte, maxResponseSize+1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("echo of %d bytes: status %d, want 413", maxResponseSize+1, resp.StatusCode)
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
