@@ -11,6 +11,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/threefoldtech/zbus"
@@ -96,6 +97,12 @@ var ErrNoAnswer = errors.New("zos's network daemon (zbus module " + NetworkModul
 type Networker struct {
 	client  zbus.Client
 	timeout time.Duration
+
+	mu sync.Mutex
+	// silentUntil is when the calls wait for the daemon again after one it
+	// did not answer: until then they fail at once, so that a start that
+	// attaches many routes does not wait for each.
+	silentUntil time.Time
 }
 
 // NewNetworker returns a client of the network daemon reached through
@@ -131,12 +138,21 @@ func (n *Networker) Namespace(ctx context.Context, id NetID) (string, error) {
 // call calls method with args and decodes its one result into out; the
 // error the method returned, if any, is returned.
 func (n *Networker) call(ctx context.Context, method string, args []any, out any) error {
+	n.mu.Lock()
+	silent := time.Now().Before(n.silentUntil)
+	n.mu.Unlock()
+	if silent {
+		return fmt.Errorf("%w (the last call waited %s)", ErrNoAnswer, n.timeout)
+	}
 	ctx, cancel := context.WithTimeout(ctx, n.timeout)
 	defer cancel()
 	obj := zbus.ObjectID{Name: NetworkerName, Version: NetworkerVersion}
 	resp, err := n.client.RequestContext(ctx, NetworkModule, obj, method, args...)
 	switch {
 	case ctx.Err() != nil:
+		n.mu.Lock()
+		n.silentUntil = time.Now().Add(n.timeout)
+		n.mu.Unlock()
 		return fmt.Errorf("%w within %s", ErrNoAnswer, n.timeout)
 	case err != nil:
 		return fmt.Errorf("calling %s of the network daemon: %w", method, err)

@@ -129,4 +129,10 @@ func TestNetworker(t *testing.T) {
 	if _, err := silent.GetNet(context.Background(), office); !errors.Is(err, ErrNoAnswer) {
 		t.Fatalf("GetNet without a daemon: %v, want ErrNoAnswer", err)
 	}
+	// The next call does not wait again for a daemon that just did not
+	// answer: a start that attaches many routes fails them fast.
+	start := time.Now()
+	if _, err := silent.Namespace(context.Background(), office); !errors.Is(err, ErrNoAnswer) || time.Since(start) > 25*time.Millisecond {
+		t.Fatalf("Namespace right after: %v after %s", err, time.Since(start))
+	}
 }
