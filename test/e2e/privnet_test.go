@@ -69,10 +69,14 @@ func TestPrivateNetwork(t *testing.T) {
 	if os.Getenv(inOwnNetNSEnv) == "" {
 		cmd := exec.Command("unshare", "--net", "--", os.Args[0], "-test.run=^TestPrivateNetwork$", "-test.count=1", "-test.v", "-test.timeout=8m")
 		cmd.Env = append(os.Environ(), inOwnNetNSEnv+"=1")
-		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 		// The run ends with this test's process, whatever happens.
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := cmd.Run(); err != nil {
+		out, err := cmd.CombinedOutput()
+		// Quoted, so that its test events are not taken for this run's.
+		for _, line := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+			t.Log("| " + line)
+		}
+		if err != nil {
 			t.Fatalf("TestPrivateNetwork in a network namespace of its own (unshare --net, as root): %v", err)
 		}
 		return
