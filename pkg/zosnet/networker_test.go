@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -135,4 +136,24 @@ func TestNetworker(t *testing.T) {
 	if _, err := silent.Namespace(context.Background(), office); !errors.Is(err, ErrNoAnswer) || time.Since(start) > 25*time.Millisecond {
 		t.Fatalf("Namespace right after: %v after %s", err, time.Since(start))
 	}
+}
+
+// FuzzTwinOf checks that a twin is read only from a wlID that starts with
+// it, and that the network ID of any name is 13 base58 characters.
+func FuzzTwinOf(f *testing.F) {
+	for _, s := range []string{"7-1-web", "0-0-0", "-1-x", "4294967296-1-x", "+7-1-x", "07-1-x", "7", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, wlID string) {
+		twin, err := TwinOf(wlID)
+		if err == nil {
+			first, _, _ := strings.Cut(wlID, "-")
+			if n, perr := strconv.ParseUint(first, 10, 32); perr != nil || uint32(n) != twin {
+				t.Fatalf("TwinOf(%q) = %d", wlID, twin)
+			}
+		}
+		if id := NetworkID(twin, wlID); len(id) != netIDLength || strings.Trim(string(id), base58Alphabet) != "" {
+			t.Fatalf("NetworkID(%d, %q) = %q", twin, wlID, id)
+		}
+	})
 }
