@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
 	zlog "github.com/rs/zerolog/log"
+	"github.com/threefoldtech/zbus"
 	"github.com/traefik/paerser/cli"
 
 	"github.com/threefoldtech/gateway/internal/tasks"
@@ -27,8 +28,10 @@ import (
 	"github.com/threefoldtech/gateway/pkg/certs"
 	"github.com/threefoldtech/gateway/pkg/gateway"
 	"github.com/threefoldtech/gateway/pkg/meter"
+	"github.com/threefoldtech/gateway/pkg/privnet"
 	"github.com/threefoldtech/gateway/pkg/store"
 	"github.com/threefoldtech/gateway/pkg/traefik"
+	"github.com/threefoldtech/gateway/pkg/zosnet"
 )
 
 // probeTimeout bounds one question to Traefik's API.
@@ -231,6 +234,19 @@ func serve(cfg *Configuration) error {
 		parts = append(parts, tasks.Task{Name: "metering", Run: bytesMeter.Run})
 	}
 
+	// Routes into tenants' private networks, through zos's network daemon
+	// (docs/OPERATIONS.md, Private networks). A node without the daemon
+	// refuses them, naming the network, when a call does not answer.
+	var networks gateway.Networks
+	if client, err := zbus.NewRedisClient(cfg.Broker); err != nil {
+		log.Error().Err(err).Msg("private networks are unavailable: routes with a network are refused")
+	} else if nets, err := privnet.New(privnet.Config{Daemon: zosnet.NewNetworker(client, zosnet.DefaultCallTimeout), Store: db, Logger: log}); err != nil {
+		log.Error().Err(err).Msg("private networks are unavailable: routes with a network are refused")
+	} else {
+		defer nets.Close()
+		networks = nets
+	}
+
 	mod, err := gateway.New(gateway.Config{
 		Store:            db,
 		Routes:           routes,
@@ -241,6 +257,7 @@ func serve(cfg *Configuration) error {
 		Workers:          cfg.Workers,
 		SweepInterval:    time.Duration(cfg.Routes.Sweep),
 		StatusInterval:   time.Duration(cfg.Routes.Status),
+		Networks:         networks,
 		Meter:            routeMeter,
 		MeterUnavailable: meterErr,
 		Probe:            traefik.API{Base: traefik.APIURL(cfg.Traefik.Metrics), Client: &http.Client{Timeout: probeTimeout}},

@@ -9,6 +9,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/threefoldtech/gateway/pkg/store"
 )
 
 // mapNetworks is a Networks that maps each target of a known network to a
@@ -130,5 +133,54 @@ func TestPrivateNetworkRoutes(t *testing.T) {
 	}
 	if nets.attached["7-1-web"] {
 		t.Fatal("the private network of a deleted route stays attached")
+	}
+}
+
+// storedNetworks is a Networks that keeps its allocation in the module's
+// store, as privnet does; each Attach grows the file, so that bbolt must
+// map it again, which waits for every open read transaction.
+type storedNetworks struct {
+	*mapNetworks
+	db *store.Store
+}
+
+func (n storedNetworks) Attach(wlID, network string, targets []netip.AddrPort) (map[netip.AddrPort]netip.AddrPort, error) {
+	if err := n.db.Update(func(tx *store.Tx) error {
+		return store.Put(tx, "networks-test", []byte(fmt.Sprint(time.Now().UnixNano())), make([]byte, 8<<20))
+	}); err != nil {
+		return nil, err
+	}
+	return n.mapNetworks.Attach(wlID, network, targets)
+}
+
+// TestPrivateNetworkStoreAtStart guards the start of a gateway whose
+// Networks writes the store: Recover attaches the routes outside its own
+// transaction of the store (inside it, the write waited forever).
+func TestPrivateNetworkStoreAtStart(t *testing.T) {
+	root := t.TempDir()
+	nets := newMapNetworks("office")
+	m, _ := newModuleWith(t, root, func(c *Config) {
+		c.Store = openStore(t, root)
+		c.Networks = storedNetworks{nets, c.Store}
+	})
+	req := RouteRequest{WorkloadID: "7-1-web", Kind: KindName, Name: "web", Backends: []string{"http://10.1.0.5:8080"}, Network: "office"}
+	if _, err := m.SetRoute(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		newModuleWith(t, root, func(c *Config) {
+			c.Store = openStore(t, root)
+			c.Networks = storedNetworks{nets, c.Store}
+		})
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the start attaching a private network's route did not end")
+	}
+	if got := grouped(t, root)["7-1-web"]; got == nil {
+		t.Fatal("the route is not published after the start")
 	}
 }

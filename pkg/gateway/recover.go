@@ -54,11 +54,6 @@ func (m *Module) Recover() error {
 				m.log.Error().Err(err).Str("wlID", id).Msg("a route of the store cannot be served by this gateway; it stays in the store, unserved")
 				return
 			}
-			if err := m.attach(&r); err != nil {
-				// Left in the store: the network may come back.
-				m.log.Error().Err(err).Str("wlID", id).Msg("a route of the store cannot reach its private network; it is not served until it is set again")
-				return
-			}
 			if err := checkOwn(r, policy); err != nil {
 				reasons[id] = "not a route this gateway serves any more: " + err.Error()
 				refused = append(refused, r)
@@ -69,6 +64,17 @@ func (m *Module) Recover() error {
 	})
 	if err != nil {
 		return fmt.Errorf("loading the routes of the store: %w", err)
+	}
+	// Outside the store's transaction: Networks keeps its allocation in
+	// the store too.
+	for id, r := range byID {
+		if err := m.attach(&r); err != nil {
+			// Left in the store: the network may come back.
+			m.log.Error().Err(err).Str("wlID", id).Msg("a route of the store cannot reach its private network; it is not served until it is set again")
+			delete(byID, id)
+			continue
+		}
+		byID[id] = r
 	}
 	if err := m.refuse(refused, reasons); err != nil {
 		return err

@@ -1,7 +1,8 @@
 // Package zosnet is the gateway's client of zos's network daemon, which
 // zos's modules reach over zbus as module "network", object
-// "network@0.0.1" (zos's Networker). This file reads the node's public
-// configuration: the gateway domain the farmer set and the public IPs.
+// "network@0.0.1" (zos's Networker, zosbase pkg/network.go): the node's
+// public configuration, the gateway domain the farmer set and the public
+// IPs (public.go), and the private networks of tenants (networker.go).
 package zosnet
 
 import (
@@ -34,7 +35,8 @@ const (
 	// a daemon that does not answer (not up yet) before it starts without
 	// a domain and public IPs.
 	DefaultStartWait = 30 * time.Second
-	// DefaultCallTimeout bounds one GetPublicConfig call.
+	// DefaultCallTimeout bounds one call to the daemon: zbus waits for an
+	// answer forever, and a node without the daemon never answers.
 	DefaultCallTimeout = 5 * time.Second
 )
 

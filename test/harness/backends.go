@@ -97,11 +97,34 @@ func StartHTTPBackend(t testing.TB, name string) *Backend {
 // stopped Backend starts it again where routes still point.
 func StartHTTPBackendAt(t testing.TB, name, addr string) *Backend {
 	t.Helper()
+	return StartHTTPBackendOn(t, name, loopbackListener(t, name, addr))
+}
+
+// StartHTTPBackendOn starts a plain HTTP Backend named name on ln, a
+// listener the test opened where the others never listen: inside a network
+// namespace of the test's own.
+func StartHTTPBackendOn(t testing.TB, name string, ln net.Listener) *Backend {
+	t.Helper()
 	b := newBackend(name)
-	b.listen(t, addr)
+	b.ln, b.Addr = ln, ln.Addr().String()
 	go func() { _ = b.srv.Serve(b.ln) }()
 	t.Cleanup(b.Stop)
 	return b
+}
+
+// StartTLSBackendOn is StartHTTPBackendOn behind TLS, as StartTLSBackend.
+func StartTLSBackendOn(t testing.TB, name string, ln net.Listener, names ...string) *TLSBackend {
+	t.Helper()
+	cert, leaf, err := selfSigned(name, names)
+	if err != nil {
+		t.Fatalf("backend %s: certificate: %v", name, err)
+	}
+	b := newBackend(name)
+	b.srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}}
+	b.ln, b.Addr = ln, ln.Addr().String()
+	go func() { _ = b.srv.Serve(tls.NewListener(b.ln, b.srv.TLSConfig)) }()
+	t.Cleanup(b.Stop)
+	return &TLSBackend{Backend: b, Cert: leaf}
 }
 
 // TLSBackend is a Backend that terminates TLS itself with a self-signed
@@ -125,31 +148,23 @@ func StartTLSBackend(t testing.TB, name string, names ...string) *TLSBackend {
 // starts it again (with a new certificate) where routes still point.
 func StartTLSBackendAt(t testing.TB, name, addr string, names ...string) *TLSBackend {
 	t.Helper()
-	cert, leaf, err := selfSigned(name, names)
-	if err != nil {
-		t.Fatalf("backend %s: certificate: %v", name, err)
-	}
-	b := newBackend(name)
-	b.srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}}
-	b.listen(t, addr)
-	go func() { _ = b.srv.Serve(tls.NewListener(b.ln, b.srv.TLSConfig)) }()
-	t.Cleanup(b.Stop)
-	return &TLSBackend{Backend: b, Cert: leaf}
+	return StartTLSBackendOn(t, name, loopbackListener(t, name, addr), names...)
 }
 
-// listen opens b's listener on addr, which must be on loopback: tests never
-// listen anywhere else.
-func (b *Backend) listen(t testing.TB, addr string) {
+// loopbackListener opens the listener of backend name on addr, which must
+// be on loopback: tests never listen anywhere else but in network namespaces
+// of their own (StartHTTPBackendOn).
+func loopbackListener(t testing.TB, name, addr string) net.Listener {
 	t.Helper()
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil || !ap.Addr().IsLoopback() {
-		t.Fatalf("backend %s: address %q is not a loopback IP:port (%v)", b.Name, addr, err)
+		t.Fatalf("backend %s: address %q is not a loopback IP:port (%v)", name, addr, err)
 	}
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
-		t.Fatalf("backend %s: %v", b.Name, err)
+		t.Fatalf("backend %s: %v", name, err)
 	}
-	b.ln, b.Addr = l, l.Addr().String()
+	return l
 }
 
 func newBackend(name string) *Backend {
