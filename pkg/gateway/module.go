@@ -358,7 +358,7 @@ func (m *Module) userCertificates() []*traefik.TLSCertificate {
 		}
 		files = append(files, installed[0])
 		served[c.Domain] = true
-		marks[installed[0].CertFile], marks[installed[0].KeyFile] = markOf(installed[0].CertFile), markOf(installed[0].KeyFile)
+		marks[installed[0].CertFile], marks[installed[0].KeyFile] = installedMark(installed[0].CertFile), installedMark(installed[0].KeyFile)
 	}
 	// Left stale, the next sweep reads them again.
 	m.userCerts, m.userMarks, m.certsStale = files, marks, stale
@@ -384,6 +384,18 @@ func (m *Module) checkUserCertificates() bool {
 type fileMark struct {
 	size    int64
 	modTime time.Time
+}
+
+// installedMark returns the mark of path just installed. A file removed
+// meanwhile (by hand, between the write and this look) gets a mark no file
+// has, so that the next check installs it again rather than take its
+// absence for what was installed.
+func installedMark(path string) fileMark {
+	mk := markOf(path)
+	if mk == (fileMark{}) {
+		mk.size = -1
+	}
+	return mk
 }
 
 // markOf returns the mark of path; the zero mark when it is not a file.
