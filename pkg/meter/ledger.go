@@ -254,6 +254,26 @@ func (l *Ledger) unclaim(wlID string, a netip.AddrPort) {
 	l.changes++
 }
 
+// Marks returns the connection marks of the claims (markOf their sequence
+// numbers): for each claimed address, that of the claim that owns it, and
+// those of every claim. A claim keeps its number, and so its mark, across
+// restarts: the connections it opened are not reset by one.
+func (l *Ledger) Marks() Marks {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := Marks{Owners: make(map[netip.AddrPort]uint32, len(l.addrs)), Live: make(map[uint32]bool, len(l.addrs))}
+	for a, st := range l.addrs {
+		if len(st.claims) == 0 {
+			continue
+		}
+		out.Owners[a] = markOf(st.claims[len(st.claims)-1].seq)
+		for _, c := range st.claims {
+			out.Live[markOf(c.seq)] = true
+		}
+	}
+	return out
+}
+
 // Observe takes readings of counters (Kernel.Read, or the final readings
 // of Kernel.Sync) and adds what they counted since the last reading to the
 // workloads that own their addresses. A reading of counters not seen before
