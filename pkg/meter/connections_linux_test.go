@@ -160,6 +160,56 @@ func TestMeterConnectionsEndWithTheirClaim(t *testing.T) {
 	}
 }
 
+// TestMeterMarksOfClaimsOutliveARestart guards issue 18: a claim's mark
+// stays its own across a restart of the meter, even when the restart comes
+// before the next periodic save. Were the claims numbered again at the
+// restart, in another order (Reset numbers new claims by workload ID), a's
+// connection would carry the mark of b's claim and b's that of a's: b
+// deleted, its connection would stay open and a's would be reset.
+func TestMeterMarksOfClaimsOutliveARestart(t *testing.T) {
+	const n = 256 << 10
+	ns := newNetNS(t)
+	dir := t.TempDir()
+	m, _ := newLoggingMeter(t, ns, dir)
+	lnX, x := listen(t, ns, "127.0.0.1:0")
+	lnY, y := listen(t, ns, "127.0.0.1:0")
+	if err := m.Reset(nil); err != nil {
+		t.Fatal(err)
+	}
+	// b claims first, then a: not the order of their IDs.
+	if err := m.Assign("b", []netip.AddrPort{x}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Assign("a", []netip.AddrPort{y}); err != nil {
+		t.Fatal(err)
+	}
+	toX, serverX := exchange(t, ns, lnX, n)
+	drain(serverX)
+	toY, serverY := exchange(t, ns, lnY, n)
+	drain(serverY)
+
+	// No tick saved the ledger: the meter restarts.
+	m.kernel.Close()
+	m, _ = newLoggingMeter(t, ns, dir)
+	if err := m.Reset(map[string][]netip.AddrPort{"a": {y}, "b": {x}}); err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]net.Conn{"x": toX, "y": toY} {
+		if err := pump(c, n); err != nil {
+			t.Errorf("the connection to %s after a restart of the meter: %v", name, err)
+		}
+	}
+	if err := m.Remove("b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := pump(toX, 4<<20); !isReset(err) {
+		t.Errorf("deleted b's connection to x: gave %v, want a reset", err)
+	}
+	if err := pump(toY, n); err != nil {
+		t.Errorf("a's connection to y, b deleted: %v", err)
+	}
+}
+
 // isReset tells whether err is that of a connection reset.
 func isReset(err error) bool {
 	return errors.Is(err, unix.ECONNRESET) || errors.Is(err, unix.EPIPE)

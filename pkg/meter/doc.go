@@ -47,8 +47,10 @@
 // gives to the first packet of every connection to the address the claim
 // owns (Kernel.SetMarks); a packet of a connection whose claim ended is
 // dropped and answered with a TCP reset. Meter sets the marks after every
-// change of claims, so a route that stops naming an address, or is
-// deleted, has its connections to it closed rather than billed to the
-// address's next owner or to nobody. Meter also checks the table at every
-// reading (Kernel.Check) and makes it anew when someone else emptied it.
+// change of claims, once the new claims are saved (a claim numbered again
+// by a restart would give its connections the mark of another), so a route
+// that stops naming an address, or is deleted, has its connections to it
+// closed rather than billed to the address's next owner or to nobody. Meter
+// also checks the table at every reading (Kernel.Check) and makes it anew
+// when someone else emptied it.
 package meter

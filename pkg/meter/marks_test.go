@@ -52,3 +52,36 @@ func TestPlanMarks(t *testing.T) {
 		})
 	}
 }
+
+// TestLedgerMarksOnlyOfSavedClaims guards issue 18: a claim gets a mark only
+// once it is saved, since an unsaved one is numbered again after a restart;
+// until then an address keeps the mark of its latest saved claim.
+func TestLedgerMarksOnlyOfSavedClaims(t *testing.T) {
+	l, path := openLedger(t)
+	check := func(want string, saved bool) {
+		t.Helper()
+		m := l.Marks()
+		if got := fmt.Sprint(m.Owners, m.Live); got != want {
+			t.Errorf("marks %s, want %s", got, want)
+		}
+		if l.ClaimsSaved() != saved {
+			t.Errorf("ClaimsSaved() = %v, want %v", !saved, saved)
+		}
+	}
+	check("map[] map[]", true)
+	l.Assign("a", []netip.AddrPort{addrA})
+	check("map[] map[]", false)
+	if err := l.Save(); err != nil {
+		t.Fatal(err)
+	}
+	check("map[10.0.0.1:80:2147483649] map[2147483649:true]", true)
+	// b takes addrA over, and claims addrB: a keeps addrA's mark until
+	// b's claims are saved.
+	l.Assign("b", []netip.AddrPort{addrA, addrB})
+	check("map[10.0.0.1:80:2147483649] map[2147483649:true]", false)
+	// An ended claim loses its mark at once.
+	l.Remove("a")
+	check("map[] map[]", false)
+	l = reopen(t, l, path)
+	check("map[10.0.0.1:80:2147483650 [fd00::1]:443:2147483651] map[2147483650:true 2147483651:true]", true)
+}

@@ -2,6 +2,7 @@ package meter
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -317,13 +318,29 @@ func (m *Meter) sync() error {
 }
 
 // syncMarks makes the kernel's connection marks those of the ledger's
-// claims. A failure does not fail the change: the addresses count all the
-// same, and the next tick tries again; meanwhile new connections may go
-// unmarked, and those of ended claims stay open. Called with mu held.
+// claims. New claims are saved first: a mark outlives the meter in the
+// connections that took it, and a claim not saved would be numbered again
+// after a restart, perhaps with the number, and so the mark, of another
+// claim, which would keep its connections open once their own claim ended
+// (Ledger.Marks). A failure does not fail the change: the addresses count
+// all the same, and the next tick tries again; meanwhile new connections
+// may go unmarked, or take the mark of an address's earlier owner, and
+// those of ended claims stay open. When only the save fails, the marks of
+// the saved claims are set all the same: ended claims still end. Called
+// with mu held.
 func (m *Meter) syncMarks() {
-	if err := m.kernel.SetMarks(m.ledger.Marks()); err != nil {
+	var err error
+	if !m.ledger.ClaimsSaved() {
+		if err = m.save(); err != nil {
+			err = fmt.Errorf("saving the claims before their connections are marked: %w", err)
+		}
+	}
+	if merr := m.kernel.SetMarks(m.ledger.Marks()); merr != nil {
+		err = errors.Join(err, merr)
+	}
+	if err != nil {
 		if !m.marksStale {
-			m.log.Error().Err(err).Msg("setting the connection marks; connections of ended routes stay open until it works")
+			m.log.Error().Err(err).Msg("setting the connection marks; until it works, connections of ended routes may stay open")
 		}
 		m.marksStale = true
 		return
