@@ -497,3 +497,70 @@ func matches(wired map[netip.AddrPort]string, pairs map[netip.AddrPort][]*pair) 
 func sorted[V any](m map[netip.AddrPort]V) []netip.AddrPort {
 	return slices.SortedFunc(maps.Keys(m), netip.AddrPort.Compare)
 }
+
+// markTag is the bit every connection mark of the gateway has, so that the
+// reset rule leaves alone connections marked by others, or not at all.
+const markTag uint32 = 1 << 31
+
+// markOf returns the connection mark of the claim of sequence number seq:
+// markTag and the low 31 bits of seq. Claims are numbered from one, and
+// 2^31 claims go by before a mark comes back.
+func markOf(seq uint64) uint32 { return markTag | uint32(seq)&^markTag }
+
+// Marks are the connection marks of the claims on addresses.
+type Marks struct {
+	// Owners is the mark of the owning claim of each claimed address:
+	// a new connection to the address takes it.
+	Owners map[netip.AddrPort]uint32
+	// Live holds the marks of every claim: the connections of any other
+	// mark of the gateway are reset.
+	Live map[uint32]bool
+}
+
+// markBatch is the changes of the one batch that brings the marks from
+// what the table holds to what is wanted: an owner that changes is deleted
+// and added again, as an element of a map cannot change its value in place.
+// Live marks are added before the owners that name them and deleted after:
+// the batch commits at once, but the order is that of a reader of the
+// steps.
+type markBatch struct {
+	addLive   []uint32
+	delOwners []netip.AddrPort
+	addOwners []netip.AddrPort // with the marks of want
+	delLive   []uint32
+	owners    map[netip.AddrPort]uint32
+}
+
+func (b *markBatch) empty() bool {
+	return len(b.addLive) == 0 && len(b.delOwners) == 0 && len(b.addOwners) == 0 && len(b.delLive) == 0
+}
+
+// planMarks plans the batch that makes the marks of cur those of want.
+func planMarks(cur, want Marks) markBatch {
+	b := markBatch{owners: want.Owners}
+	for m := range want.Live {
+		if !cur.Live[m] {
+			b.addLive = append(b.addLive, m)
+		}
+	}
+	for m := range cur.Live {
+		if !want.Live[m] {
+			b.delLive = append(b.delLive, m)
+		}
+	}
+	for a, m := range cur.Owners {
+		if w, ok := want.Owners[a]; !ok || w != m {
+			b.delOwners = append(b.delOwners, a)
+		}
+	}
+	for a, m := range want.Owners {
+		if c, ok := cur.Owners[a]; !ok || c != m {
+			b.addOwners = append(b.addOwners, a)
+		}
+	}
+	slices.Sort(b.addLive)
+	slices.Sort(b.delLive)
+	slices.SortFunc(b.delOwners, netip.AddrPort.Compare)
+	slices.SortFunc(b.addOwners, netip.AddrPort.Compare)
+	return b
+}
