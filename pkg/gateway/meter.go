@@ -33,16 +33,13 @@ type Meter interface {
 var _ Meter = (*meter.Meter)(nil)
 
 // meterAddrs returns the addresses where Traefik reaches the backends of r
-// (through a private network as Traefik connects to them): the backends it
-// names, and nothing else. A passthrough route's HTTP-01 challenges go to
-// port 80 of its backends' addresses, but a connection there is not told
-// apart, by address, from that of another workload's route naming that
-// port: port 80 belongs to whoever names it, and challenge traffic that no
-// route names is not billed (it is a few hundred bytes a certificate).
+// (targets, through a private network as Traefik connects to them): each
+// backend, and for a passthrough route also port 80 of each backend
+// address, where HTTP-01 challenges for its name go.
 func (r route) meterAddrs() []netip.AddrPort {
-	addrs := make([]netip.AddrPort, len(r.backends))
-	for i, b := range r.backends {
-		addrs[i] = r.reach(b.Addr)
+	addrs := r.targets()
+	for i, a := range addrs {
+		addrs[i] = r.reach(a)
 	}
 	slices.SortFunc(addrs, netip.AddrPort.Compare)
 	return slices.Compact(addrs)

@@ -116,9 +116,8 @@ func TestModuleMetersRoutes(t *testing.T) {
 	}
 	want := map[string][]netip.AddrPort{
 		"web": addrPorts("10.0.0.1:80", "10.0.0.2:8443"),
-		// Only what it names: port 80, where its HTTP-01 challenges go,
-		// may be another workload's backend (issue 18).
-		"tls": addrPorts("10.0.0.3:443", "10.0.0.3:8443"),
+		// A passthrough route's HTTP-01 challenges go to port 80.
+		"tls": addrPorts("10.0.0.3:80", "10.0.0.3:443", "10.0.0.3:8443"),
 	}
 	if fmt.Sprint(book.addrs) != fmt.Sprint(want) {
 		t.Fatalf("metered %v, want %v", book.addrs, want)

@@ -38,19 +38,4 @@
 // workload that owned its address when it was counted, to within one Read:
 // the final readings of an address count for the workload that drops it,
 // and a workload that takes an address over pays from the change on.
-//
-// # Connections
-//
-// A connection outlives the route that opened it: Traefik keeps an
-// upgraded connection to a backend after the route moved elsewhere. Each
-// claim of the Ledger has a conntrack mark (Ledger.Marks), which the Kernel
-// gives to the first packet of every connection to the address the claim
-// owns (Kernel.SetMarks); a packet of a connection whose claim ended is
-// dropped and answered with a TCP reset. Meter sets the marks after every
-// change of claims, once the new claims are saved (a claim numbered again
-// by a restart would give its connections the mark of another), so a route
-// that stops naming an address, or is deleted, has its connections to it
-// closed rather than billed to the address's next owner or to nobody. Meter
-// also checks the table at every reading (Kernel.Check) and makes it anew
-// when someone else emptied it.
 package meter

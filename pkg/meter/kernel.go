@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 
@@ -58,8 +57,6 @@ type Kernel struct {
 	netns  int
 	table  *nftables.Table
 	maps   [2][2]*nftables.Set // by direction, then 0 for IPv4 and 1 for IPv6
-	owners [2]*nftables.Set    // 0 for IPv4 and 1 for IPv6
-	live   *nftables.Set
 	bootID string
 
 	mu      sync.Mutex
@@ -73,13 +70,7 @@ type Kernel struct {
 	// It is nil when not known: before the first Sync, after an error or
 	// Repair, and after a Sync that left what it fixes only at the next.
 	wired map[netip.AddrPort]string
-	// marks is the connection marks as the last SetMarks left them, or nil
-	// when not known; it too holds while the generation is gen.
-	marks *Marks
 	gen   uint32
-	// checked is the generation at which Check last found the table
-	// whole.
-	checked uint32
 	// commits counts the batches flush committed, each of which bumped
 	// the generation by one.
 	commits uint32
@@ -108,10 +99,7 @@ func OpenKernel(cfg KernelConfig) (*Kernel, error) {
 		return nil, fmt.Errorf("reading the boot ID: %w", err)
 	}
 	table := &nftables.Table{Name: cfg.Table, Family: nftables.TableFamilyINet}
-	owners, live := newMarkSets(table)
 	k := &Kernel{
-		owners: owners,
-		live:   live,
 		log:    cfg.Logger.With().Str("component", "meter").Str("table", cfg.Table).Logger(),
 		netns:  cfg.NetNS,
 		table:  table,
@@ -136,7 +124,7 @@ func (k *Kernel) Repair() error {
 	if k.closed {
 		return errClosed
 	}
-	k.wired, k.marks = nil, nil
+	k.wired = nil
 	if err := k.setUp(); err != nil {
 		k.drop()
 		return fmt.Errorf("setting up table %q again: %w", k.table.Name, err)
@@ -222,9 +210,6 @@ func (k *Kernel) Sync(addrs []netip.AddrPort) (final map[netip.AddrPort]Reading,
 	gen, err := k.generation()
 	if err != nil {
 		return nil, fmt.Errorf("syncing counters of table %q: %w", k.table.Name, err)
-	}
-	if gen != k.gen {
-		k.marks = nil
 	}
 	if k.wired != nil && gen == k.gen {
 		if final, err = k.syncChanges(want, gen); err == nil {
@@ -319,106 +304,7 @@ func (k *Kernel) remember(wired map[netip.AddrPort]string, gen, commits uint32) 
 	}
 	if now == gen+(k.commits-commits) {
 		k.wired, k.gen = wired, now
-	} else {
-		k.marks = nil
 	}
-}
-
-// SetMarks makes the connection marks those of want: the mark of the
-// owning claim of each claimed address, which new connections to it take,
-// and the marks of every live claim. From the commit on, a packet of a
-// connection whose mark is no longer live is answered with a reset (see
-// resetRule). It changes only what differs from what it finds.
-func (k *Kernel) SetMarks(want Marks) (err error) {
-	w := Marks{Owners: make(map[netip.AddrPort]uint32, len(want.Owners)), Live: want.Live}
-	for a, m := range want.Owners {
-		w.Owners[normalize(a)] = m
-	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	defer func() {
-		if err != nil {
-			k.drop()
-			err = fmt.Errorf("setting the connection marks of table %q: %w", k.table.Name, err)
-		}
-	}()
-	gen, err := k.generation()
-	if err != nil {
-		return err
-	}
-	cur := k.marks
-	if cur == nil || gen != k.gen {
-		if cur, err = k.readMarks(); err != nil {
-			return err
-		}
-	}
-	b := planMarks(*cur, w)
-	commits := k.commits
-	if err := k.flushMarks(&b); err != nil {
-		return err
-	}
-	now, err := k.generation()
-	if err != nil {
-		return err
-	}
-	k.marks = nil
-	if now == gen+(k.commits-commits) {
-		if gen != k.gen {
-			k.wired = nil // not known to hold at gen
-		}
-		k.marks, k.gen = &w, now
-		if k.checked == gen {
-			k.checked = now
-		}
-	}
-	return nil
-}
-
-// Check tells how the table differs from what the Kernel made, or "" when
-// it does not: its maps, its base chains and their rules, and, when the
-// Kernel knows them, the elements of its counting maps and mark maps. It
-// reads the table only when the ruleset changed since the Kernel last
-// changed or checked it, so that calling it every reading costs one netlink
-// round trip. A table found changed is forgotten: the next Sync reads it
-// whole.
-func (k *Kernel) Check() (string, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	gen, err := k.generation()
-	if err != nil {
-		k.drop()
-		return "", fmt.Errorf("checking table %q: %w", k.table.Name, err)
-	}
-	if (gen == k.gen && k.wired != nil) || gen == k.checked {
-		return "", nil
-	}
-	conn, err := k.connection()
-	if err != nil {
-		return "", fmt.Errorf("checking table %q: %w", k.table.Name, err)
-	}
-	tables, err := conn.ListTablesOfFamily(k.table.Family)
-	if err != nil {
-		k.drop()
-		return "", fmt.Errorf("checking table %q: %w", k.table.Name, err)
-	}
-	if !slices.ContainsFunc(tables, func(t *nftables.Table) bool { return t.Name == k.table.Name }) {
-		k.wired, k.marks = nil, nil
-		return "the table is gone", nil
-	}
-	reason, err := k.misshapen(conn)
-	if err == nil && reason == "" {
-		reason, err = k.checkElements(conn)
-	}
-	if err != nil {
-		k.drop()
-		return "", fmt.Errorf("checking table %q: %w", k.table.Name, err)
-	}
-	if reason != "" {
-		k.wired, k.marks = nil, nil
-		return reason, nil
-	}
-	k.checked = gen
-	return "", nil
 }
 
 // Close closes the netlink connection. The table stays, and its counters

@@ -75,7 +75,6 @@ type Ledger struct {
 
 	mu           sync.Mutex
 	seq          uint64 // the sequence number of the latest claim
-	savedSeq     uint64 // seq as the backing keeps it
 	observes     uint64 // Observe calls so far
 	workloads    map[string]*workload
 	pending      map[string][]Totals // of removed workloads, oldest first
@@ -255,38 +254,6 @@ func (l *Ledger) unclaim(wlID string, a netip.AddrPort) {
 	l.changes++
 }
 
-// Marks returns the connection marks of the saved claims (markOf their
-// sequence numbers): for each address, that of the latest saved claim on
-// it, which owns it, and those of every saved claim. A saved claim keeps
-// its number, and so its mark, across restarts: the connections it opened
-// are not reset by one. A claim not saved yet would be numbered again
-// after a restart, perhaps with the number of another claim, whose mark
-// its connections would then carry: it has no mark until it is saved
-// (ClaimsSaved).
-func (l *Ledger) Marks() Marks {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	out := Marks{Owners: make(map[netip.AddrPort]uint32, len(l.addrs)), Live: make(map[uint32]bool, len(l.addrs))}
-	for a, st := range l.addrs {
-		for _, c := range st.claims {
-			if c.seq > l.savedSeq {
-				break // claims are sorted by sequence number
-			}
-			out.Owners[a] = markOf(c.seq)
-			out.Live[markOf(c.seq)] = true
-		}
-	}
-	return out
-}
-
-// ClaimsSaved tells whether every claim made so far is saved, and so has
-// its mark in Marks.
-func (l *Ledger) ClaimsSaved() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.savedSeq == l.seq
-}
-
 // Observe takes readings of counters (Kernel.Read, or the final readings
 // of Kernel.Sync) and adds what they counted since the last reading to the
 // workloads that own their addresses. A reading of counters not seen before
@@ -409,13 +376,13 @@ func (l *Ledger) Save() error {
 		return nil
 	}
 	data := l.encode()
-	changes, seq := l.changes, l.seq
+	changes := l.changes
 	l.mu.Unlock()
 	if err := l.backing.Save(data); err != nil {
 		return fmt.Errorf("saving ledger: %w", err)
 	}
 	l.mu.Lock()
-	l.saved, l.savedSeq = changes, seq
+	l.saved = changes
 	l.mu.Unlock()
 	return nil
 }
@@ -582,7 +549,6 @@ func (l *Ledger) decode(data []byte) error {
 		return fmt.Errorf("version %d, not %d", f.Version, ledgerVersion)
 	}
 	l.seq, l.observes, l.unattributed = f.Seq, f.Observes, f.Unattributed
-	l.savedSeq = l.seq
 	seqs := make(map[uint64]bool)
 	for _, fw := range f.Workloads {
 		if l.workloads[fw.ID] != nil {

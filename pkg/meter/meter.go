@@ -2,7 +2,6 @@ package meter
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -69,12 +68,6 @@ type Meter struct {
 	refs  map[netip.AddrPort]int
 	// failing is set while the periodic reading fails, to log once.
 	failing bool
-	// marksStale is set while the kernel's connection marks may differ
-	// from the ledger's claims: the next tick sets them again.
-	marksStale bool
-	// whole is when the last tick found the table whole: the traffic
-	// since may be lost when the next finds it changed.
-	whole time.Time
 }
 
 // New opens the counters' table (creating it if needed, keeping its
@@ -154,8 +147,6 @@ func (m *Meter) Reset(routes map[string][]netip.AddrPort) error {
 			m.ledger.Remove(id)
 		}
 	}
-	m.syncMarks()
-	m.whole = time.Now()
 	return m.save()
 }
 
@@ -287,9 +278,6 @@ func (m *Meter) change(changes map[string]assignment) error {
 		m.ledger.Remove(id)
 		removed = true
 	}
-	// New connections take the marks of the new owners, and those of the
-	// claims that ended are reset.
-	m.syncMarks()
 	if removed {
 		// The counters of its addresses are gone from the kernel: their
 		// last bytes are only in the ledger now.
@@ -301,7 +289,11 @@ func (m *Meter) change(changes map[string]assignment) error {
 // sync makes the kernel count the addresses of refs and gives the last
 // bytes of the others to their owners. Called with mu held.
 func (m *Meter) sync() error {
-	final, err := m.kernel.Sync(m.counted())
+	want := make([]netip.AddrPort, 0, len(m.refs))
+	for a := range m.refs {
+		want = append(want, a)
+	}
+	final, err := m.kernel.Sync(want)
 	if err == nil {
 		m.ledger.Observe(final)
 		return nil
@@ -311,44 +303,20 @@ func (m *Meter) sync() error {
 	// route change from now on: take in what its counters hold, and make
 	// it anew.
 	m.log.Error().Err(err).Msg("the counters' table cannot be brought in line; making it anew (the bytes of the last milliseconds may be lost)")
-	if rerr := m.rebuild(); rerr != nil {
-		return fmt.Errorf("%w; %w", err, rerr)
+	if oerr := m.observe(); oerr != nil {
+		m.log.Error().Err(oerr).Msg("reading the counters before making the table anew")
 	}
+	if rerr := m.kernel.Remove(); rerr != nil {
+		return fmt.Errorf("%w; removing the table to make it anew: %w", err, rerr)
+	}
+	if rerr := m.kernel.Repair(); rerr != nil {
+		return fmt.Errorf("%w; making the table anew: %w", err, rerr)
+	}
+	if final, err = m.kernel.Sync(want); err != nil {
+		return err
+	}
+	m.ledger.Observe(final)
 	return nil
-}
-
-// syncMarks makes the kernel's connection marks those of the ledger's
-// claims. New claims are saved first: a mark outlives the meter in the
-// connections that took it, and a claim not saved would be numbered again
-// after a restart, perhaps with the number, and so the mark, of another
-// claim, which would keep its connections open once their own claim ended
-// (Ledger.Marks). A failure does not fail the change: the addresses count
-// all the same, and the next tick tries again; meanwhile new connections
-// may go unmarked, or take the mark of an address's earlier owner, and
-// those of ended claims stay open. When only the save fails, the marks of
-// the saved claims are set all the same: ended claims still end. Called
-// with mu held.
-func (m *Meter) syncMarks() {
-	var err error
-	if !m.ledger.ClaimsSaved() {
-		if err = m.save(); err != nil {
-			err = fmt.Errorf("saving the claims before their connections are marked: %w", err)
-		}
-	}
-	if merr := m.kernel.SetMarks(m.ledger.Marks()); merr != nil {
-		err = errors.Join(err, merr)
-	}
-	if err != nil {
-		if !m.marksStale {
-			m.log.Error().Err(err).Msg("setting the connection marks; until it works, connections of ended routes may stay open")
-		}
-		m.marksStale = true
-		return
-	}
-	if m.marksStale {
-		m.log.Info().Msg("setting the connection marks works again")
-	}
-	m.marksStale = false
 }
 
 // observe gives what the counters counted since the last reading to the
@@ -422,12 +390,6 @@ func (m *Meter) tick() {
 	defer m.mu.Unlock()
 	err := m.observeOrRepair()
 	if err == nil {
-		err = m.checkTable()
-	}
-	if err == nil && m.marksStale {
-		m.syncMarks()
-	}
-	if err == nil {
 		err = m.save()
 	}
 	switch {
@@ -461,67 +423,7 @@ func (m *Meter) observeOrRepair() error {
 	if err := m.kernel.Repair(); err != nil {
 		return err
 	}
-	if err := m.sync(); err != nil {
-		return err
-	}
-	m.syncMarks()
-	return nil
-}
-
-// checkTable makes the table anew when its wiring is no longer what the
-// kernel made (a firewall reload that flushed its rules, `nft flush table`,
-// a map flushed by hand): its counters may stand while nothing counts into
-// them. What they counted is read first; the traffic between the last
-// check that found the table whole and now is lost, and said so. Called
-// with mu held.
-func (m *Meter) checkTable() error {
-	reason, err := m.kernel.Check()
-	if err != nil {
-		return err
-	}
-	now := time.Now()
-	if reason == "" {
-		m.whole = now
-		return nil
-	}
-	m.log.Error().Str("reason", reason).Time("since", m.whole).Dur("uncounted", now.Sub(m.whole)).Int("addresses", len(m.refs)).
-		Msg("the counters' table was changed by someone else; making it anew: the traffic of its addresses since the table was last found whole may not have been counted")
-	if err := m.rebuild(); err != nil {
-		return err
-	}
-	m.whole = now
-	return nil
-}
-
-// rebuild takes in what the counters hold, removes the table and makes it
-// again, with the counted addresses and the marks. Called with mu held.
-func (m *Meter) rebuild() error {
-	if err := m.observe(); err != nil {
-		m.log.Error().Err(err).Msg("reading the counters before making the table anew")
-	}
-	if err := m.kernel.Remove(); err != nil {
-		return fmt.Errorf("removing the table to make it anew: %w", err)
-	}
-	if err := m.kernel.Repair(); err != nil {
-		return fmt.Errorf("making the table anew: %w", err)
-	}
-	final, err := m.kernel.Sync(m.counted())
-	if err != nil {
-		return err
-	}
-	m.ledger.Observe(final)
-	m.syncMarks()
-	return nil
-}
-
-// counted returns the addresses the kernel counts: those of refs. Called
-// with mu held.
-func (m *Meter) counted() []netip.AddrPort {
-	want := make([]netip.AddrPort, 0, len(m.refs))
-	for a := range m.refs {
-		want = append(want, a)
-	}
-	return want
+	return m.sync()
 }
 
 // normalizeAll returns addrs in the form the kernel counts them in, sorted,

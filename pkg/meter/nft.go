@@ -6,12 +6,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"maps"
 	"net/netip"
 	"slices"
 
 	"github.com/google/nftables"
-	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -59,9 +57,11 @@ func (k *Kernel) setUp() error {
 		conn.DelTable(k.table)
 	}
 	conn.CreateTable(k.table)
-	for _, m := range k.sets() {
-		if err := conn.AddSet(m, nil); err != nil {
-			return fmt.Errorf("adding map %s: %w", m.Name, err)
+	for _, maps := range k.maps {
+		for _, m := range maps {
+			if err := conn.AddSet(m, nil); err != nil {
+				return fmt.Errorf("adding map %s: %w", m.Name, err)
+			}
 		}
 	}
 	for _, c := range k.baseChains() {
@@ -242,164 +242,6 @@ func (k *Kernel) flush(b *batch) error {
 	return nil
 }
 
-// markElem is the element of m in a set keyed by mark: the mark in the
-// host's byte order, as the conntrack expression loads it.
-func markElem(m uint32) nftables.SetElement {
-	return nftables.SetElement{Key: binaryutil.NativeEndian.PutUint32(m)}
-}
-
-// flushMarks sends b as one batch, if it holds anything.
-func (k *Kernel) flushMarks(b *markBatch) error {
-	if b.empty() {
-		return nil
-	}
-	conn, err := k.connection()
-	if err != nil {
-		return err
-	}
-	send := func(s *nftables.Set, es []nftables.SetElement, add bool) error {
-		for len(es) > 0 {
-			n := min(len(es), elemsPerMessage)
-			var err error
-			if add {
-				err = conn.SetAddElements(s, es[:n])
-			} else {
-				err = conn.SetDeleteElements(s, es[:n])
-			}
-			if err != nil {
-				return err
-			}
-			es = es[n:]
-		}
-		return nil
-	}
-	marks := func(ms []uint32) []nftables.SetElement {
-		es := make([]nftables.SetElement, len(ms))
-		for i, m := range ms {
-			es[i] = markElem(m)
-		}
-		return es
-	}
-	owners := func(as []netip.AddrPort, withMarks bool) [2][]nftables.SetElement {
-		var es [2][]nftables.SetElement
-		for _, a := range as {
-			e := nftables.SetElement{Key: key(a)}
-			if withMarks {
-				e.Val = binaryutil.NativeEndian.PutUint32(b.owners[a])
-			}
-			f := 0
-			if a.Addr().Is6() {
-				f = 1
-			}
-			es[f] = append(es[f], e)
-		}
-		return es
-	}
-	if err := send(k.live, marks(b.addLive), true); err != nil {
-		return err
-	}
-	del, add := owners(b.delOwners, false), owners(b.addOwners, true)
-	for f := range k.owners {
-		if err := send(k.owners[f], del[f], false); err != nil {
-			return err
-		}
-	}
-	for f := range k.owners {
-		if err := send(k.owners[f], add[f], true); err != nil {
-			return err
-		}
-	}
-	if err := send(k.live, marks(b.delLive), false); err != nil {
-		return err
-	}
-	if err := conn.Flush(); err != nil {
-		return err
-	}
-	k.commits++
-	return nil
-}
-
-// readMarks reads the marks the table holds.
-func (k *Kernel) readMarks() (*Marks, error) {
-	conn, err := k.connection()
-	if err != nil {
-		return nil, err
-	}
-	out := &Marks{Owners: make(map[netip.AddrPort]uint32), Live: make(map[uint32]bool)}
-	for _, s := range k.owners {
-		es, err := conn.GetSetElements(s)
-		if err != nil {
-			return nil, fmt.Errorf("reading map %s: %w", s.Name, err)
-		}
-		for _, e := range es {
-			a, ok := parseKey(e.Key)
-			if ok && len(e.Val) == 4 {
-				out.Owners[a] = binaryutil.NativeEndian.Uint32(e.Val)
-			}
-		}
-	}
-	es, err := conn.GetSetElements(k.live)
-	if err != nil {
-		return nil, fmt.Errorf("reading set %s: %w", k.live.Name, err)
-	}
-	for _, e := range es {
-		if len(e.Key) == 4 {
-			out.Live[binaryutil.NativeEndian.Uint32(e.Key)] = true
-		}
-	}
-	return out, nil
-}
-
-// checkElements tells how the elements of the counting maps differ from
-// the wiring the Kernel remembers, and those of the mark maps from the
-// marks it set, or "" when they do not (or it knows neither).
-func (k *Kernel) checkElements(conn *nftables.Conn) (string, error) {
-	if k.wired != nil {
-		for _, d := range directions {
-			got := make(map[netip.AddrPort]bool)
-			for _, s := range k.maps[d] {
-				es, err := conn.GetSetElements(s)
-				if err != nil {
-					return "", fmt.Errorf("reading map %s: %w", s.Name, err)
-				}
-				for _, e := range es {
-					if a, ok := parseKey(e.Key); ok {
-						got[a] = true
-					}
-				}
-			}
-			missing := 0
-			for a := range k.wired {
-				if !got[a] {
-					missing++
-				}
-			}
-			if missing > 0 || len(got) != len(k.wired) {
-				return fmt.Sprintf("the %s maps lead %d addresses of %d to their counters", d, len(k.wired)-missing, len(k.wired)), nil
-			}
-		}
-	}
-	if k.marks != nil {
-		got, err := k.readMarks()
-		if err != nil {
-			return "", err
-		}
-		if !maps.Equal(got.Owners, k.marks.Owners) || !maps.Equal(got.Live, k.marks.Live) {
-			return fmt.Sprintf("the mark maps hold %d owners and %d live marks, not %d and %d", len(got.Owners), len(got.Live), len(k.marks.Owners), len(k.marks.Live)), nil
-		}
-	}
-	return "", nil
-}
-
-// parseKey undoes key for an IPv4 or IPv6 key.
-func parseKey(b []byte) (netip.AddrPort, bool) {
-	if len(b) != 8 && len(b) != 20 {
-		return netip.AddrPort{}, false
-	}
-	ip, _ := netip.AddrFromSlice(b[:len(b)-4])
-	return netip.AddrPortFrom(ip, binary.BigEndian.Uint16(b[len(b)-4:])), true
-}
-
 // connection returns the netlink connection, dialing it again after an
 // error dropped it.
 func (k *Kernel) connection() (*nftables.Conn, error) {
@@ -428,7 +270,7 @@ func (k *Kernel) drop() {
 		k.genConn.Close()
 		k.genConn = nil
 	}
-	k.wired, k.marks = nil, nil
+	k.wired = nil
 }
 
 // closeConn closes the nftables connection; the next call dials it again.

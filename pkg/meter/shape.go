@@ -33,26 +33,13 @@ import (
 //		}
 //		map rx4 { … }
 //		map rx6 { … }
-//		map owner4 {
-//			type ipv4_addr . inet_service : mark
-//			elements = { 10.0.0.1 . 80 : 0x80000007 }
-//		}
-//		map owner6 { … }
-//		set live {
-//			type mark
-//			elements = { 0x80000007, 0x80000009 }
-//		}
 //		chain tx {
 //			type filter hook output priority mangle; policy accept;
-//			ct state new ct mark set ip daddr . tcp dport map @owner4
-//			ct state new ct mark set ip6 daddr . tcp dport map @owner6
-//			ct mark & 0x80000000 == 0x80000000 tcp flags & rst == 0 ct mark != @live reject with tcp reset
 //			ip daddr . tcp dport vmap @tx4
 //			ip6 daddr . tcp dport vmap @tx6
 //		}
 //		chain rx {
 //			type filter hook input priority 150; policy accept;
-//			ct mark & 0x80000000 == 0x80000000 tcp flags & rst == 0 ct mark != @live reject with tcp reset
 //			ip saddr . tcp sport vmap @rx4
 //			ip6 saddr . tcp sport vmap @rx6
 //		}
@@ -127,43 +114,6 @@ func newMaps(table *nftables.Table) [2][2]*nftables.Set {
 	return out
 }
 
-// Connection marks. The first packet of every connection Traefik opens to a
-// claimed address takes, as its conntrack mark, the mark of the claim that
-// owns the address then (ownerMaps, keyed like the counting maps); the mark
-// stays with the connection for its whole life. A packet of a connection
-// whose mark is the gateway's (markTag set) but no longer live (liveSet: the
-// claim ended, because its route was deleted or stopped naming the address)
-// is dropped and answered with a TCP reset, before it is counted: the
-// connection closes at its next packet, and nothing flows on it unbilled.
-const (
-	// ownerMap4 and ownerMap6 map an address to the mark of its owning
-	// claim.
-	ownerMap4 = "owner4"
-	ownerMap6 = "owner6"
-	// liveSet holds the marks of every claim that lives.
-	liveSet = "live"
-)
-
-// newMarkSets returns the owner maps, 0 for IPv4 and 1 for IPv6, and the
-// set of live marks of table.
-func newMarkSets(table *nftables.Table) (owners [2]*nftables.Set, live *nftables.Set) {
-	for i, key := range []nftables.SetDatatype{
-		nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService),
-		nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetService),
-	} {
-		owners[i] = &nftables.Set{
-			Table:        table,
-			Name:         [...]string{ownerMap4, ownerMap6}[i],
-			IsMap:        true,
-			KeyType:      key,
-			DataType:     nftables.TypeMark,
-			KeyByteOrder: binaryutil.BigEndian,
-		}
-	}
-	live = &nftables.Set{Table: table, Name: liveSet, KeyType: nftables.TypeMark, KeyByteOrder: binaryutil.NativeEndian}
-	return owners, live
-}
-
 // baseChains returns the tx and rx chains, by direction.
 func (k *Kernel) baseChains() [2]*nftables.Chain {
 	accept := nftables.ChainPolicyAccept
@@ -179,73 +129,10 @@ func (k *Kernel) baseChains() [2]*nftables.Chain {
 	}
 }
 
-// baseRules returns the rules of base chain c. Those of tx first mark new
-// connections, for IPv4 and IPv6 TCP, with the mark of the owner of their
-// destination; both chains then reset the connections of retired marks
-// (resetRule), then count: for IPv4 and IPv6 TCP, the backend's address and
-// port (destination for tx, source for rx) looked up in the verdict map of
-// that family.
+// baseRules returns the two rules of base chain c: for IPv4 and IPv6 TCP,
+// the backend's address and port (destination for tx, source for rx) looked
+// up in the verdict map of that family.
 func (k *Kernel) baseRules(c *nftables.Chain) []*nftables.Rule {
-	var out []*nftables.Rule
-	if c.Name == txChain {
-		out = append(out, k.markRules(c)...)
-	}
-	out = append(out, k.resetRule(c))
-	return append(out, k.countRules(c)...)
-}
-
-// markRules returns the rules that give the first packet of a TCP
-// connection, IPv4 and IPv6, the mark of the owner of its destination
-// address and port; a destination no claim owns leaves the mark alone.
-func (k *Kernel) markRules(c *nftables.Chain) []*nftables.Rule {
-	rule := func(proto byte, addrOffset, addrLen, portReg uint32, m *nftables.Set) *nftables.Rule {
-		return &nftables.Rule{Table: k.table, Chain: c, Exprs: []expr.Any{
-			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
-			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
-			&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
-			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
-				Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitNEW), Xor: make([]byte, 4)},
-			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
-			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: addrOffset, Len: addrLen},
-			&expr.Payload{DestRegister: portReg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-			&expr.Lookup{SourceRegister: 1, IsDestRegSet: true, DestRegister: 1, SetName: m.Name, SetID: m.ID},
-			&expr.Ct{Key: expr.CtKeyMARK, Register: 1, SourceRegister: true},
-		}}
-	}
-	return []*nftables.Rule{
-		rule(unix.NFPROTO_IPV4, 16, 4, unix.NFT_REG32_01, k.owners[0]),
-		rule(unix.NFPROTO_IPV6, 24, 16, unix.NFT_REG_2, k.owners[1]),
-	}
-}
-
-// resetRule returns the rule that drops a TCP packet of a connection whose
-// mark is the gateway's but not live, and answers it with a reset. A reset
-// itself passes: the kernel ties the reset it sends to the connection of
-// the packet it answers, and would otherwise drop it too.
-func (k *Kernel) resetRule(c *nftables.Chain) *nftables.Rule {
-	tag := binaryutil.NativeEndian.PutUint32(markTag)
-	return &nftables.Rule{Table: k.table, Chain: c, Exprs: []expr.Any{
-		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
-		&expr.Ct{Key: expr.CtKeyMARK, Register: 1},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: tag, Xor: make([]byte, 4)},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: tag},
-		// The flags of the TCP header; RST is 0x04.
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{0x04}, Xor: []byte{0}},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0}},
-		&expr.Ct{Key: expr.CtKeyMARK, Register: 1},
-		&expr.Lookup{SourceRegister: 1, SetName: k.live.Name, SetID: k.live.ID, Invert: true},
-		&expr.Reject{Type: unix.NFT_REJECT_TCP_RST},
-	}}
-}
-
-// countRules returns the two counting rules of base chain c: for IPv4 and
-// IPv6 TCP, the backend's address and port (destination for tx, source for
-// rx) looked up in the verdict map of that family.
-func (k *Kernel) countRules(c *nftables.Chain) []*nftables.Rule {
 	d := tx
 	if c.Name == rxChain {
 		d = rx
@@ -276,15 +163,6 @@ func (k *Kernel) countRules(c *nftables.Chain) []*nftables.Rule {
 	}
 }
 
-// sets returns the maps and sets of the table, in the order setUp adds them.
-func (k *Kernel) sets() []*nftables.Set {
-	var out []*nftables.Set
-	for _, maps := range k.maps {
-		out = append(out, maps[:]...)
-	}
-	return append(append(out, k.owners[:]...), k.live)
-}
-
 // shapeReader is what misshapen reads of the table: an *nftables.Conn, or a
 // fake in tests.
 type shapeReader interface {
@@ -301,16 +179,16 @@ func (k *Kernel) misshapen(conn shapeReader) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("listing maps: %w", err)
 	}
-	wantSets := k.sets()
 	var want []string
-	for _, s := range wantSets {
-		want = append(want, s.Name)
+	for _, maps := range k.maps {
+		for _, m := range maps {
+			want = append(want, m.Name)
+		}
 	}
 	var got []string
 	for _, s := range sets {
-		i := slices.IndexFunc(wantSets, func(w *nftables.Set) bool { return w.Name == s.Name })
-		if i >= 0 && (s.IsMap != wantSets[i].IsMap || s.Interval || s.Constant || s.HasTimeout) {
-			return fmt.Sprintf("set %s is not a plain %s", quote.Short(s.Name), map[bool]string{true: "map", false: "set"}[wantSets[i].IsMap]), nil
+		if !s.IsMap || s.Interval || s.Constant || s.HasTimeout {
+			return fmt.Sprintf("set %s is not a plain map", quote.Short(s.Name)), nil
 		}
 		got = append(got, s.Name)
 	}
@@ -353,23 +231,13 @@ func (k *Kernel) misshapen(conn shapeReader) (string, error) {
 }
 
 // sameExprs compares the expressions of a rule read back with those of a
-// rule to add. The kernel does not give back the batch-local set ID, and
-// the library drops the source register of a conntrack expression.
+// rule to add. The kernel does not give back the batch-local set ID.
 func sameExprs(got, want []expr.Any) bool {
 	if len(got) != len(want) {
 		return false
 	}
 	for i := range got {
 		g, w := got[i], want[i]
-		if gc, ok := g.(*expr.Ct); ok {
-			if wc, ok := w.(*expr.Ct); ok && wc.SourceRegister {
-				// google/nftables v0.3.0 does not read NFTA_CT_SREG
-				// back: a "ct mark set" comes back without it.
-				c := *gc
-				c.Register, c.SourceRegister = wc.Register, true
-				g = &c
-			}
-		}
 		if gl, ok := g.(*expr.Lookup); ok {
 			if wl, ok := w.(*expr.Lookup); ok {
 				gc, wc := *gl, *wl
