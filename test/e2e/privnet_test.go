@@ -145,6 +145,7 @@ func TestPrivateNetwork(t *testing.T) {
 	}
 	e.waitHTTP(t, "office-web.gw.test", "office-web")
 	e.waitPassthrough(t, "office-tls.gw.test", "office-tls")
+	e.waitHTTP(t, "office-pair.gw.test", "office-web")
 	if web.Hits() == 0 || tlsB.TLSHits() == 0 {
 		t.Fatalf("the namespace's backends served %d and %d requests", web.Hits(), tlsB.TLSHits())
 	}
