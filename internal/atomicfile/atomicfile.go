@@ -61,6 +61,23 @@ func WriteStagedNoSync(staging, path string, data []byte, perm fs.FileMode) erro
 	return nil
 }
 
+// WriteStagedVolatile is WriteStaged without any sync: a reader of path sees
+// the old content or data, never a part of it, but a power cut may leave
+// either, or an empty file. It is for files derived from a source that is
+// durable on its own and that are written again from it after a crash, so
+// that their writes need not wait for the disk.
+func WriteStagedVolatile(staging, path string, data []byte, perm fs.FileMode) error {
+	tmp, err := writeTempSync(staging, path, data, perm, false)
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("renaming %s into place: %w", path, err)
+	}
+	return nil
+}
+
 // RemoveNoSync is Remove without the sync of path's folder, as
 // WriteStagedNoSync is WriteStaged.
 func RemoveNoSync(path string) error {
@@ -189,6 +206,11 @@ func injectedSyncFault(dir string) error {
 // synced and with mode perm, and returns its name. os.CreateTemp opens it
 // with O_EXCL, so a planted file or link is never written through.
 func writeTemp(dir, path string, data []byte, perm fs.FileMode) (string, error) {
+	return writeTempSync(dir, path, data, perm, true)
+}
+
+// writeTempSync is writeTemp, whose file is synced when sync is set.
+func writeTempSync(dir, path string, data []byte, perm fs.FileMode, sync bool) (string, error) {
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*"+TempSuffix)
 	if err != nil {
 		return "", fmt.Errorf("writing %s: %w", path, err)
@@ -197,7 +219,7 @@ func writeTemp(dir, path string, data []byte, perm fs.FileMode) (string, error) 
 	if err == nil {
 		err = f.Chmod(perm)
 	}
-	if err == nil {
+	if err == nil && sync {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {

@@ -153,3 +153,22 @@ func TestMoveNeverReplaces(t *testing.T) {
 		t.Fatalf("folder moved: %v", err)
 	}
 }
+
+// TestWriteStagedVolatile guards the writes of derived files: the path
+// holds the new content once it returns, and no temporary file is left in
+// the staging folder.
+func TestWriteStagedVolatile(t *testing.T) {
+	dir, staging := t.TempDir(), t.TempDir()
+	path := filepath.Join(dir, "routes~01.yaml")
+	for _, content := range []string{"first\n", "second\n"} {
+		if err := WriteStagedVolatile(staging, path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := os.ReadFile(path); err != nil || string(got) != content {
+			t.Fatalf("%s holds %q, %v; want %q", path, got, err, content)
+		}
+	}
+	if left, _ := os.ReadDir(staging); len(left) != 0 {
+		t.Fatalf("staging folder holds %d entries", len(left))
+	}
+}

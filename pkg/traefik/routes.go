@@ -360,9 +360,10 @@ func (r *Routes) Published(id string) (bool, error) {
 }
 
 // writeGroup makes group file n hold routes, or removes it when there are
-// none, and keeps them as the group's. The folder is synced when sync is
-// set, and left to Sync otherwise. An error that wraps ErrNotDurable means
-// the change took place.
+// none, and keeps them as the group's. The file and the folder are synced
+// when sync is set; otherwise the write is volatile (the store is what
+// survives a crash) and the folder's sync is left to Sync. An error that
+// wraps ErrNotDurable means the change took place.
 func (r *Routes) writeGroup(n int, routes map[string]*Configuration, sync bool) error {
 	g := &r.groups[n]
 	name := groupName(n)
@@ -396,7 +397,9 @@ func (r *Routes) writeGroup(n int, routes map[string]*Configuration, sync bool) 
 	}
 	write := r.dir.writeStamped
 	if !sync {
-		write = r.dir.writeStampedNoSync
+		// The store holds what the file is derived from: a power cut
+		// that loses this write is repaired by Reset at the next start.
+		write = r.dir.writeStampedVolatile
 	}
 	st, err := write(name, encodeGroup(encs))
 	if err != nil && !errors.Is(err, ErrNotDurable) {
