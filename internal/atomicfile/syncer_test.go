@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -17,6 +18,19 @@ func TestSyncerSharesSyncs(t *testing.T) {
 	staging := t.TempDir()
 	s := NewSyncer(dir)
 	const writers = 64
+	// The first sync lasts until every writer has made its change: on an
+	// idle machine with a fast disk each sync would otherwise end before
+	// the next writer comes, and there would be nothing to share.
+	allChanged := make(chan struct{})
+	var changes atomic.Int32
+	first := true // syncDir runs one call at a time
+	s.syncDir = func(dir string) error {
+		if first {
+			first = false
+			<-allChanged
+		}
+		return SyncDir(dir)
+	}
 	var wg sync.WaitGroup
 	errs := make(chan error, writers)
 	for i := range writers {
@@ -26,6 +40,9 @@ func TestSyncerSharesSyncs(t *testing.T) {
 				return
 			}
 			s.Changed()
+			if changes.Add(1) == writers {
+				close(allChanged)
+			}
 			errs <- s.Sync()
 		})
 	}
