@@ -34,13 +34,8 @@ func Write(path string, data []byte, perm fs.FileMode) error {
 // event per write, the rename. An error that wraps ErrNotDurable means path
 // holds data.
 func WriteStaged(staging, path string, data []byte, perm fs.FileMode) error {
-	tmp, err := writeTemp(staging, path, data, perm)
-	if err != nil {
+	if err := renameStaged(staging, path, data, perm, true); err != nil {
 		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("renaming %s into place: %w", path, err)
 	}
 	return syncAfter(path, "written")
 }
@@ -50,15 +45,7 @@ func WriteStaged(staging, path string, data []byte, perm fs.FileMode) error {
 // that (SyncDir, or a Syncer) makes it survive a power cut. Any error means
 // nothing changed.
 func WriteStagedNoSync(staging, path string, data []byte, perm fs.FileMode) error {
-	tmp, err := writeTemp(staging, path, data, perm)
-	if err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("renaming %s into place: %w", path, err)
-	}
-	return nil
+	return renameStaged(staging, path, data, perm, true)
 }
 
 // WriteStagedVolatile is WriteStaged without any sync: a reader of path sees
@@ -67,7 +54,13 @@ func WriteStagedNoSync(staging, path string, data []byte, perm fs.FileMode) erro
 // durable on its own and that are written again from it after a crash, so
 // that their writes need not wait for the disk.
 func WriteStagedVolatile(staging, path string, data []byte, perm fs.FileMode) error {
-	tmp, err := writeTempSync(staging, path, data, perm, false)
+	return renameStaged(staging, path, data, perm, false)
+}
+
+// renameStaged writes data to a temporary file in staging, synced when
+// syncFile is set, and renames it to path.
+func renameStaged(staging, path string, data []byte, perm fs.FileMode, syncFile bool) error {
+	tmp, err := writeTempSync(staging, path, data, perm, syncFile)
 	if err != nil {
 		return err
 	}
@@ -78,8 +71,8 @@ func WriteStagedVolatile(staging, path string, data []byte, perm fs.FileMode) er
 	return nil
 }
 
-// RemoveNoSync is Remove without the sync of path's folder, as
-// WriteStagedNoSync is WriteStaged.
+// RemoveNoSync is Remove without the sync of path's folder, which a later
+// SyncDir or Syncer makes durable.
 func RemoveNoSync(path string) error {
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("removing %s: %w", path, err)

@@ -50,17 +50,6 @@ func (x *index) list() []Proxy {
 	return out
 }
 
-// only returns the values of m whose key is a workload the index holds.
-func (x *index) only(m map[string]float64) map[string]float64 {
-	out := make(map[string]float64, len(m))
-	for id, v := range m {
-		if _, ok := x.byID[id]; ok {
-			out[id] = v
-		}
-	}
-	return out
-}
-
 // checkOwn refuses a route read back at start whose backends include one of
 // the node's own addresses, loopback ones excepted as in Policy.Check: the
 // node may have gained the address since the route was set.

@@ -14,24 +14,18 @@ import "github.com/threefoldtech/gateway/pkg/traefik"
 // Traefik's sight and kept for an operator, never overwritten nor deleted.
 type Publisher interface {
 	// Publish makes cfg the live configuration of route id, replacing any
-	// earlier one. Once it returns the route is live; once a Sync called
-	// after it returns, it survives a crash. Any error means nothing
-	// changed.
+	// earlier one. Once it returns the route is live; it need not survive
+	// a power cut (the store does, and Reset writes it again at start).
+	// Any error means nothing changed.
 	Publish(id string, cfg *traefik.Configuration) error
 	// PublishEach publishes each configuration of cfgs as Publish does,
 	// at the cost of one write per group of routes, and returns the error
 	// of each route it could not publish (nil: all of them are live).
 	PublishEach(cfgs map[string]*traefik.Configuration) map[string]error
 	// Unpublish removes route id; one that is not there is not an error.
-	// As for Publish, the removal survives a crash once a Sync after it
-	// returns; any error means nothing changed.
+	// As for Publish, the removal is live once it returns; any error means
+	// nothing changed.
 	Unpublish(id string) error
-	// Sync makes what Publish and Unpublish changed before it was called
-	// survive a crash. Callers waiting at once share one sync, so the
-	// module calls it without holding its lock. An error wraps
-	// traefik.ErrNotDurable: the changes are live but may not survive a
-	// power cut.
-	Sync() error
 	// Reset makes the published routes exactly cfgs, durably, at start,
 	// writing only what differs, and returns how many files it changed.
 	Reset(cfgs map[string]*traefik.Configuration) (changed int, err error)

@@ -127,9 +127,9 @@ func (s *Store) SetAside() (string, error) { return s.setAside, s.setAsideErr }
 // Path returns the store's file.
 func (s *Store) Path() string { return s.path }
 
-// Created tells whether Open made the file: the gateway started on this
-// root for the first time with a store, and imports what earlier versions
-// left in files.
+// Created tells whether Open made the file: a root without a store yet, or
+// one whose store Open set aside. (What earlier versions left in files is
+// imported until the store says it was, whatever this says.)
 func (s *Store) Created() bool { return s.created }
 
 // Update runs fn in a read-write transaction and commits it, durably, when

@@ -182,9 +182,6 @@ func TestTLSSectionOnlyInReservedFile(t *testing.T) {
 	if err := r.Publish("a", testRoute("a", 0)); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Sync(); err != nil {
-		t.Fatal(err)
-	}
 	data, err := os.ReadFile(r.Locate("a"))
 	if err != nil {
 		t.Fatal(err)

@@ -115,8 +115,8 @@ func (r *Routes) QuarantinePath() string { return r.quarantine }
 
 // Publish makes cfg the configuration of route id, replacing any earlier
 // one, by writing the route's group file again. Every element of cfg must be
-// named id. Once it returns the route is live, Traefik sees one change, and
-// a Sync called after it makes the route survive a crash. What the group
+// named id. Once it returns the route is live and Traefik sees one change;
+// the write does not wait for the disk (writeGroup). What the group
 // file held that the gateway did not write is moved to quarantine first
 // (the next Sweep returns it). Any error means nothing changed.
 func (r *Routes) Publish(id string, cfg *Configuration) error {
@@ -127,8 +127,7 @@ func (r *Routes) Publish(id string, cfg *Configuration) error {
 // route, as Publish does, writing each group file that changes once. It
 // returns the error of each route it could not publish (nil when it
 // published them all): the routes of one group file succeed or fail
-// together, and each route is live or unchanged. As for Publish, a Sync
-// after it makes the changes survive a crash.
+// together, and each route is live or unchanged.
 func (r *Routes) PublishEach(cfgs map[string]*Configuration) map[string]error {
 	var failed map[string]error
 	fail := func(id string, err error) {
@@ -186,9 +185,8 @@ func (r *Routes) PublishEach(cfgs map[string]*Configuration) map[string]error {
 }
 
 // Unpublish removes route id from its group file, and the file with its
-// last route. A route that is not there is not an error. As for Publish, a
-// Sync after it makes the removal survive a crash; any error means nothing
-// changed.
+// last route. A route that is not there is not an error. As for Publish,
+// it does not wait for the disk; any error means nothing changed.
 func (r *Routes) Unpublish(id string) error {
 	if err := checkName(id); err != nil {
 		return err
@@ -206,12 +204,6 @@ func (r *Routes) Unpublish(id string) error {
 	delete(routes, id)
 	return r.writeGroup(n, routes, false)
 }
-
-// Sync makes every change Publish and Unpublish made before it was called
-// survive a crash: it syncs the folder, one sync for the changes of all
-// callers waiting at once (group commit), without holding the lock of the
-// routes. An error wraps ErrNotDurable: the changes are live.
-func (r *Routes) Sync() error { return r.dir.Sync() }
 
 // PublishAnchor makes cfg the content of the reserved file, or removes it
 // when cfg is nil. A file that holds exactly cfg is left as it is, so a
@@ -361,9 +353,9 @@ func (r *Routes) Published(id string) (bool, error) {
 
 // writeGroup makes group file n hold routes, or removes it when there are
 // none, and keeps them as the group's. The file and the folder are synced
-// when sync is set; otherwise the write is volatile (the store is what
-// survives a crash) and the folder's sync is left to Sync. An error that
-// wraps ErrNotDurable means the change took place.
+// when sync is set; otherwise the write is volatile: the store is what
+// survives a crash, and Reset writes the group again at start. An error
+// that wraps ErrNotDurable means the change took place.
 func (r *Routes) writeGroup(n int, routes map[string]*Configuration, sync bool) error {
 	g := &r.groups[n]
 	name := groupName(n)

@@ -182,19 +182,6 @@ func (d *Dir) writeStamped(name string, data []byte) (Stamp, error) {
 	return d.stamped(name, d.Write(name, data))
 }
 
-// writeStampedNoSync is writeStamped without the sync of the folder, which
-// is left to Sync. Any error means nothing changed.
-func (d *Dir) writeStampedNoSync(name string, data []byte) (Stamp, error) {
-	if err := checkName(name); err != nil {
-		return Stamp{}, err
-	}
-	if err := atomicfile.WriteStagedNoSync(d.staging, d.File(name), data, 0o644); err != nil {
-		return Stamp{}, err
-	}
-	d.syncer.Changed()
-	return d.stamped(name, nil)
-}
-
 // writeStampedVolatile is writeStamped without any sync (a file derived from
 // the store, written again from it at start): Traefik reads the old content
 // or the new, and the write does not wait for the disk.
