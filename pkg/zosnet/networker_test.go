@@ -93,22 +93,29 @@ func (c loopClient) RequestContext(ctx context.Context, module string, object zb
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}
-	req, err := zbus.NewRequest("id", "id", object, method, args...)
-	if err != nil {
-		return nil, err
-	}
-	data, err := req.Encode()
-	if err != nil {
-		return nil, err
-	}
-	if req, err = zbus.LoadRequest(data); err != nil {
-		return nil, err
-	}
-	out, err := zbus.NewSurrogate(c.object).CallRequest(req)
+	out, err := wireCall(c.object, object, method, args...)
 	if err != nil {
 		return nil, err
 	}
 	return zbus.NewResponse("id", out, ""), nil
+}
+
+// wireCall calls method of obj as a zbus server would: the arguments
+// encoded into a request as a client does, decoded, and dispatched by zbus's
+// own Surrogate, so that the types are checked on the wire.
+func wireCall(obj any, id zbus.ObjectID, method string, args ...any) (zbus.Output, error) {
+	req, err := zbus.NewRequest("id", "id", id, method, args...)
+	if err != nil {
+		return zbus.Output{}, err
+	}
+	data, err := req.Encode()
+	if err != nil {
+		return zbus.Output{}, err
+	}
+	if req, err = zbus.LoadRequest(data); err != nil {
+		return zbus.Output{}, err
+	}
+	return zbus.NewSurrogate(obj).CallRequest(req)
 }
 
 func TestNetworker(t *testing.T) {

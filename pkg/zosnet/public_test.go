@@ -235,25 +235,14 @@ func (b *bus) RequestContext(ctx context.Context, module string, object zbus.Obj
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}
-	req, err := zbus.NewRequest("id", "id", object, method, args...)
-	if err != nil {
-		return nil, err
-	}
-	data, err := req.Encode()
-	if err != nil {
-		return nil, err
-	}
-	if req, err = zbus.LoadRequest(data); err != nil {
-		return nil, err
-	}
-	out, err := zbus.NewSurrogate(b.obj).CallRequest(req)
-	var msg string
+	out, err := wireCall(b.obj, object, method, args...)
 	if err != nil {
 		// zbus v1.0.1's Redis client returns neither response nor error
 		// for such a call.
 		return nil, nil
 	}
-	if data, err = zbus.NewResponse(req.ID, out, msg).Encode(); err != nil {
+	data, err := zbus.NewResponse("id", out, "").Encode()
+	if err != nil {
 		return nil, err
 	}
 	return zbus.LoadResponse(data)
