@@ -125,6 +125,24 @@ func (e *env) waitHTTP(t testing.TB, host, backend string) {
 	})
 }
 
+// getFrom sends GET https://host/ with client and wants a 200 from backend.
+func getFrom(ctx context.Context, client *http.Client, host, backend string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+host+"/", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if got := resp.Header.Get(harness.HeaderBackend); resp.StatusCode != http.StatusOK || got != backend {
+		return fmt.Errorf("%s: status %d from backend %q", host, resp.StatusCode, got)
+	}
+	return nil
+}
+
 // tlsGet opens a TLS connection with SNI host to websecure and sends GET /.
 func (e *env) tlsGet(host string) (harness.TLSAnswer, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

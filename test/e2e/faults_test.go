@@ -43,17 +43,8 @@ type faultRoutes struct{ http, tls string }
 func (r faultRoutes) check(e *env, client *http.Client) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+r.http+"/", nil)
-	if err != nil {
+	if err := getFrom(ctx, client, r.http, "fault"); err != nil {
 		return err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || resp.Header.Get(harness.HeaderBackend) != "fault" {
-		return fmt.Errorf("%s: status %d from backend %q", r.http, resp.StatusCode, resp.Header.Get(harness.HeaderBackend))
 	}
 	a, err := harness.TLSGet(ctx, e.gw.WebSecureAddr, r.tls, "/")
 	if err != nil {

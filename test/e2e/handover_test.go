@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"sync"
@@ -217,18 +216,5 @@ func handoverRequest(e *env, r faultRoutes, client *http.Client, passthrough boo
 		}
 		return nil
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+r.http+"/", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || resp.Header.Get(harness.HeaderBackend) != "handover" {
-		return fmt.Errorf("%s: status %d from backend %q", r.http, resp.StatusCode, resp.Header.Get(harness.HeaderBackend))
-	}
-	return nil
+	return getFrom(ctx, client, r.http, "handover")
 }
